@@ -1,0 +1,5 @@
+"""``python -m popvault``: the same as the ``popvault`` command."""
+
+from popvault.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""pop3 package."""
