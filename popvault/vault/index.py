@@ -1,0 +1,344 @@
+"""The local index cache: a SQLite file rebuilt from the vault (docs/format.md §9).
+
+The vault's authoritative index is its encrypted segments (and, failing those, its
+packs). This cache holds the same facts in plaintext for fast listing and look-ups, so
+it lives outside the vault, in ``$XDG_CACHE_HOME/popvault/<vault id>.sqlite`` with mode
+0600 in a 0700 folder. It records which commits it has applied; a cache that knows a
+commit the vault does not is discarded and rebuilt. Deleting it is always safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from popvault.vault.pack import BlobLocation
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS commits(name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS blobs(
+  id BLOB PRIMARY KEY, kind TEXT NOT NULL, pack TEXT NOT NULL, frame INTEGER NOT NULL,
+  frame_offset INTEGER NOT NULL, frame_length INTEGER NOT NULL,
+  offset INTEGER NOT NULL, length INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages(
+  id BLOB PRIMARY KEY, size INTEGER NOT NULL, pieces TEXT NOT NULL,
+  date REAL, received REAL, from_ TEXT, to_ TEXT, cc TEXT, subject TEXT, message_id TEXT,
+  file_time REAL, first_archived REAL);
+CREATE TABLE IF NOT EXISTS sources(
+  msg BLOB NOT NULL, account TEXT NOT NULL, uidl TEXT, source TEXT NOT NULL, flags TEXT,
+  archived REAL NOT NULL, file_time REAL, from_line_time REAL);
+CREATE INDEX IF NOT EXISTS sources_account ON sources(account, uidl);
+CREATE INDEX IF NOT EXISTS sources_msg ON sources(msg);
+CREATE TABLE IF NOT EXISTS deletions(
+  account TEXT NOT NULL, uidl TEXT NOT NULL, msg BLOB, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS restores(
+  target TEXT NOT NULL, msg BLOB NOT NULL, uid INTEGER, time REAL NOT NULL,
+  PRIMARY KEY(target, msg));
+"""
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One distinct message as the cache knows it."""
+
+    id: bytes
+    size: int
+    pieces: list[Any]
+    date: float | None
+    received: float | None
+    from_: str
+    to: str
+    cc: str
+    subject: str
+    message_id: str
+    file_time: float | None
+    first_archived: float
+    accounts: list[str]
+    uidls: list[str]
+    sources: list[str]
+    flags: str | None
+
+    @property
+    def delivered(self) -> float:
+        """When it reached its mailbox: Received, else file/From_ time, else archived."""
+        for t in (self.received, self.file_time):
+            if t is not None:
+                return t
+        return self.first_archived
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Message filters shared by list, export and restore (all optional, all AND)."""
+
+    account: str | None = None
+    since: float | None = None
+    until: float | None = None
+    from_: str | None = None
+    to: str | None = None
+    subject: str | None = None
+    ids: frozenset[bytes] | None = None
+
+
+class IndexCache:
+    """A connection to one vault's cache file. Not shared between threads."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is None:
+            self.db = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(path.parent, 0o700)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            os.chmod(path, 0o600)
+            self.db = sqlite3.connect(path, timeout=60, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- identity -------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES(?,?)", (key, value))
+
+    def reset(self, vault_id: str) -> None:
+        """Empty every table (before a rebuild)."""
+        with self.db:
+            for t in ("meta", "commits", "blobs", "messages", "sources", "deletions", "restores"):
+                self.db.execute(f"DELETE FROM {t}")  # noqa: S608 (fixed names)
+            self.set_meta("vault_id", vault_id)
+            self.set_meta("schema", SCHEMA_VERSION)
+
+    def applied_commits(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM commits")}
+
+    # --- applying a commit -------------------------------------------------------------
+
+    def apply(
+        self, commit: str | None, blobs: Iterable[BlobLocation], records: Iterable[dict[str, Any]]
+    ) -> None:
+        """Add one commit's blob locations and records, in one transaction."""
+        with self.db:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO blobs VALUES(?,?,?,?,?,?,?,?)",
+                (
+                    (b.blob_id, b.kind, b.pack, b.frame, b.frame_offset, b.frame_length)
+                    + (b.offset, b.length)
+                    for b in blobs
+                ),
+            )
+            for r in records:
+                self._apply_record(r)
+            if commit is not None:
+                self.db.execute("INSERT OR IGNORE INTO commits VALUES(?)", (commit,))
+
+    def _apply_record(self, r: dict[str, Any]) -> None:
+        t = r.get("t")
+        if t == "msg":
+            m = r.get("meta") or {}
+            self.db.execute(
+                "INSERT OR IGNORE INTO messages VALUES(?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
+                (
+                    bytes.fromhex(r["id"]),
+                    int(r["size"]),
+                    json.dumps(r["pieces"]),
+                    m.get("date"),
+                    m.get("received"),
+                    m.get("from", ""),
+                    m.get("to", ""),
+                    m.get("cc", ""),
+                    m.get("subject", ""),
+                    m.get("message_id", ""),
+                ),
+            )
+        elif t == "src":
+            mid = bytes.fromhex(r["msg"])
+            ft = r.get("file_time") if r.get("file_time") is not None else r.get("from_line_time")
+            self.db.execute(
+                "INSERT INTO sources VALUES(?,?,?,?,?,?,?,?)",
+                (
+                    mid,
+                    r["account"],
+                    r.get("uidl"),
+                    r["source"],
+                    r.get("flags"),
+                    float(r["archived"]),
+                    r.get("file_time"),
+                    r.get("from_line_time"),
+                ),
+            )
+            self.db.execute(
+                "UPDATE messages SET first_archived = MIN(COALESCE(first_archived, ?), ?),"
+                " file_time = CASE WHEN ? IS NULL THEN file_time"
+                " ELSE MIN(COALESCE(file_time, ?), ?) END WHERE id=?",
+                (r["archived"], r["archived"], ft, ft, ft, mid),
+            )
+        elif t == "del":
+            msg = bytes.fromhex(r["msg"]) if r.get("msg") else None
+            self.db.execute(
+                "INSERT INTO deletions VALUES(?,?,?,?)", (r["account"], r["uidl"], msg, r["time"])
+            )
+        elif t == "rst":
+            self.db.execute(
+                "INSERT OR REPLACE INTO restores VALUES(?,?,?,?)",
+                (r["target"], bytes.fromhex(r["msg"]), r.get("uid"), r["time"]),
+            )
+
+    # --- look-ups -----------------------------------------------------------------
+
+    def blob(self, blob_id: bytes) -> BlobLocation | None:
+        row = self.db.execute(
+            "SELECT kind, pack, frame, frame_offset, frame_length, offset, length"
+            " FROM blobs WHERE id=?",
+            (blob_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return BlobLocation(blob_id, *row)
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        return self.db.execute("SELECT 1 FROM blobs WHERE id=?", (blob_id,)).fetchone() is not None
+
+    def has_message(self, msg_id: bytes) -> bool:
+        row = self.db.execute("SELECT 1 FROM messages WHERE id=?", (msg_id,)).fetchone()
+        return row is not None
+
+    def source_exists(self, msg: bytes, account: str, uidl: str | None, source: str) -> bool:
+        if uidl is not None:
+            q = "SELECT 1 FROM sources WHERE msg=? AND account=? AND uidl=?"
+            return self.db.execute(q, (msg, account, uidl)).fetchone() is not None
+        q = "SELECT 1 FROM sources WHERE msg=? AND account=? AND source=?"
+        return self.db.execute(q, (msg, account, source)).fetchone() is not None
+
+    def uidls(self, account: str) -> dict[str, bytes]:
+        """UIDL -> message id of everything archived for ``account``."""
+        rows = self.db.execute(
+            "SELECT uidl, msg FROM sources WHERE account=? AND uidl IS NOT NULL", (account,)
+        )
+        return {u: m for u, m in rows}
+
+    def first_archived(self, account: str, uidl: str) -> float | None:
+        row = self.db.execute(
+            "SELECT MIN(archived) FROM sources WHERE account=? AND uidl=?", (account, uidl)
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def deleted_uidls(self, account: str) -> set[str]:
+        rows = self.db.execute("SELECT uidl FROM deletions WHERE account=?", (account,))
+        return {r[0] for r in rows}
+
+    def restored(self, target: str) -> set[bytes]:
+        return {r[0] for r in self.db.execute("SELECT msg FROM restores WHERE target=?", (target,))}
+
+    def resolve_prefix(self, prefix: str) -> list[bytes]:
+        """Up to two message ids starting with the hex ``prefix`` (two means ambiguous)."""
+        rows = self.db.execute(
+            "SELECT id FROM messages WHERE hex(id) LIKE ? LIMIT 2", (prefix.upper() + "%",)
+        )
+        return [r[0] for r in rows]
+
+    def message_ids(self) -> list[bytes]:
+        return [r[0] for r in self.db.execute("SELECT id FROM messages ORDER BY id")]
+
+    def messages(self, flt: Filter | None = None) -> Iterator[MessageRow]:
+        """Messages matching ``flt``, oldest delivery first."""
+        flt = flt or Filter()
+        where: list[str] = []
+        args: list[Any] = []
+        delivered = "COALESCE(m.received, m.file_time, m.first_archived)"
+        if flt.account is not None:
+            where.append("EXISTS(SELECT 1 FROM sources s2 WHERE s2.msg=m.id AND s2.account=?)")
+            args.append(flt.account)
+        if flt.since is not None:
+            where.append(f"{delivered} >= ?")
+            args.append(flt.since)
+        if flt.until is not None:
+            where.append(f"{delivered} < ?")
+            args.append(flt.until)
+        for col, val in (("from_", flt.from_), ("to_ || ' ' || m.cc", flt.to), ("subject", flt.subject)):
+            if val is not None:
+                where.append(f"instr(lower(m.{col}), lower(?)) > 0")
+                args.append(val)
+        sql = (
+            "SELECT m.id, m.size, m.pieces, m.date, m.received, m.from_, m.to_, m.cc, m.subject,"
+            " m.message_id, m.file_time, m.first_archived FROM messages m"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {delivered}, m.id"
+        for row in self.db.execute(sql, args).fetchall():
+            if flt.ids is not None and row[0] not in flt.ids:
+                continue
+            yield self._row(row)
+
+    def message(self, msg_id: bytes) -> MessageRow | None:
+        row = self.db.execute(
+            "SELECT m.id, m.size, m.pieces, m.date, m.received, m.from_, m.to_, m.cc, m.subject,"
+            " m.message_id, m.file_time, m.first_archived FROM messages m WHERE id=?",
+            (msg_id,),
+        ).fetchone()
+        return None if row is None else self._row(row)
+
+    def _row(self, row: Sequence[Any]) -> MessageRow:
+        srcs = self.db.execute(
+            "SELECT account, uidl, source, flags FROM sources WHERE msg=? ORDER BY archived",
+            (row[0],),
+        ).fetchall()
+        accounts = sorted({s[0] for s in srcs})
+        uidls = [s[1] for s in srcs if s[1] is not None]
+        flags = next((s[3] for s in srcs if s[3] is not None), None)
+        return MessageRow(
+            id=row[0],
+            size=row[1],
+            pieces=json.loads(row[2]),
+            date=row[3],
+            received=row[4],
+            from_=row[5] or "",
+            to=row[6] or "",
+            cc=row[7] or "",
+            subject=row[8] or "",
+            message_id=row[9] or "",
+            file_time=row[10],
+            first_archived=row[11] if row[11] is not None else 0.0,
+            accounts=accounts,
+            uidls=uidls,
+            sources=[s[2] for s in srcs],
+            flags=flags,
+        )
+
+    def totals(self) -> dict[str, int]:
+        def one(sql: str) -> int:
+            v = self.db.execute(sql).fetchone()[0]
+            return int(v or 0)
+
+        return {
+            "messages": one("SELECT COUNT(*) FROM messages"),
+            "raw_bytes": one("SELECT SUM(size) FROM messages"),
+            "arrivals": one("SELECT COUNT(*) FROM sources"),
+            "arrival_bytes": one(
+                "SELECT SUM(m.size) FROM sources s JOIN messages m ON m.id = s.msg"
+            ),
+            "accounts": one("SELECT COUNT(DISTINCT account) FROM sources"),
+            "blobs": one("SELECT COUNT(*) FROM blobs"),
+            "blob_bytes": one("SELECT SUM(length) FROM blobs"),
+        }
+
+    def accounts(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT account FROM sources ORDER BY 1")]

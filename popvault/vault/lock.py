@@ -1,0 +1,95 @@
+"""The writer lock: one writer per vault at a time (docs/format.md §10).
+
+The lock is the object ``lock``, created exclusively, holding JSON with host, pid, the
+process start time (from /proc, to survive pid reuse) and when it was taken. A lock held
+by a process that no longer runs on this host is stale: it is broken and the caller is
+told. A lock of a live process, or of another host, raises VaultLocked (exit 11).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from popvault.errors import VaultLocked
+from popvault.vault.backend import Backend
+
+LOCK_NAME = "lock"
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # field 22 (starttime) counted after the parenthesised command name
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _start_time(pid)
+    return start is None or now is None or now == start
+
+
+@dataclass
+class Lock:
+    backend: Backend
+    token: str
+
+    def release(self) -> None:
+        try:
+            data = json.loads(self.backend.get(LOCK_NAME))
+        except Exception:  # noqa: BLE001 - a lock we cannot read is not ours to remove
+            return
+        if data.get("token") == self.token:
+            self.backend.delete(LOCK_NAME)
+
+
+def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Lock:
+    """Take the writer lock or raise VaultLocked; breaks stale locks (and says so)."""
+    pid = os.getpid()
+    info = {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "start": _start_time(pid),
+        "time": time.time(),
+        "command": command,
+        "token": os.urandom(8).hex(),
+    }
+    for _ in range(3):
+        if backend.create_exclusive(LOCK_NAME, json.dumps(info).encode()):
+            return Lock(backend, str(info["token"]))
+        try:
+            held = json.loads(backend.get(LOCK_NAME))
+            h_host, h_pid = str(held["host"]), int(held["pid"])
+            h_start = held.get("start")
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held["time"])))
+        except Exception:  # noqa: BLE001 - unreadable lock: vanished or damaged
+            if not backend.exists(LOCK_NAME):
+                continue
+            raise VaultLocked(
+                "vault lock is unreadable",
+                hint="if no popvault runs on this vault, remove the file 'lock' in it",
+            ) from None
+        if h_host == info["host"] and not _alive(h_pid, h_start):
+            warn(f"removed a stale lock of process {h_pid} on {h_host} (no longer running)")
+            backend.delete(LOCK_NAME)
+            continue
+        raise VaultLocked(
+            f"vault is locked by process {h_pid} on {h_host} since {since}"
+            f" ({held.get('command', '?')})",
+            hint="wait for it to finish; a lock of another host is never broken automatically",
+        )
+    raise VaultLocked("could not take the vault lock", hint="try again")

@@ -1,0 +1,135 @@
+"""Splitting a message into blobs and rebuilding it byte for byte (docs/format.md §7).
+
+A message becomes an ordered list of *pieces*: its header section (up to and including
+the first empty line) as one ``hdr`` blob; body text as ``txt`` blobs of at most 1 MiB;
+and every long run of uniform base64 lines (an attachment) as its *decoded* bytes in
+``att`` blobs, plus the line length and line ending needed to re-encode it. A run is
+only taken when re-encoding reproduces the original bytes exactly, so the same file
+attached to many messages (even wrapped differently) is stored once and nothing changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+CHUNK = 1 << 20
+#: Decoded attachment bytes per blob: a multiple of 3 so chunks encode independently.
+ATT_CHUNK = 3 << 18
+#: Base64 runs shorter than this (encoded) stay inline in the text.
+B64_MIN = 16 << 10
+HEADER_MAX = 1 << 20
+
+_CANDIDATE = re.compile(rb"(?m)^(?:[A-Za-z0-9+/=]{40,200}\r?\n){128,}")
+_B64LINE = re.compile(rb"[A-Za-z0-9+/]*")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a message before it becomes blobs.
+
+    kind "hdr"/"txt": ``data`` is the raw bytes. kind "b64": ``data`` is the decoded
+    bytes, re-encoded as base64 wrapped at ``line_length`` with ``eol`` after every line.
+    """
+
+    kind: str
+    data: bytes
+    line_length: int = 0
+    eol: bytes = b""
+
+
+def header_end(data: bytes) -> int:
+    """Offset just past the empty line ending the header section, or -1."""
+    if data.startswith(b"\r\n"):
+        return 2
+    if data.startswith(b"\n"):
+        return 1
+    a = data.find(b"\n\n")
+    b = data.find(b"\n\r\n")
+    cands = [x for x in ((a + 2) if a >= 0 else -1, (b + 3) if b >= 0 else -1) if x >= 0]
+    return min(cands) if cands else -1
+
+
+def encode_b64(decoded: bytes, line_length: int, eol: bytes) -> bytes:
+    """Base64 of ``decoded`` wrapped at ``line_length`` with ``eol`` after every line."""
+    s = base64.b64encode(decoded)
+    return b"".join(s[i : i + line_length] + eol for i in range(0, len(s), line_length))
+
+
+def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment] | None:
+    """The longest exact base64 run starting at ``start``; (run end, segment) or None."""
+    nl = body.find(b"\n", start, end)
+    if nl < 0:
+        return None
+    eol = b"\r\n" if nl > start and body[nl - 1] == 0x0D else b"\n"
+    first = body[start : nl + 1 - len(eol)]
+    length = len(first)
+    if length == 0 or not _B64LINE.fullmatch(first):
+        return None
+    pos = start
+    step = length + len(eol)
+    while pos + step <= end and body[pos + length : pos + step] == eol:
+        line = body[pos : pos + length]
+        if not _B64LINE.fullmatch(line):
+            break
+        pos += step
+    # optional last, shorter line (may carry '=' padding)
+    nl2 = body.find(b"\n", pos, end)
+    if nl2 >= 0 and body[nl2 + 1 - len(eol) : nl2 + 1] == eol:
+        last = body[pos : nl2 + 1 - len(eol)]
+        if 0 < len(last) <= length and re.fullmatch(rb"[A-Za-z0-9+/]*={0,2}", last):
+            pos = nl2 + 1
+    encoded = body[start:pos]
+    if len(encoded) < B64_MIN:
+        return None
+    flat = encoded.replace(eol, b"")
+    if len(flat) % 4:
+        # drop trailing lines until the text is whole base64 quanta
+        return None
+    try:
+        decoded = base64.b64decode(flat, validate=True)
+    except binascii.Error:
+        return None
+    if encode_b64(decoded, length, eol) != encoded:
+        return None
+    return pos, Segment("b64", decoded, length, eol)
+
+
+def split_body(body: bytes) -> Iterator[Segment]:
+    """Body bytes as txt and b64 segments whose concatenation is exactly ``body``."""
+    done = 0
+    for m in _CANDIDATE.finditer(body):
+        pos = m.start()
+        while pos < m.end():
+            got = _take_run(body, pos, m.end())
+            if got is None:
+                nl = body.find(b"\n", pos, m.end())
+                pos = m.end() if nl < 0 else nl + 1
+                continue
+            run_end, seg = got
+            if pos > done:
+                yield from _txt(body[done:pos])
+            yield seg
+            done = pos = run_end
+    if done < len(body):
+        yield from _txt(body[done:])
+
+
+def _txt(data: bytes) -> Iterator[Segment]:
+    for i in range(0, len(data), CHUNK):
+        yield Segment("txt", data[i : i + CHUNK])
+
+
+def split_message(data: bytes) -> Iterator[Segment]:
+    """The segments of a whole message held in memory (format §7.1)."""
+    end = header_end(data)
+    if end < 0:
+        end = len(data)
+    if 0 < end <= HEADER_MAX:
+        yield Segment("hdr", data[:end])
+        yield from split_body(data[end:])
+    else:
+        yield from split_body(data)
