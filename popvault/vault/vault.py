@@ -252,6 +252,7 @@ class Vault:
         cache_dir: Path | None = None,
         cache_file: Path | None = None,
         warn: Callable[[str], None] | None = None,
+        sync: bool = True,
     ) -> Vault:
         """Open a vault: unlock the keys, sync the cache, and with ``write`` take the lock.
 
@@ -283,7 +284,8 @@ class Vault:
             if write:
                 v._lock = lockmod.acquire(backend, command, warn)
                 v._cleanup_leftovers()
-            v.sync_cache()
+            if sync:
+                v.sync_cache()
         except BaseException:
             v.close()
             raise

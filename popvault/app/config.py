@@ -1,0 +1,199 @@
+"""The configuration file (docs/config.md): read with tomllib, checked key by key.
+
+Unknown keys and wrong types are errors naming the file, the line and the key. A
+plaintext ``password`` is accepted only when the file is not readable by group or
+others (as fetchmail insists). Nothing here ever prints a password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from popvault.errors import UsageError
+
+TLS_MODES = ("implicit", "starttls", "none")
+AUTH_MECHS = ("user", "apop", "plain", "login", "xoauth2", "oauthbearer")
+
+_TOP_KEYS: dict[str, tuple[type, ...]] = {
+    "vault": (str,),
+    "passphrase_file": (str,),
+    "passphrase_command": (str,),
+    "accounts": (dict,),
+}
+_ACCOUNT_KEYS: dict[str, tuple[type, ...]] = {
+    "host": (str,),
+    "port": (int,),
+    "tls": (str,),
+    "tls_ca_file": (str,),
+    "tls_fingerprint": (str,),
+    "user": (str,),
+    "auth": (str,),
+    "password": (str,),
+    "password_command": (str,),
+    "password_env": (str,),
+    "password_file": (str,),
+    "keep": (bool,),
+    "delete": (bool,),
+    "delete_after_days": (int,),
+    "allow_delete_without_uidl": (bool,),
+    "timeout": (int, float),
+    "connect_timeout": (int, float),
+    "pipeline_window": (int,),
+}
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str
+    host: str
+    user: str
+    port: int | None = None
+    tls: str = "implicit"
+    tls_ca_file: str | None = None
+    tls_fingerprint: str | None = None
+    auth: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_command: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    keep: bool = True
+    delete: bool = False
+    delete_after_days: int | None = None
+    allow_delete_without_uidl: bool = False
+    timeout: float = 60.0
+    connect_timeout: float = 30.0
+    pipeline_window: int = 16
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    vault: str | None = None
+    passphrase_file: str | None = None
+    passphrase_command: str | None = None
+    accounts: dict[str, AccountConfig] = field(default_factory=dict)
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("POPVAULT_CONFIG")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".config") / "popvault" / "config.toml"
+
+
+def _line_of(text: str, section: str | None, key: str) -> int | None:
+    lines = text.splitlines()
+    in_section = section is None
+    for i, line in enumerate(lines, start=1):
+        s = line.strip()
+        if s.startswith("["):
+            header = s.strip("[] ").replace('"', "")
+            in_section = section is not None and header == section
+            continue
+        if in_section and re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", line):
+            return i
+    return None
+
+
+def _where(path: Path, text: str, section: str | None, key: str) -> str:
+    line = _line_of(text, section, key)
+    return f"{path}:{line}" if line else str(path)
+
+
+def _check_types(
+    path: Path, text: str, section: str | None, table: dict[str, Any], spec: dict[str, tuple[type, ...]]
+) -> None:
+    for key, value in table.items():
+        if key not in spec:
+            raise UsageError(
+                f"{_where(path, text, section, key)}: unknown key '{key}'"
+                + (f" in [{section}]" if section else ""),
+                hint="see docs/config.md for the keys popvault knows",
+            )
+        types = spec[key]
+        ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
+        if not ok:
+            want = " or ".join(t.__name__.replace("str", "string").replace("dict", "table") for t in types)
+            raise UsageError(f"{_where(path, text, section, key)}: '{key}' must be a {want}")
+
+
+def load_config(path: Path, *, required: bool = True) -> Config:
+    """Parse and validate a config file; UsageError (exit 2) on any problem."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if not required:
+            return Config(path=None)
+        raise UsageError(f"config file {path} does not exist", hint="see samples/config.toml") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    _check_types(path, text, None, data, _TOP_KEYS)
+    accounts: dict[str, AccountConfig] = {}
+    for name, table in data.get("accounts", {}).items():
+        section = f"accounts.{name}"
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: [accounts] entry '{name}' must be a table")
+        _check_types(path, text, section, table, _ACCOUNT_KEYS)
+        for req in ("host", "user"):
+            if req not in table:
+                raise UsageError(f"{path}: [{section}] needs '{req}'")
+        if table.get("tls", "implicit") not in TLS_MODES:
+            raise UsageError(
+                f"{_where(path, text, section, 'tls')}: tls must be one of {', '.join(TLS_MODES)}"
+            )
+        if table.get("auth") is not None and table["auth"] not in AUTH_MECHS:
+            raise UsageError(
+                f"{_where(path, text, section, 'auth')}: auth must be one of {', '.join(AUTH_MECHS)}"
+            )
+        if "password" in table:
+            mode = path.stat().st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise UsageError(
+                    f"{_where(path, text, section, 'password')}: a plaintext password is only"
+                    f" accepted when {path} is not readable by group or others",
+                    hint=f"chmod 600 {path}, or use password_command / password_env",
+                )
+        if table.get("delete_after_days") is not None and table["delete_after_days"] < 0:
+            raise UsageError(f"{_where(path, text, section, 'delete_after_days')}: must be >= 0")
+        accounts[name] = AccountConfig(name=name, **table)
+    vault = data.get("vault")
+    if vault is not None:
+        vault = str((path.parent / Path(vault).expanduser()).resolve())
+    return Config(
+        path=path,
+        vault=vault,
+        passphrase_file=data.get("passphrase_file"),
+        passphrase_command=data.get("passphrase_command"),
+        accounts=accounts,
+    )
+
+
+def _config_path(config: str | None) -> tuple[Path, bool]:
+    return (Path(config), True) if config else (default_config_path(), False)
+
+
+def find_config_vault(config: str | None) -> str | None:
+    path, required = _config_path(config)
+    return load_config(path, required=required).vault
+
+
+def config_top_value(config: str | None, key: str) -> str | None:
+    path, required = _config_path(config)
+    if not required and not path.exists():
+        return None
+    value = getattr(load_config(path, required=required), key)
+    return value if isinstance(value, str) else None

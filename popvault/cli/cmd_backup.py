@@ -1,0 +1,8 @@
+"""placeholder"""
+
+import click
+
+
+@click.command("backup")
+def command() -> None:
+    """TODO"""

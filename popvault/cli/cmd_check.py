@@ -1,0 +1,44 @@
+"""``popvault check``: verify the vault's structure, and with --read-data every byte."""
+
+from __future__ import annotations
+
+import click
+
+from popvault.cli.context import Context, pass_ctx
+from popvault.errors import IntegrityError
+
+
+@click.command("check")
+@click.option(
+    "--read-data", is_flag=True,
+    help="Read every pack, authenticate every blob, rebuild and re-hash every message.",
+)
+@pass_ctx
+def command(ctx: Context, read_data: bool) -> None:
+    """Check the vault; exit 20 and list affected messages on any problem."""
+    with ctx.open_vault() as vault:
+        rep = vault.check(read_data=read_data)
+        affected = []
+        for mid in sorted(rep.affected):
+            row = vault.cache.message(mid)
+            subject = row.subject if row else ""
+            affected.append(f"{mid.hex()}  {subject}")
+    for note in rep.notes:
+        ctx.warn(note)
+    if rep.ok:
+        if not ctx.quiet:
+            what = "all data read and verified" if read_data else "structure ok"
+            click.echo(
+                f"no problems found: {rep.messages} messages, {rep.packs} packs ({what})", err=True
+            )
+        return
+    for p in rep.problems:
+        click.echo(f"popvault: problem: {p}", err=True)
+    if affected:
+        click.echo(f"affected messages ({len(affected)}):")
+        for line in affected:
+            click.echo(f"  {line}")
+    raise IntegrityError(
+        f"{len(rep.problems)} problem(s) found, {len(affected)} message(s) affected",
+        hint=None if read_data else "run 'popvault check --read-data' for a full verification",
+    )

@@ -1,0 +1,46 @@
+"""``popvault export``: messages to an mbox, a Maildir or .eml files."""
+
+from __future__ import annotations
+
+import click
+
+from popvault.app.export import ExportFormat, export_messages
+from popvault.cli.context import Context, pass_ctx
+from popvault.cli.filters import build_filter, filter_options
+from popvault.cli.output import human_bytes
+from popvault.errors import IntegrityError
+
+
+@click.command("export")
+@click.argument("dest", metavar="DEST")
+@click.option(
+    "--format", "fmt", type=click.Choice(["mbox", "maildir", "eml"]), required=True,
+    help="mbox (mboxrd), maildir, or eml (one file a message).",
+)
+@click.option("--crlf", is_flag=True, help="mbox: keep CRLF line endings (default: LF).")
+@filter_options
+@pass_ctx
+def command(
+    ctx: Context,
+    dest: str,
+    fmt: ExportFormat,
+    crlf: bool,
+    account: str | None,
+    since: str | None,
+    until: str | None,
+    from_: str | None,
+    to: str | None,
+    subject: str | None,
+    ids: str | None,
+) -> None:
+    """Export matching messages to DEST, each verified before it is written."""
+    flt = build_filter(account, since, until, from_, to, subject, ids)
+    with ctx.open_vault() as vault:
+        rep = export_messages(vault, dest, fmt, flt, crlf=crlf, progress=ctx.progress())
+    if not ctx.quiet:
+        click.echo(f"exported {rep.messages} messages ({human_bytes(rep.bytes)}) to {dest}", err=True)
+    if rep.failed:
+        raise IntegrityError(
+            f"{len(rep.failed)} damaged message(s) were not exported",
+            hint="run 'popvault check --read-data' to list affected messages",
+        )

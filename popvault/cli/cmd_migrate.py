@@ -1,0 +1,8 @@
+"""placeholder"""
+
+import click
+
+
+@click.command("migrate")
+def command() -> None:
+    """TODO"""

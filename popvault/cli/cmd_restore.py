@@ -1,0 +1,8 @@
+"""placeholder"""
+
+import click
+
+
+@click.command("restore")
+def command() -> None:
+    """TODO"""

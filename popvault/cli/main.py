@@ -1,0 +1,117 @@
+"""The ``popvault`` command: global options, command registry, errors to exit codes.
+
+Only the CLI knows about terminals. Every PopvaultError becomes one line
+``popvault: error: ...`` (plus ``popvault: hint: ...``) and its exit code; nothing
+prints a traceback unless POPVAULT_DEBUG is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from popvault import __version__
+from popvault.cli.context import Context
+from popvault.cli.output import error
+from popvault.errors import PopvaultError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--vault", "vault_path", envvar="POPVAULT_VAULT", metavar="PATH",
+    help="The vault directory (env POPVAULT_VAULT; default: 'vault' in the config file).",
+)
+@click.option("--passphrase-file", metavar="FILE", help="Read the vault passphrase from FILE.")
+@click.option(
+    "--passphrase-command", metavar="CMD", help="Run CMD and take its first output line as passphrase."
+)
+@click.option(
+    "--cache", metavar="FILE", envvar="POPVAULT_CACHE",
+    help="Index cache file (default: ~/.cache/popvault/<vault id>.sqlite).",
+)
+@click.option(
+    "--config", metavar="FILE", envvar="POPVAULT_CONFIG",
+    help="Config file (env POPVAULT_CONFIG; default ~/.config/popvault/config.toml).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.version_option(__version__, prog_name="popvault")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    vault_path: str | None,
+    passphrase_file: str | None,
+    passphrase_command: str | None,
+    cache: str | None,
+    config: str | None,
+    quiet: bool,
+) -> None:
+    """popvault: back up POP3 mail into an encrypted, deduplicated vault, and get it back.
+
+    Exit codes: 0 ok, 1 failure, 2 usage, 3 partial, 10 no vault, 11 locked,
+    12 wrong passphrase, 20 integrity, 75 temporary (retry), 77 authentication.
+    """
+    ctx.obj = Context(vault_path, passphrase_file, passphrase_command, cache, config, quiet)
+
+
+def _register() -> None:
+    from popvault.cli import (
+        cmd_backup,
+        cmd_check,
+        cmd_demo,
+        cmd_export,
+        cmd_import,
+        cmd_index,
+        cmd_init,
+        cmd_key,
+        cmd_list,
+        cmd_migrate,
+        cmd_restore,
+        cmd_show,
+        cmd_stats,
+    )
+
+    for mod in (
+        cmd_init, cmd_import, cmd_list, cmd_show, cmd_export, cmd_check, cmd_stats,
+        cmd_index, cmd_key, cmd_backup, cmd_restore, cmd_migrate, cmd_demo,
+    ):
+        cli.add_command(mod.command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn errors into exit codes (never a traceback)."""
+    try:
+        rv = cli.main(args=argv, prog_name="popvault", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except PopvaultError as exc:
+        error(exc.message, exc.hint)
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        error("aborted")
+        code = 1
+    except click.ClickException as exc:
+        exc.show()
+        code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        error("interrupted; everything committed so far is safe")
+        code = 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        code = 0
+    except OSError as exc:
+        error(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        code = 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks
+        if os.environ.get("POPVAULT_DEBUG"):
+            traceback.print_exc()
+        error(f"internal error: {type(exc).__name__}: {exc}", "please report this as a bug")
+        code = 1
+    sys.stdout.flush()
+    sys.exit(code)

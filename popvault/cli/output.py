@@ -1,0 +1,72 @@
+"""Terminal output: error lines, progress bars (tqdm, stderr, only on a terminal)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+
+def error(message: str, hint: str | None = None) -> None:
+    click.echo(f"popvault: error: {message}", err=True)
+    if hint:
+        click.echo(f"popvault: hint: {hint}", err=True)
+
+
+def warning(message: str) -> None:
+    click.echo(f"popvault: warning: {message}", err=True)
+
+
+class CliProgress:
+    """Implements app.progress.Progress: a tqdm bar per phase on a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars = not quiet and sys.stderr.isatty()
+        self._bar: Any = None
+
+    def start(self, label: str, total: int | None = None, total_bytes: int | None = None) -> None:
+        self.done()
+        if self.bars:
+            if total_bytes is not None and total is None:
+                self._bar = tqdm(
+                    total=total_bytes, desc=label, unit="B", unit_scale=True, file=sys.stderr,
+                    leave=False,
+                )
+                self._bar.bytes_mode = True
+            else:
+                self._bar = tqdm(total=total, desc=label, unit="msg", file=sys.stderr, leave=False)
+                self._bar.bytes_mode = False
+
+    def advance(self, messages: int = 1, nbytes: int = 0) -> None:
+        if self._bar is not None:
+            self._bar.update(nbytes if self._bar.bytes_mode else messages)
+
+    def done(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            if self._bar is not None:
+                tqdm.write(text, file=sys.stderr)
+            else:
+                click.echo(text, err=True)
+
+    def warn(self, text: str) -> None:
+        if not self.quiet:
+            if self._bar is not None:
+                tqdm.write(f"popvault: warning: {text}", file=sys.stderr)
+            else:
+                warning(text)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
