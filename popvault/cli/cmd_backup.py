@@ -1,8 +1,160 @@
-"""placeholder"""
+"""``popvault backup``: fetch new mail from POP3 accounts into the vault."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 import click
 
+from popvault.app.backup import BackupReport, resolve_password, run_backup
+from popvault.app.config import AccountConfig, default_config_path, load_config
+from popvault.app.secrets import run_secret_command
+from popvault.cli.context import Context, _interactive, pass_ctx
+from popvault.cli.output import human_bytes
+from popvault.errors import PartialFailure, PopvaultError, UsageError
+from popvault.pop3.settings import parse_pop3_url
+
+
+def url_account(
+    url: str,
+    name: str | None,
+    ca_file: str | None,
+    fingerprint: str | None,
+    auth: str | None,
+    delete: bool,
+    delete_after_days: int | None,
+) -> AccountConfig:
+    u = parse_pop3_url(url)
+    return AccountConfig(
+        name=name or f"{u.user}@{u.host}",
+        host=u.host,
+        user=u.user,
+        port=u.port,
+        tls=u.tls,
+        tls_ca_file=ca_file,
+        tls_fingerprint=fingerprint,
+        auth=auth or u.auth,
+        keep=not delete and delete_after_days is None,
+        delete=delete,
+        delete_after_days=delete_after_days,
+    )
+
+
+def url_password(command: str | None, what: str = "POP3") -> str:
+    env = "POPVAULT_POP3_PASSWORD" if what == "POP3" else "POPVAULT_IMAP_PASSWORD"
+    if command:
+        return run_secret_command(command, f"{what} password")
+    if os.environ.get(env):
+        return os.environ[env]
+    if _interactive():
+        value: str = click.prompt(f"{what} password", hide_input=True, err=True)
+        return value
+    raise UsageError(f"no {what} password", hint=f"set {env} or use --password-command")
+
+
+def print_report(ctx: Context, report: BackupReport, as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"exit_code": report.exit_code, "accounts": [a.to_json() for a in report.accounts]}
+            )
+        )
+    for a in report.accounts:
+        if a.error is not None:
+            click.echo(f"popvault: error: account {a.account}: {a.error}", err=True)
+        elif not ctx.quiet and not as_json:
+            if a.would_fetch or a.would_delete:
+                click.echo(
+                    f"{a.account}: would fetch {a.would_fetch}, would delete {a.would_delete}"
+                    f" (dry run; {a.listed} on the server)",
+                    err=True,
+                )
+            else:
+                click.echo(
+                    f"{a.account}: {a.listed} on the server, fetched {a.fetched}"
+                    f" ({human_bytes(a.bytes)}), {a.new} new, deleted {a.deleted}"
+                    f" in {a.seconds:.1f} s",
+                    err=True,
+                )
+
 
 @click.command("backup")
-def command() -> None:
-    """TODO"""
+@click.argument("accounts", nargs=-1, metavar="[ACCOUNT...]")
+@click.option("--url", metavar="URL", help="One-off account: pop3s://USER@HOST[:PORT] or pop3://...")
+@click.option("--account", "account_name", metavar="NAME", help="Account name for --url.")
+@click.option("--password-command", metavar="CMD", help="--url: command printing the password.")
+@click.option("--tls-ca-file", metavar="FILE", help="--url: trust this CA (PEM).")
+@click.option("--tls-fingerprint", metavar="SHA256", help="--url: pin this certificate.")
+@click.option("--auth", metavar="MECH", help="--url: user, apop, plain, login, xoauth2, oauthbearer.")
+@click.option("--delete", is_flag=True, help="--url: delete each message once safely archived.")
+@click.option("--delete-after-days", type=int, metavar="N", help="--url: delete N days after archiving.")
+@click.option("--dry-run", is_flag=True, help="Show what would be fetched and deleted; change nothing.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Accounts to back up at the same time.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable run report.")
+@pass_ctx
+def command(
+    ctx: Context,
+    accounts: tuple[str, ...],
+    url: str | None,
+    account_name: str | None,
+    password_command: str | None,
+    tls_ca_file: str | None,
+    tls_fingerprint: str | None,
+    auth: str | None,
+    delete: bool,
+    delete_after_days: int | None,
+    dry_run: bool,
+    jobs: int,
+    as_json: bool,
+) -> None:
+    """Back up POP3 accounts (all configured ones by default) into the vault.
+
+    Exit 0 also when there was no new mail; 3 when some accounts failed; 75 when all
+    failed temporarily (retry later); 77 when the server refused the login."""
+    items: list[tuple[AccountConfig, str]] = []
+    failures: list[str] = []
+    if url:
+        if accounts:
+            raise UsageError("give either --url or account names, not both")
+        acct = url_account(
+            url, account_name, tls_ca_file, tls_fingerprint, auth, delete, delete_after_days
+        )
+        items.append((acct, url_password(password_command)))
+    else:
+        cfg_path = Path(ctx.config) if ctx.config else default_config_path()
+        cfg = load_config(cfg_path)
+        if not cfg.accounts:
+            raise UsageError(f"{cfg_path} defines no [accounts.NAME] section")
+        names = list(accounts) or list(cfg.accounts)
+        for n in names:
+            if n not in cfg.accounts:
+                raise UsageError(
+                    f"no account {n!r} in {cfg_path}", hint=f"known: {', '.join(cfg.accounts)}"
+                )
+        for n in names:
+            try:
+                items.append((cfg.accounts[n], resolve_password(cfg.accounts[n])))
+            except PopvaultError as exc:
+                if len(names) == 1:
+                    raise
+                failures.append(f"account {n}: {exc.message}")
+        for f in failures:
+            click.echo(f"popvault: error: {f}", err=True)
+        if failures and not items:
+            raise UsageError("no account has a usable password")
+    with ctx.open_vault(write=not dry_run, command="popvault backup") as vault:
+        report = run_backup(
+            vault, items, jobs=jobs, dry_run=dry_run, progress=ctx.progress(),
+            make_progress=ctx.progress,
+        )
+    print_report(ctx, report, as_json)
+    code = report.exit_code
+    if failures and code == 0:
+        code = 3
+    if code == 3:
+        raise PartialFailure("some accounts failed; the others were backed up")
+    if code:
+        raise click.exceptions.Exit(code)

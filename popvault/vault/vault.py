@@ -205,6 +205,7 @@ class Vault:
         self._pending_msgs: set[bytes] = set()
         self._pending_srcs: set[tuple[bytes, str, str | None, str]] = set()
         self._records: list[dict[str, Any]] = []
+        self.pending_bytes = 0
         self._written_packs: list[str] = []
         self._written_locs: list[BlobLocation] = []
         self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -306,6 +307,11 @@ class Vault:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def broken(self) -> bool:
+        """True after a failed write: the vault must be reopened."""
+        return self._broken
 
     @property
     def writable(self) -> bool:
@@ -517,6 +523,7 @@ class Vault:
                     assert segments is not None
                     pieces = self._pieces(segments)
                 self._pending_msgs.add(msg_id)
+                self.pending_bytes += size
                 self._records.append(
                     {
                         "t": "msg",
@@ -631,6 +638,7 @@ class Vault:
         self.backend.put(f"commits/{cname}", cdata)
         self.cache.apply(cname, locs, records)
         self._records = []
+        self.pending_bytes = 0
         self._written_packs = []
         self._written_locs = []
         self._pending_blobs.clear()
@@ -741,6 +749,7 @@ class Vault:
         """Read committed messages back from storage (no caches) and check their ids.
 
         This is the read-back that must pass before a message is DELE'd on a server."""
+        self._frames.clear()
         for mid in msg_ids:
             for _ in self.iter_message(mid, use_cache=False):
                 pass
@@ -761,7 +770,9 @@ class Vault:
         return self.cache.messages(flt)
 
     def known_uidls(self, account: str) -> dict[str, bytes]:
-        return self.cache.uidls(account)
+        """UIDL -> message id of what is committed for ``account``."""
+        with self._mutex:
+            return self.cache.uidls(account)
 
     # ---------------------------------------------------------------- stats & check
 

@@ -1,0 +1,341 @@
+"""Backup runs: POP3 accounts into the vault, incrementally and safely (``popvault backup``).
+
+One account: log in, list UIDLs, fetch (pipelined) only what the vault does not hold for
+that account, commit in batches, then apply the deletion policy. A message is DELE'd only
+when its commit is durable and it has been read back from storage and verified against its
+keyed id (DESIGN.md guarantee 2), never when its LIST size disagreed with what arrived,
+and never on a server without UIDL unless the account allows it. Deletions take effect at
+QUIT; they are recorded in the vault afterwards. Accounts run one after another or
+concurrently (``jobs``); one failing account does not stop the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from popvault.app.common import meta_of
+from popvault.app.config import AccountConfig
+from popvault.app.progress import NullProgress, Progress
+from popvault.app.secrets import read_secret_file, run_secret_command
+from popvault.errors import (
+    AuthenticationFailed,
+    PermanentServerError,
+    PopvaultError,
+    TemporaryFailure,
+    UsageError,
+)
+from popvault.pop3.client import Pop3Client
+from popvault.pop3.errors import UidlNotSupported
+from popvault.pop3.settings import Pop3Settings
+from popvault.vault.vault import MessageWriter, SourceInfo, Vault
+
+BATCH_MESSAGES = 500
+BATCH_BYTES = 64 << 20
+#: Waits before retrying a login refused with [IN-USE] or [SYS/TEMP] within one run.
+RETRY_DELAYS: tuple[float, ...] = (2.0, 10.0)
+DAY = 86400.0
+
+
+@dataclass
+class AccountReport:
+    """What one account's run did; the ``--json`` report is a list of these."""
+
+    account: str
+    host: str = ""
+    status: str = "ok"
+    exit_code: int = 0
+    listed: int = 0
+    fetched: int = 0
+    new: int = 0
+    duplicates: int = 0
+    bytes: int = 0
+    deleted: int = 0
+    would_fetch: int = 0
+    would_delete: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BackupReport:
+    accounts: list[AccountReport]
+
+    @property
+    def exit_code(self) -> int:
+        """0 all ok; the account's code when all failed alike; else 3 (partial)."""
+        codes = {a.exit_code for a in self.accounts}
+        if codes <= {0}:
+            return 0
+        if 0 not in codes and len(codes) == 1:
+            return codes.pop()
+        return 3
+
+
+def resolve_password(acct: AccountConfig) -> str:
+    """The account's password from its configured source (never logged)."""
+    if acct.password_command:
+        return run_secret_command(acct.password_command, f"account {acct.name}: password")
+    if acct.password_env:
+        value = os.environ.get(acct.password_env)
+        if not value:
+            raise UsageError(
+                f"account {acct.name}: environment variable {acct.password_env} is not set"
+            )
+        return value
+    if acct.password_file:
+        return read_secret_file(os.path.expanduser(acct.password_file))
+    if acct.password is not None:
+        return acct.password
+    raise UsageError(
+        f"account {acct.name} has no password source",
+        hint="set password_command, password_env or password_file in its config section",
+    )
+
+
+def settings_for(acct: AccountConfig, password: str) -> Pop3Settings:
+    return Pop3Settings(
+        host=acct.host,
+        user=acct.user,
+        password=password,
+        port=acct.port,
+        tls=acct.tls,  # type: ignore[arg-type]
+        auth=acct.auth,
+        tls_ca_file=acct.tls_ca_file,
+        tls_fingerprint=acct.tls_fingerprint,
+        connect_timeout=acct.connect_timeout,
+        timeout=acct.timeout,
+    )
+
+
+def _connect(settings: Pop3Settings, progress: Progress, sleep: Callable[[float], None]) -> Pop3Client:
+    delays = list(RETRY_DELAYS)
+    while True:
+        try:
+            return Pop3Client.connect(settings)
+        except TemporaryFailure as exc:
+            code = getattr(exc, "response_code", None)
+            if code in ("IN-USE", "SYS/TEMP") and delays:
+                delay = delays.pop(0)
+                progress.warn(f"{settings.host}: {exc.message}; retrying in {delay:.0f} s")
+                sleep(delay)
+                continue
+            raise
+
+
+def _size_ok(listed: int | None, got: int, lines: int) -> bool:
+    """LIST sizes may count CRLF or LF line ends (notes/dovecot.md): tolerate either."""
+    if listed is None:
+        return True
+    return got - lines - 2 <= listed <= got + 2
+
+
+class _Counting:
+    """A sink that feeds a MessageWriter and counts line feeds (for the size check)."""
+
+    def __init__(self, writer: MessageWriter) -> None:
+        self.writer = writer
+        self.lines = 0
+
+    def __call__(self, chunk: bytes) -> None:
+        self.lines += chunk.count(b"\n")
+        self.writer.write(chunk)
+
+
+def backup_account(
+    vault: Vault,
+    acct: AccountConfig,
+    password: str,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    now: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AccountReport:
+    """Back up one account. Raises PopvaultError subclasses; committed work stays."""
+    progress = progress or NullProgress()
+    rep = AccountReport(account=acct.name, host=acct.host)
+    t0 = time.monotonic()
+    now = time.time() if now is None else now
+    settings = settings_for(acct, password)
+    if acct.tls == "none":
+        progress.warn(f"account {acct.name}: tls = \"none\": password and mail cross the network in clear")
+    source = f"pop3://{acct.user}@{acct.host}"
+    client = _connect(settings, progress, sleep)
+    try:
+        sizes = client.list()
+        no_uidl = False
+        try:
+            pairs = client.uidl()
+        except UidlNotSupported:
+            no_uidl = True
+            progress.warn(
+                f"account {acct.name}: server has no UIDL; identifying messages by header hash"
+            )
+            pairs = [(n, _header_id(client, n, sizes.get(n, 0))) for n in sorted(sizes)]
+        # duplicate UIDLs (RFC 1939 allows them for identical copies): keep them apart
+        seen: dict[str, int] = {}
+        ident: list[tuple[int, str]] = []
+        for num, uidl in pairs:
+            k = seen.get(uidl, 0)
+            seen[uidl] = k + 1
+            ident.append((num, uidl if k == 0 else f"{uidl}#{k + 1}"))
+        rep.listed = len(ident)
+        with vault._mutex:
+            known = vault.known_uidls(acct.name)
+        todo = [(n, u) for n, u in ident if u not in known]
+        uidl_of = dict(todo)
+        progress.start(acct.name, len(todo), sum(sizes.get(n, 0) for n, _ in todo))
+        if dry_run:
+            rep.would_fetch = len(todo)
+            rep.would_delete = len(_deletable(vault, acct, ident, known, set(), no_uidl, now))
+            for n, u in todo:
+                progress.info(f"would fetch {acct.name} #{n} {u} ({sizes.get(n, 0)} bytes)")
+            progress.done()
+            client.quit()
+            return rep
+        mismatched: set[str] = set()
+        fetched: dict[str, bytes] = {}
+        current: dict[int, _Counting] = {}
+
+        def begin(num: int) -> Callable[[bytes], None]:
+            sink = _Counting(vault.new_message())
+            current[num] = sink
+            return sink
+
+        def end(num: int, nbytes: int) -> None:
+            sink = current.pop(num)
+            uidl = uidl_of[num]
+            res = sink.writer.finish(
+                SourceInfo(account=acct.name, source=source, uidl=uidl), meta_of(sink.writer.head)
+            )
+            fetched[uidl] = res.msg_id
+            rep.fetched += 1
+            rep.bytes += nbytes
+            if res.new:
+                rep.new += 1
+            else:
+                rep.duplicates += 1
+            if not _size_ok(sizes.get(num), nbytes, sink.lines):
+                mismatched.add(uidl)
+                rep.warnings.append(
+                    f"#{num} {uidl}: LIST said {sizes.get(num)} bytes, received {nbytes};"
+                    " kept, and never deleted from the server"
+                )
+            progress.advance(1, nbytes)
+            _maybe_commit(vault)
+
+        try:
+            client.retr_many([n for n, _ in todo], begin, end, window=acct.pipeline_window)
+        finally:
+            # whatever arrived whole is kept, even when the session broke
+            with vault._mutex:
+                if not vault.broken:
+                    vault.commit()
+            progress.done()
+        for w in rep.warnings:
+            progress.warn(f"account {acct.name}: {w}")
+        with vault._mutex:
+            known = vault.known_uidls(acct.name)
+        doomed = _deletable(vault, acct, ident, known, mismatched, no_uidl, now)
+        if doomed:
+            with vault._mutex:
+                vault.verify_messages({known[u] for _, u in doomed})
+            for num, _u in doomed:
+                client.dele(num)
+        client.quit()
+        if doomed:
+            with vault._mutex:
+                for _num, u in doomed:
+                    vault.record_deletion(acct.name, u, known[u])
+                vault.commit()
+            rep.deleted = len(doomed)
+    except BaseException:
+        client.close()
+        raise
+    finally:
+        rep.seconds = round(time.monotonic() - t0, 3)
+    return rep
+
+
+def _header_id(client: Pop3Client, num: int, size: int) -> str:
+    """An identity for servers without UIDL: hash of the header section plus size."""
+    head = client.top(num, 0)
+    return f"popvault-top-{hashlib.sha256(head).hexdigest()[:32]}-{size}"
+
+
+def _deletable(
+    vault: Vault,
+    acct: AccountConfig,
+    ident: Sequence[tuple[int, str]],
+    known: dict[str, bytes],
+    mismatched: set[str],
+    no_uidl: bool,
+    now: float,
+) -> list[tuple[int, str]]:
+    """Messages the policy allows to DELE now (only archived ones, never mismatched)."""
+    if acct.keep and not acct.delete and acct.delete_after_days is None:
+        return []
+    if no_uidl and not acct.allow_delete_without_uidl:
+        return []
+    out: list[tuple[int, str]] = []
+    for num, uidl in ident:
+        if uidl not in known or uidl in mismatched:
+            continue
+        if acct.delete:
+            out.append((num, uidl))
+        elif acct.delete_after_days is not None:
+            with vault._mutex:
+                first = vault.cache.first_archived(acct.name, uidl)
+            if first is not None and now - first >= acct.delete_after_days * DAY:
+                out.append((num, uidl))
+    return out
+
+
+def _maybe_commit(vault: Vault) -> None:
+    with vault._mutex:
+        if vault.pending >= BATCH_MESSAGES or vault.pending_bytes >= BATCH_BYTES:
+            vault.commit()
+
+
+def run_backup(
+    vault: Vault,
+    accounts: Sequence[tuple[AccountConfig, str]],
+    *,
+    jobs: int = 1,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    make_progress: Callable[[], Progress] | None = None,
+) -> BackupReport:
+    """Back up several accounts (``jobs`` at a time) into one vault; never raises for
+    one account's failure: it is in that account's report with its exit code."""
+    progress = progress or NullProgress()
+
+    def one(item: tuple[AccountConfig, str]) -> AccountReport:
+        acct, password = item
+        p = make_progress() if make_progress and jobs > 1 else progress
+        try:
+            return backup_account(vault, acct, password, dry_run=dry_run, progress=p)
+        except PopvaultError as exc:
+            r = AccountReport(account=acct.name, host=acct.host, status="failed")
+            r.exit_code = exc.exit_code
+            r.error = exc.message
+            if isinstance(exc, AuthenticationFailed | TemporaryFailure | PermanentServerError):
+                r.status = "failed"
+            return r
+
+    if jobs <= 1 or len(accounts) <= 1:
+        reports = [one(a) for a in accounts]
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            reports = list(pool.map(one, accounts))
+    return BackupReport(reports)
