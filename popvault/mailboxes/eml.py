@@ -1,0 +1,114 @@
+"""Reading and writing ``.eml`` files: one message per file, exact bytes, no transform.
+
+An ``.eml`` file is a message's octets and nothing else, so the reader yields the file's
+bytes and the writer writes the given bytes unchanged (CRLF, bare LF, NUL, 8-bit, no
+final newline: all kept). The writer creates each file atomically (temporary file,
+fsync, hard link to the final name so an existing file is never replaced, directory
+fsync) with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from popvault.errors import MailboxFormatError
+from popvault.mailboxes.message import SourceMessage
+
+ErrorHandler = Callable[[str, Exception], None]
+
+_UNSAFE = re.compile(r"[\x00-\x1f/\\\x7f]")
+
+
+def read_eml(
+    path: str | os.PathLike[str], on_error: ErrorHandler | None = None
+) -> Iterator[SourceMessage]:
+    """Yield the message in the file ``path``, or every ``*.eml`` below the directory ``path``.
+
+    Directories are searched recursively; files are yielded in order of their path
+    relative to ``path`` (so the order is stable). ``source`` is ``"eml:PATH"``.
+    Raises :class:`MailboxFormatError` when ``path`` does not exist or a file cannot be
+    read; with ``on_error``, an unreadable file inside a directory is reported through it
+    (path, error) and skipped instead.
+    """
+    root = Path(path)
+    if root.is_dir():
+        files = sorted(
+            (p for p in root.rglob("*") if p.suffix.lower() == ".eml" and not p.is_dir()),
+            key=lambda p: p.relative_to(root).parts,
+        )
+    elif root.exists():
+        files = [root]
+        on_error = None
+    else:
+        raise MailboxFormatError(f"{root} does not exist")
+    for file in files:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            error = MailboxFormatError(f"cannot read {file}: {exc.strerror or exc}")
+            if on_error is None:
+                raise error from exc
+            on_error(str(file), error)
+            continue
+        yield SourceMessage(data=data, source=f"eml:{file}")
+
+
+def safe_name(name: str) -> str:
+    """Turn ``name`` into a single safe file name ending in ``.eml``."""
+    cleaned = _UNSAFE.sub("_", name).strip().lstrip(".")[:200] or "message"
+    if not cleaned.lower().endswith(".eml"):
+        cleaned += ".eml"
+    return cleaned
+
+
+class EmlWriter:
+    """Write messages as ``.eml`` files into ``directory`` (created with mode 0700)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def add(self, data: bytes, name: str) -> str:
+        """Write ``data`` to a new file named after ``name``; return its path.
+
+        ``name`` is made safe (no path separators or control characters, ``.eml``
+        appended if missing). An existing file is never replaced: ``-2``, ``-3``, ...
+        is added before the suffix instead. Durable on return.
+        """
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=self.directory)
+        tmp = Path(tmp_name)
+        try:
+            try:
+                os.fchmod(fd, 0o600)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            base = safe_name(name)
+            stem, suffix = base[: -len(".eml")], base[-len(".eml") :]
+            n = 1
+            while True:
+                final = self.directory / (base if n == 1 else f"{stem}-{n}{suffix}")
+                try:
+                    os.link(tmp, final)
+                    break
+                except FileExistsError:
+                    n += 1
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(self.directory)
+        return str(final)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,267 @@
+"""Reading and writing mbox files (mboxrd by default), streaming, one message at a time.
+
+An mbox file is a sequence of messages, each introduced by a ``From_`` line
+(``From SENDER DATE``) and followed by one blank line. The reader and writer here apply
+exactly these transforms, and no others:
+
+* **Splitting.** A message starts at a line beginning with ``From `` that is the first
+  line of the file or follows a blank line (``\\n`` or ``\\r\\n``). That blank line is the
+  separator and is not part of either message; every other byte between two ``From_``
+  lines is.
+* **Quoting (mboxrd).** The writer prefixes one ``>`` to every line of a message that
+  matches ``^>*From `` so that no line of a message can be taken for a ``From_`` line.
+  The mboxrd reader removes one ``>`` from every line matching ``^>+From ``. Together
+  these are exactly reversible for any bytes. The mboxo reader does no unquoting (mboxo
+  writers quote ``From `` but not ``>From ``, so their quoting cannot be undone
+  reliably). ``fmt="auto"`` reads as mboxrd: an mboxo file only differs when a message
+  contains a line that starts with ``>From `` *in the original*, which is rare, while
+  reading an mboxrd file as mboxo would leave a ``>`` on every quoted ``From `` line,
+  which is common. Files from mutt, Thunderbird and Dovecot's mbox are mboxrd or
+  mboxcl2-with-quoting; both read correctly as mboxrd.
+* **Line endings.** The reader keeps line endings exactly as in the file (``\\n``,
+  ``\\r\\n``, lone ``\\r``, mixed). The writer writes LF files by default and turns every
+  CRLF of a message into LF (mbox is a Unix format; mail tools expect LF). A lone CR or
+  a bare LF is written unchanged. With ``crlf=True`` the writer keeps a message's bytes
+  as they are and ends its own ``From_`` and separator lines with CRLF, so CRLF
+  messages come back byte-exact.
+* **Final newline.** Every message in an mbox ends with a line ending; the writer adds
+  one (``\\n``, or ``\\r\\n`` with ``crlf=True``) to a non-empty message that lacks it.
+  This is the one irreversible transform: such a message reads back one newline longer.
+* **Truncation.** A final message cut off mid-way (no separator, no final newline) is
+  still returned, with the bytes that are there: losing a partial message would be
+  worse than returning it, and a truncated mbox cannot be told apart from one whose last
+  message simply has no final newline.
+
+The reader holds at most one message in memory (it scans lines in bounded chunks, then
+reads the message's byte range once). The writer writes to a temporary file in the target
+directory and renames it into place at :meth:`MboxWriter.close`, after fsync, so a crash
+never leaves a half-written mbox under the final name.
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Literal
+
+from popvault.errors import MailboxFormatError
+from popvault.mailboxes.message import SourceMessage
+
+MboxFormat = Literal["auto", "mboxrd", "mboxo"]
+
+_CHUNK = 64 * 1024
+_FROM_LINE_MAX = 4096
+_UNQUOTE_RE = re.compile(rb"^>(>*From )", re.MULTILINE)
+_QUOTE_RE = re.compile(rb"^(>*From )", re.MULTILINE)
+_NEEDS_UNQUOTE_RE = re.compile(rb">+From ")
+_FROM_DATE_RE = re.compile(
+    rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+"
+    rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+(\d{1,2})\s+"
+    rb"(\d{1,2}):(\d{2})(?::(\d{2}))?\s+"
+    rb"(?:[A-Za-z]{1,5}\s+|[+-]\d{4}\s+)?(\d{4})"
+)
+_MONTHS = b"Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def parse_from_line_time(line: bytes) -> float | None:
+    """Return the ``asctime`` date of an mbox ``From_`` line as UTC epoch seconds.
+
+    Tolerates a time zone name or offset before the year (which is ignored: most
+    writers use local time without saying so). Returns ``None`` when no date is found.
+    """
+    m = _FROM_DATE_RE.search(line)
+    if m is None:
+        return None
+    month = _MONTHS.index(m.group(1)) + 1
+    day, hour, minute = int(m.group(2)), int(m.group(3)), int(m.group(4))
+    second = int(m.group(5) or b"0")
+    year = int(m.group(6))
+    if not (1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 61):
+        return None
+    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
+
+
+def read_mbox(path: str | os.PathLike[str], fmt: MboxFormat = "auto") -> Iterator[SourceMessage]:
+    """Yield the messages of the mbox file at ``path`` in file order, one at a time.
+
+    ``fmt`` chooses the unquoting (see the module docstring); ``"auto"`` means mboxrd.
+    An empty file is an empty mailbox. Raises :class:`MailboxFormatError` naming the file
+    when it cannot be opened or read, or does not start with a ``From `` line. The file
+    must not change while it is read. ``source`` is ``"mbox:PATH#N"``, N counting from 1.
+    """
+    if fmt not in ("auto", "mboxrd", "mboxo"):
+        raise ValueError(f"unknown mbox format {fmt!r}")
+    unquote = fmt != "mboxo"
+    name = os.fspath(path)
+    try:
+        f = open(name, "rb")
+    except OSError as exc:
+        raise MailboxFormatError(f"cannot open mbox {name}: {exc.strerror or exc}") from exc
+    try:
+        yield from _read(f, name, unquote)
+    except OSError as exc:
+        raise MailboxFormatError(f"cannot read mbox {name}: {exc.strerror or exc}") from exc
+    finally:
+        f.close()
+
+
+def _read(f: BinaryIO, name: str, unquote: bool) -> Iterator[SourceMessage]:
+    first = f.readline(_CHUNK)
+    if not first:
+        return
+    if not first.startswith(b"From "):
+        raise MailboxFormatError(
+            f"{name} is not an mbox file: it does not start with a 'From ' line",
+            hint="pass the right format (mbox, maildir, eml) for this file",
+        )
+    offset = 0
+    number = 0
+    pending_from: bytes | None = first
+    at_line_start = True
+    while pending_from is not None:
+        # Read the rest of a From_ line that is longer than one chunk.
+        from_line = tail = pending_from
+        offset += len(tail)
+        while not tail.endswith(b"\n"):
+            tail = f.readline(_CHUNK)
+            if not tail:
+                break
+            offset += len(tail)
+            if len(from_line) < _FROM_LINE_MAX:
+                from_line += tail
+        number += 1
+        start = offset
+        blank_at: int | None = None  # offset of a blank line that may be the separator
+        needs_unquote = False
+        pending_from = None
+        at_line_start = True
+        while True:
+            chunk = f.readline(_CHUNK)
+            if not chunk:
+                break
+            if at_line_start:
+                if blank_at is not None and chunk.startswith(b"From "):
+                    pending_from = chunk
+                    break
+                if chunk == b"\n" or chunk == b"\r\n":
+                    blank_at = offset
+                else:
+                    blank_at = None
+                    if unquote and chunk.startswith(b">") and _NEEDS_UNQUOTE_RE.match(chunk):
+                        needs_unquote = True
+            offset += len(chunk)
+            at_line_start = chunk.endswith(b"\n")
+        end = blank_at if blank_at is not None else offset
+        resume = f.tell()
+        f.seek(start)
+        data = f.read(end - start)
+        f.seek(resume)
+        if len(data) != end - start:
+            raise MailboxFormatError(f"mbox {name} changed while it was being read")
+        if needs_unquote:
+            data = _UNQUOTE_RE.sub(rb"\1", data)
+        yield SourceMessage(
+            data=data,
+            source=f"mbox:{name}#{number}",
+            from_line_time=parse_from_line_time(from_line),
+        )
+
+
+def _asctime(when: float) -> str:
+    t = time.gmtime(when)
+    month = _MONTHS[t.tm_mon - 1].decode()
+    clock = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    return f"{_DAYS[t.tm_wday]} {month} {t.tm_mday:2d} {clock} {t.tm_year}"
+
+
+class MboxWriter:
+    """Write messages to a new mboxrd file at ``path``, replacing it atomically at close.
+
+    Messages go to a temporary file (mode 0600) next to ``path``; :meth:`close` fsyncs
+    it, renames it to ``path`` (replacing any existing file) and fsyncs the directory,
+    so on return the whole mbox is durable and a crash before that leaves the old file
+    (or none) untouched. :meth:`abort`, or leaving a ``with`` block by an exception,
+    removes the temporary file. See the module docstring for the transforms applied.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], crlf: bool = False) -> None:
+        self.path = Path(path)
+        self.crlf = crlf
+        self._eol = b"\r\n" if crlf else b"\n"
+        directory = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        self._tmp = Path(tmp)
+        os.fchmod(fd, 0o600)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb", buffering=1024 * 1024)
+        self.count = 0
+
+    def add(self, data: bytes, sender: str = "MAILER-DAEMON", when: float | None = None) -> None:
+        """Append one message with a ``From SENDER DATE`` line (``when`` defaults to now).
+
+        ``sender`` is reduced to one token (whitespace becomes ``_``). Nothing is durable
+        until :meth:`close` returns.
+        """
+        if self._file is None:
+            raise ValueError("MboxWriter is closed")
+        token = "".join("_" if c.isspace() else c for c in sender) or "MAILER-DAEMON"
+        stamp = _asctime(time.time() if when is None else when)
+        if not self.crlf:
+            data = data.replace(b"\r\n", b"\n")
+        if data and not data.endswith(b"\n"):
+            data += self._eol
+        data = _QUOTE_RE.sub(rb">\1", data)
+        f = self._file
+        f.write(f"From {token} {stamp}".encode("utf-8", "replace") + self._eol)
+        f.write(data)
+        f.write(self._eol)
+        self.count += 1
+
+    def close(self) -> None:
+        """Flush, fsync and rename the file into place; the mbox is durable on return."""
+        if self._file is None:
+            return
+        f = self._file
+        self._file = None
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            f.close()
+        os.replace(self._tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Discard everything written so far; ``path`` is left as it was."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> MboxWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Tests of popvault.mailboxes and popvault.app.metadata."""

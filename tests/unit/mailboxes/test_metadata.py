@@ -1,0 +1,83 @@
+"""Metadata parsing: RFC 2047, folding, several Received headers, garbage never raises."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from popvault.app.metadata import MessageMetadata, parse_date, parse_metadata
+
+FULL = (
+    b"Received: from mx2 by mx3; Wed, 3 Jan 2024 00:00:00 +0000\r\n"
+    b"Received: from a (x; y)\r\n\tby mx1; Tue, 2 Jan 2024 00:00:00 +0000\r\n"
+    b"Date: Mon, 1 Jan 2024 10:00:00 +0100\r\n"
+    b"From: =?UTF-8?B?w4lsaWU=?= <elie@example.org>\r\n"
+    b"To: a@example.org,\r\n b@example.org\r\n"
+    b"To: c@example.org\r\n"
+    b"Cc: d@example.org\r\n"
+    b"Subject: =?utf-8?q?H=C3=A9llo?= =?iso-8859-1?q?_w=F6rld?= tail\r\n"
+    b"Message-ID: <1@example.org>\r\n"
+    b"\r\n"
+    b"Subject: not a header, this is the body\r\n"
+)
+
+
+def test_full_header() -> None:
+    m = parse_metadata(FULL)
+    assert m == MessageMetadata(
+        date=1_704_099_600.0,
+        received=1_704_240_000.0,  # topmost Received: 3 Jan
+        from_="Élie <elie@example.org>",
+        to="a@example.org, b@example.org, c@example.org",
+        cc="d@example.org",
+        subject="Héllo wörld tail",
+        message_id="<1@example.org>",
+    )
+
+
+def test_lf_only_and_body_not_parsed() -> None:
+    m = parse_metadata(b"Subject: one\n\nSubject: two\nFrom: x\n")
+    assert m.subject == "one" and m.from_ == ""
+
+
+def test_empty_and_missing() -> None:
+    assert parse_metadata(b"") == MessageMetadata()
+    assert parse_metadata(b"\r\nSubject: body only\r\n") == MessageMetadata()
+    m = parse_metadata(b"X-Other: 1\n\n")
+    assert m.subject == "" and m.date is None and m.received is None
+
+
+def test_non_utf8_and_bad_encoded_words() -> None:
+    m = parse_metadata(b"Subject: caf\xe9 =?x-unknown?q?abc?=\nFrom: =?utf-8?b?!!!?=\n\n")
+    assert m.subject.startswith("caf\ufffd")
+    assert "abc" in m.subject
+    m2 = parse_metadata(b"Subject: =?iso-8859-1?q?=E9t=E9?=\n")
+    assert m2.subject == "été"
+
+
+def test_received_without_date() -> None:
+    assert (
+        parse_metadata(b"Received: from nowhere\nReceived: x; 1 Jan 2024 00:00 +0000\n\n").received
+        is None
+    )
+
+
+def test_header_without_end_and_garbage_lines() -> None:
+    m = parse_metadata(b"garbage line\n: empty name\nSubject : spaced\n continued")
+    assert m.subject == "spaced continued"
+
+
+def test_parse_date() -> None:
+    assert parse_date("Mon, 1 Jan 2024 10:00:00 +0100") == 1_704_099_600.0
+    assert parse_date("1 Jan 2024 09:00:00") == 1_704_099_600.0  # no zone: UTC
+    assert parse_date("Mon, 1 Jan 24 09:00:00 GMT") == 1_704_099_600.0
+    assert parse_date("not a date") is None
+    assert parse_date("") is None
+    assert parse_date("Mon, 45 Foo 2024 99:99:99 +0000") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_never_raises(data: bytes) -> None:
+    assert isinstance(parse_metadata(data), MessageMetadata)
+    assert isinstance(parse_metadata(b"Subject: =?" + data + b"\n\n"), MessageMetadata)
