@@ -61,9 +61,13 @@ class AccountReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    #: UIDLs listed on the server in this run (for migrate's completeness report).
+    server_uidls: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("server_uidls")
+        return d
 
 
 @dataclass
@@ -190,6 +194,7 @@ def backup_account(
             seen[uidl] = k + 1
             ident.append((num, uidl if k == 0 else f"{uidl}#{k + 1}"))
         rep.listed = len(ident)
+        rep.server_uidls = [u for _, u in ident]
         with vault._mutex:
             known = vault.known_uidls(acct.name)
         todo = [(n, u) for n, u in ident if u not in known]

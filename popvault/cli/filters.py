@@ -18,12 +18,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def filter_options(f: F) -> F:
+    """The filters of list and export."""
+    return _filters(f, "--to")
+
+
+def restore_filter_options(f: F) -> F:
+    """The same filters for restore, whose --to names the target: --to-addr instead."""
+    return _filters(f, "--to-addr")
+
+
+def _filters(f: F, to_flag: str) -> F:
     opts = [
         click.option("--account", help="Only messages archived under this account."),
         click.option("--since", metavar="DATE", help="Delivered on or after DATE (YYYY-MM-DD)."),
         click.option("--until", metavar="DATE", help="Delivered before DATE (YYYY-MM-DD)."),
         click.option("--from", "from_", metavar="TEXT", help="From header contains TEXT."),
-        click.option("--to", metavar="TEXT", help="To or Cc header contains TEXT."),
+        click.option(to_flag, "to", metavar="TEXT", help="To or Cc header contains TEXT."),
         click.option("--subject", metavar="TEXT", help="Subject contains TEXT."),
         click.option(
             "--ids", metavar="FILE",

@@ -787,6 +787,33 @@ class ImapClient:
             if not done:
                 self._drain(tag)
 
+    def uid_fetch_headers(self, folder: str) -> list[tuple[int, int, bytes]]:
+        """(UID, RFC822.SIZE, header section) of every message of ``folder``, read-only.
+
+        Restore uses it to recognise messages already on the target after an
+        interruption. Headers only: one round trip, no message bodies.
+        """
+        if self.select(folder, readonly=True) == 0:
+            return []
+        tag = self._send([b"UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER])"])
+        out: list[tuple[int, int, bytes]] = []
+        while True:
+            resp = self._read_response()
+            if resp.tag == tag:
+                status = parse_status(resp)
+                if status is None or status.status != "OK":
+                    raise ProtocolError(f"UID FETCH failed: {status.text if status else ''}")
+                return out
+            if resp.tag != "*":
+                self._note(resp)
+                continue
+            attrs = _fetch_attrs(resp)
+            if attrs is None:
+                continue
+            uid, size, head = attrs.get("UID"), attrs.get("RFC822.SIZE"), attrs.get("BODY[HEADER]")
+            if isinstance(uid, str) and uid.isdigit() and isinstance(size, str) and size.isdigit():
+                out.append((int(uid), int(size), head if isinstance(head, bytes) else b""))
+
     def logout(self) -> None:
         """Send LOGOUT and close the connection; never raises on a dead connection."""
         if self._closed:
@@ -1008,8 +1035,8 @@ def _flat(part: Arg) -> bytes:
     return part if isinstance(part, bytes) else b"{%d}" % len(part.data)
 
 
-def _fetch_item(resp: Response) -> tuple[int, bytes, float, tuple[str, ...]] | None:
-    """Parse ``* N FETCH (...)``; ``None`` for other untagged data or a FETCH without a body."""
+def _fetch_attrs(resp: Response) -> dict[str, Value] | None:
+    """The attributes of ``* N FETCH (...)``; ``None`` for other untagged data."""
     words = resp.line.split(b" ", 3)
     if len(words) < 4 or words[2].upper() != b"FETCH":
         return None
@@ -1023,6 +1050,14 @@ def _fetch_item(resp: Response) -> tuple[int, bytes, float, tuple[str, ...]] | N
         key = items[i]
         if isinstance(key, str):
             attrs[key.upper()] = items[i + 1]
+    return attrs
+
+
+def _fetch_item(resp: Response) -> tuple[int, bytes, float, tuple[str, ...]] | None:
+    """Parse ``* N FETCH (...)``; ``None`` for other untagged data or a FETCH without a body."""
+    attrs = _fetch_attrs(resp)
+    if attrs is None:
+        return None
     body = attrs.get("BODY[]")
     uid = attrs.get("UID")
     if body is None or not isinstance(uid, str) or not uid.isdigit():

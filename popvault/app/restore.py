@@ -1,0 +1,291 @@
+"""Restore use case: archived mail back into an IMAP folder or a Maildir (``popvault restore``).
+
+Targets: ``imaps://USER@HOST[:PORT]/FOLDER`` and ``imap://...`` (STARTTLS unless
+``?tls=none``), ``maildir:PATH``, and the export shortcuts ``mbox:PATH`` / ``eml:DIR``.
+Restores are idempotent and resumable: what was restored where is recorded in the vault
+(records ``rst``), and before appending, the target itself is consulted: for IMAP the
+header section and size of every message already in the folder, for a Maildir the keyed
+id of every file in it. So a restore killed at any moment finishes, when run again,
+with each message in the target exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from popvault.app.export import export_messages
+from popvault.app.progress import NullProgress, Progress
+from popvault.errors import IntegrityError, PopvaultError, UsageError
+from popvault.mailboxes.imap import (
+    AppendItem,
+    ImapClient,
+    ImapSettings,
+    MessageRejected,
+    maildir_flags_to_imap,
+    parse_imap_url,
+)
+from popvault.mailboxes.maildir import MaildirWriter, read_maildir
+from popvault.vault.index import Filter, MessageRow
+from popvault.vault.split import header_end
+from popvault.vault.vault import Vault
+
+DateFrom = Literal["auto", "received", "header", "archived"]
+BATCH = 200
+#: Known per-message size limits of big providers (bytes), checked before APPEND.
+PROVIDER_LIMITS: dict[str, tuple[str, int]] = {
+    "imap.gmail.com": ("Gmail", 25 * 1024 * 1024),
+    "imap.googlemail.com": ("Gmail", 25 * 1024 * 1024),
+    "outlook.office365.com": ("Microsoft 365", 35 * 1024 * 1024),
+    "imap-mail.outlook.com": ("Outlook.com", 35 * 1024 * 1024),
+}
+
+
+@dataclass
+class RestoreReport:
+    target: str
+    selected: int = 0
+    restored: int = 0
+    already: int = 0
+    would_restore: int = 0
+    bytes: int = 0
+    failed: list[str] = field(default_factory=list)
+    restored_ids: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("restored_ids")
+        return d
+
+
+def internaldate(row: MessageRow, date_from: DateFrom) -> float:
+    """When the message reached its original mailbox (issue: INTERNALDATE fallbacks)."""
+    if date_from == "received":
+        order = [row.received, row.file_time, row.date, row.first_archived]
+    elif date_from == "header":
+        order = [row.date, row.received, row.file_time, row.first_archived]
+    elif date_from == "archived":
+        order = [row.first_archived]
+    else:
+        order = [row.received, row.file_time, row.date, row.first_archived]
+    return next(t for t in order if t is not None)
+
+
+def to_crlf(data: bytes) -> bytes:
+    """IMAP wants CRLF line ends: bare LF becomes CRLF; everything else is kept."""
+    if b"\n" not in data:
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def header_key(crlf_data: bytes) -> tuple[int, str]:
+    """How restore recognises a message already on an IMAP server: its size and the
+    hash of its header section (compared with RFC822.SIZE and BODY[HEADER])."""
+    end = header_end(crlf_data)
+    head = crlf_data[:end] if end > 0 else crlf_data
+    return len(crlf_data), hashlib.sha256(head.rstrip(b"\r\n")).hexdigest()
+
+
+def restore(
+    vault: Vault,
+    target: str,
+    flt: Filter | None = None,
+    *,
+    password: Callable[[], str] | None = None,
+    tls_ca_file: str | None = None,
+    tls_fingerprint: str | None = None,
+    date_from: DateFrom = "auto",
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    timeout: float = 60.0,
+) -> RestoreReport:
+    """Restore matching messages to ``target``; returns a report (failures listed in it).
+
+    Raises for whole-target failures (login refused, network); a message the server
+    refuses is reported and the rest continue.
+    """
+    progress = progress or NullProgress()
+    if target.startswith(("imap://", "imaps://")):
+        if password is None:
+            raise UsageError("an IMAP password is needed")
+        return _restore_imap(
+            vault, target, flt, password, tls_ca_file, tls_fingerprint, date_from, dry_run,
+            progress, timeout,
+        )
+    kind, sep, path = target.partition(":")
+    if not sep or not path:
+        raise UsageError(
+            f"unknown restore target {target!r}",
+            hint="use imaps://USER@HOST/FOLDER, imap://..., maildir:PATH, mbox:PATH or eml:DIR",
+        )
+    if kind == "maildir":
+        return _restore_maildir(vault, path, flt, dry_run, progress)
+    if kind in ("mbox", "eml"):
+        rep = RestoreReport(target=target)
+        rows = list(vault.messages(flt))
+        rep.selected = len(rows)
+        if dry_run:
+            rep.would_restore = len(rows)
+            return rep
+        ex = export_messages(vault, path, kind, flt, progress=progress)  # type: ignore[arg-type]
+        rep.restored, rep.bytes, rep.failed = ex.messages, ex.bytes, ex.failed
+        return rep
+    raise UsageError(f"unknown restore target kind {kind!r}", hint="use imaps://, imap://, maildir:, mbox: or eml:")
+
+
+def _commit(vault: Vault, dry_run: bool) -> None:
+    if not dry_run:
+        with vault._mutex:
+            vault.commit()
+
+
+def _restore_maildir(
+    vault: Vault, path: str, flt: Filter | None, dry_run: bool, progress: Progress
+) -> RestoreReport:
+    target_id = f"maildir:{os.path.abspath(path)}"
+    rep = RestoreReport(target=target_id)
+    rows = list(vault.messages(flt))
+    rep.selected = len(rows)
+    present: set[bytes] = set()
+    if Path(path, "cur").is_dir() or Path(path, "new").is_dir():
+        for sm in read_maildir(path, on_error=lambda f, e: rep.failed.append(f"{f}: {e}")):
+            present.add(vault.keys.keyed_id(sm.data))
+    todo = [r for r in rows if r.id not in present]
+    rep.already = len(rows) - len(todo)
+    if dry_run:
+        rep.would_restore = len(todo)
+        return rep
+    writer = MaildirWriter(path)
+    progress.start(target_id, len(todo), sum(r.size for r in todo))
+    for row in todo:
+        try:
+            data = vault.read_message(row.id)
+        except IntegrityError as exc:
+            rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
+            continue
+        writer.add(data, flags=row.flags, when=row.delivered)
+        vault.record_restore(target_id, row.id, None)
+        rep.restored += 1
+        rep.bytes += len(data)
+        rep.restored_ids.append(row.id.hex())
+        progress.advance(1, len(data))
+        if vault.pending >= BATCH:
+            _commit(vault, dry_run)
+    _commit(vault, dry_run)
+    progress.done()
+    return rep
+
+
+def _restore_imap(
+    vault: Vault,
+    target: str,
+    flt: Filter | None,
+    password: Callable[[], str],
+    tls_ca_file: str | None,
+    tls_fingerprint: str | None,
+    date_from: DateFrom,
+    dry_run: bool,
+    progress: Progress,
+    timeout: float,
+) -> RestoreReport:
+    t = parse_imap_url(target)
+    port = t.port or (993 if t.tls == "implicit" else 143)
+    target_id = f"imap://{t.user}@{t.host.lower()}:{port}/{t.folder}"
+    rep = RestoreReport(target=target_id)
+    rows = list(vault.messages(flt))
+    rep.selected = len(rows)
+    done = vault.cache.restored(target_id)
+    rows = [r for r in rows if r.id not in done]
+    rep.already = rep.selected - len(rows)
+    settings: ImapSettings = t.settings(
+        password(), tls_ca_file=tls_ca_file, tls_fingerprint=tls_fingerprint, timeout=timeout
+    )
+    with ImapClient.connect(settings) as client:
+        folder = _server_folder(client, t.folder)
+        if not client.folder_exists(folder):
+            if dry_run:
+                rep.would_restore = len(rows)
+                return rep
+            client.create_folder(folder)
+        present = {
+            (size, hashlib.sha256(head.rstrip(b"\r\n")).hexdigest())
+            for _uid, size, head in client.uid_fetch_headers(folder)
+        }
+        limit = _size_limit(client, t.host)
+        todo: list[MessageRow] = []
+        for row in rows:
+            if row.size and limit is not None and row.size > limit[1]:
+                rep.failed.append(
+                    f"{row.id.hex()[:16]}: {row.size} bytes is over {limit[0]}'s limit of"
+                    f" {limit[1]} bytes; not restored"
+                )
+                continue
+            todo.append(row)
+        if dry_run:
+            rep.would_restore = len(todo)
+            return rep
+        progress.start(target_id, len(todo), sum(r.size for r in todo))
+        queue: list[tuple[MessageRow, int]] = []
+
+        def items() -> Any:
+            for row in todo:
+                try:
+                    data = to_crlf(vault.read_message(row.id))
+                except IntegrityError as exc:
+                    rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
+                    continue
+                if header_key(data) in present:
+                    vault.record_restore(target_id, row.id, None)
+                    rep.already += 1
+                    continue
+                queue.append((row, len(data)))
+                yield AppendItem(
+                    data,
+                    flags=maildir_flags_to_imap(row.flags),
+                    internaldate=internaldate(row, date_from),
+                )
+
+        full = False
+        for outcome in client.append_many(folder, items()):
+            row, size = queue.pop(0)
+            if outcome.error is not None:
+                rep.failed.append(f"{row.id.hex()[:16]}: {outcome.error.message}")
+                if outcome.error.code in ("OVERQUOTA", "LIMIT") and not full:
+                    full = True
+                    progress.warn(f"{target_id}: the target is full ({outcome.error.server_text})")
+                continue
+            vault.record_restore(target_id, row.id, outcome.uid)
+            rep.restored += 1
+            rep.bytes += size
+            rep.restored_ids.append(row.id.hex())
+            progress.advance(1, size)
+            if vault.pending >= BATCH:
+                _commit(vault, dry_run)
+        _commit(vault, dry_run)
+        progress.done()
+    return rep
+
+
+def _server_folder(client: ImapClient, folder: str) -> str:
+    """Folder path as the server spells it: '/' in the URL becomes its delimiter."""
+    if "/" not in folder:
+        return folder
+    delim = client.hierarchy_delimiter()
+    return folder.replace("/", delim) if delim else folder
+
+
+def _size_limit(client: ImapClient, host: str) -> tuple[str, int] | None:
+    for cap in client.capabilities:
+        if cap.upper().startswith("APPENDLIMIT="):
+            try:
+                return ("the server", int(cap.split("=", 1)[1]))
+            except ValueError:
+                pass
+    return PROVIDER_LIMITS.get(host.lower())
+
+
+__all__ = ["DateFrom", "MessageRejected", "PopvaultError", "RestoreReport", "restore"]

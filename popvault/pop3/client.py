@@ -1,0 +1,625 @@
+"""Our POP3 client on ``socket`` + ``ssl``: typed results, streamed RETR, pipelining.
+
+Implements RFC 1939 (POP3), RFC 2449 (CAPA, PIPELINING, response codes), RFC 2595
+(STLS), RFC 3206 ([SYS/*], [AUTH]), RFC 5034 (SASL: PLAIN, LOGIN, XOAUTH2, OAUTHBEARER)
+and RFC 6856 (UTF8) for the fetch side of popvault. Replies are parsed by
+:mod:`popvault.pop3.parser`; message bodies go to a caller's sink chunk by chunk as they
+arrive, dot-unstuffed and otherwise byte-exact (guarantee 1), in bounded memory for any
+size and any line length (guarantee 7). TLS is verified by default or pinned (guarantee
+8), see :mod:`popvault.pop3.tls`. Every failure is one of the :mod:`popvault.errors`
+family (refined in :mod:`popvault.pop3.errors`); messages name the host, the command and
+the server's reply, never a password, token or SASL string. Deletions (``dele``) only
+take effect on a successful :meth:`Pop3Client.quit` (RFC 1939 section 6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+from popvault.errors import NetworkError, PopvaultError, ProtocolError, TLSError
+from popvault.pop3 import sasl
+from popvault.pop3.errors import Pop3CommandFailed, UidlNotSupported, error_for_reply
+from popvault.pop3.parser import (
+    BodyChunk,
+    BodyEnd,
+    Continuation,
+    Event,
+    Expect,
+    ResponseParser,
+    Status,
+)
+from popvault.pop3.settings import Pop3Settings, Pop3Url, parse_pop3_url
+from popvault.pop3.tls import check_pin, make_context
+
+log = logging.getLogger("popvault.pop3")
+
+Sink = Callable[[bytes], None]
+
+# Aliases: inside Pop3Client the name ``list`` is the LIST command.
+_Lines = list[str]
+_Uidls = list[tuple[int, str]]
+_Caps = dict[str, list[str]]
+
+_RECV_SIZE = 256 * 1024
+_MAX_SASL_ROUNDS = 8
+_TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
+
+
+def _discard(_: bytes) -> None:
+    return None
+
+
+class Pop3Client:
+    """One POP3 session. Create with :meth:`connect`; use as a context manager.
+
+    On leaving a ``with`` block normally the session ends with QUIT (so DELEs commit);
+    when an exception propagates the connection is closed without QUIT, so the server
+    discards pending deletions (RFC 1939 section 6). Not thread-safe.
+    """
+
+    def __init__(self, settings: Pop3Settings, sock: socket.socket) -> None:
+        """Internal: use :meth:`connect`."""
+        self._settings = settings
+        self._sock: socket.socket | None = sock
+        self._parser = ResponseParser()
+        self._capabilities: _Caps = {}
+        self._timestamp: str | None = None
+        self._deletions = 0
+        self._broken: PopvaultError | None = None
+        self._greeting = ""
+
+    def __repr__(self) -> str:
+        state = "open" if self._sock is not None else "closed"
+        return f"<Pop3Client {self._settings.user!r}@{self.host} {state}>"
+
+    # -- life cycle ---------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, settings: Pop3Settings) -> Pop3Client:
+        """Connect, secure, read CAPA and log in; return a ready session.
+
+        Raises :class:`NetworkError` (cannot connect, timeout, dropped),
+        :class:`TLSError` (certificate refused, pin mismatch, STLS required but not
+        offered), :class:`AuthenticationFailed` (exit 77), :class:`TemporaryFailure`
+        ([IN-USE], [LOGIN-DELAY], [SYS/TEMP]: retry later), :class:`ProtocolError`.
+        Nothing on the server changes; a retry is always safe.
+        """
+        host, port = settings.host, settings.effective_port
+        try:
+            sock = socket.create_connection((host, port), timeout=settings.connect_timeout)
+        except TimeoutError:
+            raise NetworkError(
+                f"{host}:{port}: connect timed out after {settings.connect_timeout}s"
+            ) from None
+        except OSError as exc:
+            raise NetworkError(f"{host}:{port}: cannot connect: {exc}") from None
+        client: Pop3Client | None = None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if settings.tls == "implicit":
+                sock = cls._wrap_tls(sock, settings)
+            sock.settimeout(settings.timeout)
+            client = cls(settings, sock)
+            client._start()
+            return client
+        except BaseException:
+            if client is not None:
+                client.close()
+            else:
+                sock.close()
+            raise
+
+    @staticmethod
+    def _wrap_tls(sock: socket.socket, settings: Pop3Settings) -> ssl.SSLSocket:
+        host = settings.host
+        ctx = make_context(settings.tls_ca_file, settings.tls_fingerprint)
+        sock.settimeout(settings.connect_timeout)
+        try:
+            tls_sock = ctx.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            raise TLSError(
+                f"{host}: server certificate refused: {exc.verify_message}",
+                hint="set tls_ca_file to the server's CA, or pin it with tls_fingerprint",
+            ) from None
+        except ssl.SSLError as exc:
+            sock.close()
+            raise TLSError(f"{host}: TLS handshake failed: {exc.reason or exc}") from None
+        except TimeoutError:
+            sock.close()
+            raise NetworkError(f"{host}: TLS handshake timed out") from None
+        except OSError as exc:
+            sock.close()
+            raise NetworkError(f"{host}: connection lost during TLS handshake: {exc}") from None
+        if settings.tls_fingerprint is not None:
+            try:
+                check_pin(host, tls_sock.getpeercert(binary_form=True), settings.tls_fingerprint)
+            except BaseException:
+                tls_sock.close()
+                raise
+        return tls_sock
+
+    def _start(self) -> None:
+        settings = self._settings
+        self._parser.expect(Expect.SINGLE)
+        greeting = self._read_status("greeting")
+        if not greeting.ok:
+            raise error_for_reply(self.host, "greeting", greeting.text)
+        self._greeting = greeting.text
+        m = _TIMESTAMP_RE.search(greeting.text)
+        self._timestamp = m.group(0) if m else None
+        self._capabilities = self._capa()
+        if settings.tls == "starttls":
+            if "STLS" not in self._capabilities:
+                raise TLSError(
+                    f"{self.host}: server does not offer STLS",
+                    hint="use pop3s:// (implicit TLS) or, only on a trusted network, tls=none",
+                )
+            self._simple("STLS")
+            dropped = self._parser.discard_buffer()
+            if dropped:
+                log.warning("%s: discarded %d plaintext bytes sent after STLS", self.host, dropped)
+            assert self._sock is not None
+            raw, self._sock = self._sock, None
+            self._sock = self._wrap_tls(raw, settings)
+            self._sock.settimeout(settings.timeout)
+            self._capabilities = self._capa()
+        if settings.utf8 and "UTF8" in self._capabilities:
+            self._parser.expect(Expect.SINGLE)
+            self._send(b"UTF8\r\n", "UTF8")
+            self._read_status("UTF8")  # a refusal is harmless: we stay in ASCII mode
+        self._login()
+        after = self._capa()
+        if after:
+            self._capabilities = after
+
+    def close(self) -> None:
+        """Close the connection without QUIT; the server discards pending deletions.
+
+        Idempotent; never raises.
+        """
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def quit(self) -> None:
+        """End the session with QUIT, which is when the server applies deletions.
+
+        If DELE was issued in this session, any failure (no reply, dropped connection,
+        ``-ERR``) raises: the deletions may or may not have been applied, so the caller
+        must treat them as not done and look at the server's UIDL list next time.
+        Without deletions, a failing QUIT is ignored. Always closes the connection.
+        """
+        try:
+            if self._sock is None:
+                if self._deletions:
+                    raise NetworkError(f"{self.host}: connection already closed before QUIT")
+                return
+            try:
+                self._simple("QUIT")
+            except PopvaultError:
+                if self._deletions:
+                    raise
+        finally:
+            self.close()
+
+    def __enter__(self) -> Pop3Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and self._broken is None:
+            self.quit()
+        else:
+            self.close()
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The server's host name, as configured."""
+        return self._settings.host
+
+    @property
+    def capabilities(self) -> _Caps:
+        """CAPA result (upper-case names to their arguments); empty if CAPA failed."""
+        return {k: list(v) for k, v in self._capabilities.items()}
+
+    @property
+    def pipelining(self) -> bool:
+        """True when the server advertises PIPELINING (RFC 2449)."""
+        return "PIPELINING" in self._capabilities
+
+    @property
+    def greeting(self) -> str:
+        """The text of the server's greeting."""
+        return self._greeting
+
+    # -- commands -----------------------------------------------------------------
+
+    def stat(self) -> tuple[int, int]:
+        """STAT: (message count, total size in octets as the server counts it)."""
+        text = self._simple("STAT")
+        fields = text.split()
+        try:
+            return int(fields[0]), int(fields[1])
+        except (IndexError, ValueError):
+            raise self._protocol("STAT", f"malformed reply {text[:80]!r}") from None
+
+    def list(self) -> dict[int, int]:
+        """LIST: message number to size. Sizes are a hint only (some servers count LF)."""
+        result: dict[int, int] = {}
+        for line in self._multi_lines("LIST"):
+            fields = line.split()
+            try:
+                result[int(fields[0])] = int(fields[1])
+            except (IndexError, ValueError):
+                raise self._protocol("LIST", f"malformed line {line[:80]!r}") from None
+        return result
+
+    def uidl(self) -> _Uidls:
+        """UIDL: (message number, unique id) pairs in server order.
+
+        Raises :class:`UidlNotSupported` when the server refuses UIDL (without a
+        temporary response code), and :class:`ProtocolError` when two messages share a
+        UIDL: with duplicates, archived state could be confused and mail deleted unsafely.
+        """
+        try:
+            lines = self._multi_lines("UIDL")
+        except PopvaultError as exc:
+            code = getattr(exc, "response_code", None)
+            if isinstance(exc, ProtocolError | NetworkError) or code in (
+                "IN-USE",
+                "LOGIN-DELAY",
+                "SYS/TEMP",
+            ):
+                raise
+            raise UidlNotSupported(
+                f"{self.host}: server does not support UIDL ({exc.message})",
+                hint="popvault needs UIDL to know which messages it has archived",
+                response_code=code,
+            ) from None
+        result: _Uidls = []
+        seen: dict[str, int] = {}
+        for line in lines:
+            fields = line.split()
+            try:
+                num, uid = int(fields[0]), fields[1]
+            except (IndexError, ValueError):
+                raise self._protocol("UIDL", f"malformed line {line[:80]!r}") from None
+            if uid in seen:
+                raise self._protocol(
+                    "UIDL", f"messages {seen[uid]} and {num} share the unique id {uid!r}"
+                )
+            seen[uid] = num
+            result.append((num, uid))
+        return result
+
+    def retr(self, num: int, sink: Sink) -> int:
+        """RETR ``num``: feed the message's dot-unstuffed bytes to ``sink``; return count.
+
+        Bytes arrive exactly as the server sent them (CRLF kept) in chunks as they are
+        received; the message is never held whole in memory. If the sink raises, the
+        session is unusable afterwards (the rest of the reply is unread); close it.
+        """
+        label = f"RETR {num}"
+        self._parser.expect(Expect.MULTI)
+        self._send(f"RETR {num}\r\n".encode(), label)
+        status = self._read_status(label)
+        if not status.ok:
+            raise error_for_reply(self.host, label, status.text)
+        return self._read_body(label, sink)
+
+    def retr_many(
+        self,
+        nums: Sequence[int],
+        begin: Callable[[int], Sink],
+        end: Callable[[int, int], None],
+        window: int = 8,
+    ) -> None:
+        """RETR each of ``nums`` in order, up to ``window`` in flight with PIPELINING.
+
+        For each message, ``begin(num)`` returns the sink for its bytes and
+        ``end(num, nbytes)`` is called after its terminating dot. Without PIPELINING
+        one command is sent at a time. If the server answers ``-ERR`` to one RETR, the
+        replies already in flight are read and discarded, no further RETR is sent, and
+        the error is raised; messages completed before it have had their ``end`` call.
+        If a callback raises, the session is unusable afterwards.
+        """
+        limit = max(1, window) if self.pipelining else 1
+        pending = iter(nums)
+        inflight: deque[int] = deque()
+        error: PopvaultError | None = None
+
+        def fill() -> None:
+            batch = []
+            for num in pending:
+                self._parser.expect(Expect.MULTI)
+                batch.append(f"RETR {num}\r\n".encode())
+                inflight.append(num)
+                if len(inflight) >= limit:
+                    break
+            if batch:
+                self._send(b"".join(batch), f"RETR {inflight[0]}")
+
+        fill()
+        while inflight:
+            num = inflight[0]
+            label = f"RETR {num}"
+            status = self._read_status(label)
+            if not status.ok:
+                inflight.popleft()
+                if error is None:
+                    error = error_for_reply(self.host, label, status.text)
+                continue
+            if error is not None:
+                self._read_body(label, _discard)
+                inflight.popleft()
+                continue
+            try:
+                sink = begin(num)
+            except BaseException:
+                self._broken = ProtocolError(f"{self.host}: session abandoned mid-reply")
+                raise
+            nbytes = self._read_body(label, sink)
+            inflight.popleft()
+            try:
+                end(num, nbytes)
+            except BaseException:
+                if inflight:
+                    self._broken = ProtocolError(f"{self.host}: session abandoned mid-reply")
+                raise
+            fill()
+        if error is not None:
+            raise error
+
+    def top(self, num: int, lines: int) -> bytes:
+        """TOP ``num`` ``lines``: the headers, blank line and first ``lines`` body lines."""
+        label = f"TOP {num} {lines}"
+        self._parser.expect(Expect.MULTI)
+        self._send(f"TOP {num} {lines}\r\n".encode(), label)
+        status = self._read_status(label)
+        if not status.ok:
+            raise error_for_reply(self.host, label, status.text)
+        out = bytearray()
+        self._read_body(label, out.extend)
+        return bytes(out)
+
+    def dele(self, num: int) -> None:
+        """DELE ``num``: mark for deletion; it takes effect only on a successful QUIT."""
+        self._simple(f"DELE {num}")
+        self._deletions += 1
+
+    def rset(self) -> None:
+        """RSET: unmark all messages marked for deletion in this session."""
+        self._simple("RSET")
+        self._deletions = 0
+
+    def noop(self) -> None:
+        """NOOP: keep the session alive; raises if the server does not answer +OK."""
+        self._simple("NOOP")
+
+    # -- internals ----------------------------------------------------------------
+
+    def _login(self) -> None:
+        settings = self._settings
+        method = settings.auth.lower() if settings.auth else None
+        if method is None:
+            offered = [m.upper() for m in self._capabilities.get("SASL", [])]
+            if "PLAIN" in offered:
+                method = "plain"
+            elif "USER" in self._capabilities or not self._capabilities or "LOGIN" not in offered:
+                method = "user"
+            else:
+                method = "login"
+        if method == "user":
+            self._login_user_pass()
+        elif method == "apop":
+            self._login_apop()
+        else:
+            self._login_sasl(sasl.MECHANISMS[method.upper()](settings.user, settings.password))
+
+    def _login_user_pass(self) -> None:
+        settings = self._settings
+        user_label = f"USER {settings.user}"
+        user_line = f"USER {settings.user}\r\n".encode()
+        pass_line = f"PASS {settings.password}\r\n".encode()
+        if self.pipelining:
+            self._parser.expect(Expect.SINGLE)
+            self._parser.expect(Expect.SINGLE)
+            self._send(user_line + pass_line, "USER/PASS")
+            user_status = self._read_status(user_label)
+            pass_status = self._read_status("PASS")
+        else:
+            self._parser.expect(Expect.SINGLE)
+            self._send(user_line, user_label)
+            user_status = self._read_status(user_label)
+            if user_status.ok:
+                self._parser.expect(Expect.SINGLE)
+                self._send(pass_line, "PASS")
+                pass_status = self._read_status("PASS")
+        if not user_status.ok:
+            raise error_for_reply(self.host, user_label, user_status.text, login=True)
+        if not pass_status.ok:
+            raise error_for_reply(self.host, "PASS", pass_status.text, login=True)
+
+    def _login_apop(self) -> None:
+        settings = self._settings
+        if self._timestamp is None:
+            raise Pop3CommandFailed(
+                f"{self.host}: APOP requested but the server greeting has no timestamp",
+                hint="this server does not offer APOP; use auth 'plain' or 'user' over TLS",
+            )
+        digest = hashlib.md5((self._timestamp + settings.password).encode()).hexdigest()
+        label = f"APOP {settings.user}"
+        self._parser.expect(Expect.SINGLE)
+        self._send(f"APOP {settings.user} {digest}\r\n".encode(), label)
+        status = self._read_status(label)
+        if not status.ok:
+            raise error_for_reply(self.host, label, status.text, login=True)
+
+    def _login_sasl(self, mech: sasl.SaslMechanism) -> None:
+        label = f"AUTH {mech.name}"
+        line, sent_initial = sasl.auth_command(mech)
+        initial_due = not sent_initial and mech.initial() is not None
+        self._parser.expect(Expect.SASL)
+        self._send(line, label)
+        for _ in range(_MAX_SASL_ROUNDS):
+            event = self._next_event(label)
+            if isinstance(event, Status):
+                if not event.ok:
+                    raise error_for_reply(self.host, label, event.text, login=True)
+                return
+            if not isinstance(event, Continuation):
+                raise self._protocol(label, "unexpected reply during SASL exchange")
+            challenge = sasl.decode_challenge(event.text)
+            if initial_due and not challenge:
+                initial_due = False
+                answer = mech.initial()
+                assert answer is not None
+            else:
+                try:
+                    answer = mech.step(challenge)
+                except ProtocolError as exc:
+                    self._send(b"*\r\n", label)  # cancel (RFC 5034 section 4)
+                    raise self._protocol(label, exc.message) from None
+            wire = sasl.encode(answer) if answer else b""
+            self._send(wire + b"\r\n", label)
+        raise self._protocol(label, "too many SASL challenges")
+
+    def _capa(self) -> _Caps:
+        try:
+            lines = self._multi_lines("CAPA")
+        except (ProtocolError, NetworkError):
+            raise
+        except PopvaultError:
+            return {}
+        caps: _Caps = {}
+        for line in lines:
+            fields = line.split()
+            if fields:
+                caps[fields[0].upper()] = fields[1:]
+        return caps
+
+    def _simple(self, command: str) -> str:
+        self._parser.expect(Expect.SINGLE)
+        self._send(command.encode() + b"\r\n", command)
+        status = self._read_status(command)
+        if not status.ok:
+            raise error_for_reply(self.host, command, status.text)
+        return status.text
+
+    def _multi_lines(self, command: str) -> _Lines:
+        self._parser.expect(Expect.MULTI)
+        self._send(command.encode() + b"\r\n", command)
+        status = self._read_status(command)
+        if not status.ok:
+            raise error_for_reply(self.host, command, status.text)
+        out = bytearray()
+        self._read_body(command, out.extend)
+        return out.decode("utf-8", "replace").splitlines()
+
+    def _read_status(self, label: str) -> Status:
+        event = self._next_event(label)
+        if not isinstance(event, Status):
+            raise self._protocol(label, "expected a status line")
+        return event
+
+    def _read_body(self, label: str, sink: Sink) -> int:
+        total = 0
+        while True:
+            event = self._next_event(label)
+            if isinstance(event, BodyEnd):
+                return total
+            if not isinstance(event, BodyChunk):
+                raise self._protocol(label, "unexpected event inside a multi-line reply")
+            total += len(event.data)
+            try:
+                sink(event.data)
+            except BaseException:
+                self._broken = ProtocolError(f"{self.host}: session abandoned mid-reply")
+                raise
+
+    def _next_event(self, label: str) -> Event:
+        while True:
+            try:
+                event = self._parser.next_event()
+            except ProtocolError as exc:
+                raise self._protocol(label, exc.message) from None
+            if event is not None:
+                return event
+            self._recv(label)
+
+    def _recv(self, label: str) -> None:
+        sock = self._check_open(label)
+        try:
+            data = sock.recv(_RECV_SIZE)
+        except TimeoutError:
+            err: PopvaultError = NetworkError(
+                f"{self.host}: no reply to {label} within {self._settings.timeout}s"
+            )
+            self._broken = err
+            raise err from None
+        except OSError as exc:
+            err = NetworkError(f"{self.host}: connection lost while reading {label}: {exc}")
+            self._broken = err
+            raise err from None
+        if not data:
+            eof = self._parser.eof_error()
+            err = type(eof)(f"{self.host}: {label}: {eof.message}", hint=eof.hint)
+            self._broken = err
+            raise err
+        self._parser.feed(data)
+
+    def _send(self, data: bytes, label: str) -> None:
+        sock = self._check_open(label)
+        log.debug("%s: > %s", self.host, label)
+        try:
+            sock.sendall(data)
+        except TimeoutError:
+            err: PopvaultError = NetworkError(f"{self.host}: timed out sending {label}")
+            self._broken = err
+            raise err from None
+        except OSError as exc:
+            err = NetworkError(f"{self.host}: connection lost while sending {label}: {exc}")
+            self._broken = err
+            raise err from None
+
+    def _check_open(self, label: str) -> socket.socket:
+        if self._broken is not None:
+            raise NetworkError(
+                f"{self.host}: cannot send {label}: session is unusable after an earlier "
+                f"error ({self._broken.message})"
+            )
+        if self._sock is None:
+            raise NetworkError(f"{self.host}: cannot send {label}: connection is closed")
+        return self._sock
+
+    def _protocol(self, label: str, what: str) -> ProtocolError:
+        err = ProtocolError(f"{self.host}: {label}: {what}")
+        self._broken = err
+        return err
+
+
+__all__ = [
+    "Pop3Client",
+    "Pop3Settings",
+    "Pop3Url",
+    "Sink",
+    "UidlNotSupported",
+    "parse_pop3_url",
+]

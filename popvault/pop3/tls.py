@@ -1,0 +1,125 @@
+"""TLS set-up for the POP3 client: verified contexts and certificate pinning.
+
+By default the server certificate is verified against the system trust store (or the
+``tls_ca_file`` given) and the host name is checked (guarantee 8). When a SHA-256
+fingerprint is pinned, chain verification is replaced by the pin, which must match
+either the DER certificate or its SubjectPublicKeyInfo (the pin survives a renewal that
+keeps the key). Extracting the SPKI needs only a DER walk over the certificate's outer
+structure (X.509, RFC 5280 section 4.1); no cryptography is done here beyond hashlib.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ssl
+
+from popvault.errors import TLSError, UsageError
+
+
+def normalize_fingerprint(text: str) -> str:
+    """Lower-case 64-hex-digit SHA-256 from ``text`` (colons/spaces allowed).
+
+    Raises :class:`UsageError` if it is not a SHA-256 fingerprint.
+    """
+    digits = text.replace(":", "").replace(" ", "").strip().lower()
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise UsageError(
+            "tls_fingerprint must be a SHA-256 fingerprint: 64 hex digits, colons optional"
+        )
+    return digits
+
+
+def _read_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """Return (tag, content_start, content_end) of the DER element at ``pos``."""
+    if pos + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag = data[pos]
+    length = data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        nbytes = length & 0x7F
+        if nbytes == 0 or nbytes > 4 or pos + nbytes > len(data):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(data[pos : pos + nbytes], "big")
+        pos += nbytes
+    end = pos + length
+    if end > len(data):
+        raise ValueError("truncated DER")
+    return tag, pos, end
+
+
+def spki_der(cert_der: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of an X.509 certificate; ValueError if malformed."""
+    tag, start, _ = _read_tlv(cert_der, 0)  # Certificate ::= SEQUENCE
+    if tag != 0x30:
+        raise ValueError("not a certificate")
+    tag, pos, tbs_end = _read_tlv(cert_der, start)  # tbsCertificate ::= SEQUENCE
+    if tag != 0x30:
+        raise ValueError("not a certificate")
+    tag, _, end = _read_tlv(cert_der, pos)
+    if tag == 0xA0:  # [0] EXPLICIT version
+        pos = end
+    # serialNumber, signature, issuer, validity, subject, then subjectPublicKeyInfo
+    for _ in range(5):
+        _, _, pos = _read_tlv(cert_der, pos)
+    tag, _, end = _read_tlv(cert_der, pos)
+    if tag != 0x30 or end > tbs_end:
+        raise ValueError("no SubjectPublicKeyInfo")
+    return cert_der[pos:end]
+
+
+def certificate_fingerprints(cert_der: bytes) -> tuple[str, str | None]:
+    """SHA-256 hex of the DER certificate and of its SPKI (None if unparsable)."""
+    cert_fp = hashlib.sha256(cert_der).hexdigest()
+    try:
+        spki_fp: str | None = hashlib.sha256(spki_der(cert_der)).hexdigest()
+    except ValueError:
+        spki_fp = None
+    return cert_fp, spki_fp
+
+
+def check_pin(host: str, cert_der: bytes | None, pin: str) -> None:
+    """Raise :class:`TLSError` unless the certificate or its SPKI hashes to ``pin``."""
+    if not cert_der:
+        raise TLSError(f"{host}: the server presented no certificate to check the pin against")
+    want = normalize_fingerprint(pin)
+    cert_fp, spki_fp = certificate_fingerprints(cert_der)
+    if hmac.compare_digest(cert_fp, want):
+        return
+    if spki_fp is not None and hmac.compare_digest(spki_fp, want):
+        return
+    raise TLSError(
+        f"{host}: server certificate does not match the pinned SHA-256 fingerprint",
+        hint=f"the server presents certificate {cert_fp} (public key {spki_fp}); "
+        "update tls_fingerprint only if you trust this change",
+    )
+
+
+def make_context(ca_file: str | None, fingerprint: str | None) -> ssl.SSLContext:
+    """A client context: verified (system store or ``ca_file``) unless pinned.
+
+    With a pin, chain and host name checks are off here and :func:`check_pin` must be
+    called on the peer certificate right after the handshake.
+    """
+    try:
+        if fingerprint is not None:
+            normalize_fingerprint(fingerprint)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSError(f"cannot load TLS CA file {ca_file!r}: {exc}") from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+__all__ = [
+    "certificate_fingerprints",
+    "check_pin",
+    "make_context",
+    "normalize_fingerprint",
+    "spki_der",
+]
