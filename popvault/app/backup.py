@@ -193,6 +193,12 @@ def backup_account(
             k = seen.get(uidl, 0)
             seen[uidl] = k + 1
             ident.append((num, uidl if k == 0 else f"{uidl}#{k + 1}"))
+        duplicated = {u for u, k in seen.items() if k > 1}
+        if duplicated:
+            rep.warnings.append(
+                f"{len(duplicated)} UIDL(s) are listed more than once; those messages are"
+                " archived but never deleted from the server"
+            )
         rep.listed = len(ident)
         rep.server_uidls = [u for _, u in ident]
         with vault._mutex:
@@ -251,7 +257,8 @@ def backup_account(
             progress.warn(f"account {acct.name}: {w}")
         with vault._mutex:
             known = vault.known_uidls(acct.name)
-        doomed = _deletable(vault, acct, ident, known, mismatched, no_uidl, now)
+        unsafe = mismatched | {u for u in known if u.split("#", 1)[0] in duplicated}
+        doomed = _deletable(vault, acct, ident, known, unsafe, no_uidl, now)
         if doomed:
             with vault._mutex:
                 vault.verify_messages({known[u] for _, u in doomed})

@@ -275,8 +275,8 @@ class Pop3Client:
         """UIDL: (message number, unique id) pairs in server order.
 
         Raises :class:`UidlNotSupported` when the server refuses UIDL (without a
-        temporary response code), and :class:`ProtocolError` when two messages share a
-        UIDL: with duplicates, archived state could be confused and mail deleted unsafely.
+        temporary response code). Duplicate UIDLs (RFC 1939 allows them for identical
+        copies) are returned as they are; the caller decides (backup never deletes them).
         """
         try:
             lines = self._multi_lines("UIDL")
@@ -294,18 +294,12 @@ class Pop3Client:
                 response_code=code,
             ) from None
         result: _Uidls = []
-        seen: dict[str, int] = {}
         for line in lines:
             fields = line.split()
             try:
                 num, uid = int(fields[0]), fields[1]
             except (IndexError, ValueError):
                 raise self._protocol("UIDL", f"malformed line {line[:80]!r}") from None
-            if uid in seen:
-                raise self._protocol(
-                    "UIDL", f"messages {seen[uid]} and {num} share the unique id {uid!r}"
-                )
-            seen[uid] = num
             result.append((num, uid))
         return result
 
