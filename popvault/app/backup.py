@@ -121,7 +121,9 @@ def settings_for(acct: AccountConfig, password: str) -> Pop3Settings:
     )
 
 
-def _connect(settings: Pop3Settings, progress: Progress, sleep: Callable[[float], None]) -> Pop3Client:
+def _connect(
+    settings: Pop3Settings, progress: Progress, sleep: Callable[[float], None]
+) -> Pop3Client:
     delays = list(RETRY_DELAYS)
     while True:
         try:
@@ -172,7 +174,9 @@ def backup_account(
     now = time.time() if now is None else now
     settings = settings_for(acct, password)
     if acct.tls == "none":
-        progress.warn(f"account {acct.name}: tls = \"none\": password and mail cross the network in clear")
+        progress.warn(
+            f'account {acct.name}: tls = "none": password and mail cross the network in clear'
+        )
     source = f"pop3://{acct.user}@{acct.host}"
     client = _connect(settings, progress, sleep)
     try:

@@ -108,7 +108,11 @@ def _where(path: Path, text: str, section: str | None, key: str) -> str:
 
 
 def _check_types(
-    path: Path, text: str, section: str | None, table: dict[str, Any], spec: dict[str, tuple[type, ...]]
+    path: Path,
+    text: str,
+    section: str | None,
+    table: dict[str, Any],
+    spec: dict[str, tuple[type, ...]],
 ) -> None:
     for key, value in table.items():
         if key not in spec:
@@ -120,7 +124,9 @@ def _check_types(
         types = spec[key]
         ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
         if not ok:
-            want = " or ".join(t.__name__.replace("str", "string").replace("dict", "table") for t in types)
+            want = " or ".join(
+                t.__name__.replace("str", "string").replace("dict", "table") for t in types
+            )
             raise UsageError(f"{_where(path, text, section, key)}: '{key}' must be a {want}")
 
 
@@ -131,7 +137,9 @@ def load_config(path: Path, *, required: bool = True) -> Config:
     except FileNotFoundError:
         if not required:
             return Config(path=None)
-        raise UsageError(f"config file {path} does not exist", hint="see samples/config.toml") from None
+        raise UsageError(
+            f"config file {path} does not exist", hint="see samples/config.toml"
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
@@ -157,7 +165,8 @@ def load_config(path: Path, *, required: bool = True) -> Config:
             )
         if table.get("auth") is not None and table["auth"] not in AUTH_MECHS:
             raise UsageError(
-                f"{_where(path, text, section, 'auth')}: auth must be one of {', '.join(AUTH_MECHS)}"
+                f"{_where(path, text, section, 'auth')}: auth must be one of"
+                f" {', '.join(AUTH_MECHS)}"
             )
         if "password" in table:
             mode = path.stat().st_mode

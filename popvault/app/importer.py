@@ -61,7 +61,9 @@ def detect(path: str) -> SourceKind:
     return "eml"
 
 
-def _read(path: str, kind: SourceKind, mbox_format: str, errors: list[str]) -> Iterator[SourceMessage]:
+def _read(
+    path: str, kind: SourceKind, mbox_format: str, errors: list[str]
+) -> Iterator[SourceMessage]:
     def on_error(file: str, exc: Exception) -> None:
         errors.append(f"{file}: {exc}")
 

@@ -62,11 +62,18 @@ def migrate(
 ) -> MigrateReport:
     """Back up ``source``, restore it to ``target``, and report completeness."""
     progress = progress or NullProgress()
-    keep = AccountConfig(**{**source.__dict__, "keep": True, "delete": False, "delete_after_days": None})
+    keep = AccountConfig(
+        **{**source.__dict__, "keep": True, "delete": False, "delete_after_days": None}
+    )
     b = backup_account(vault, keep, source_password, progress=progress)
     r = restore(
-        vault, target, Filter(account=source.name), password=target_password,
-        tls_ca_file=tls_ca_file, tls_fingerprint=tls_fingerprint, date_from=date_from,
+        vault,
+        target,
+        Filter(account=source.name),
+        password=target_password,
+        tls_ca_file=tls_ca_file,
+        tls_fingerprint=tls_fingerprint,
+        date_from=date_from,
         progress=progress,
     )
     rep = MigrateReport(backup=b, restore=r, on_source=len(b.server_uidls))

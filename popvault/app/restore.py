@@ -113,8 +113,16 @@ def restore(
         if password is None:
             raise UsageError("an IMAP password is needed")
         return _restore_imap(
-            vault, target, flt, password, tls_ca_file, tls_fingerprint, date_from, dry_run,
-            progress, timeout,
+            vault,
+            target,
+            flt,
+            password,
+            tls_ca_file,
+            tls_fingerprint,
+            date_from,
+            dry_run,
+            progress,
+            timeout,
         )
     kind, sep, path = target.partition(":")
     if not sep or not path:
@@ -134,7 +142,10 @@ def restore(
         ex = export_messages(vault, path, kind, flt, progress=progress)  # type: ignore[arg-type]
         rep.restored, rep.bytes, rep.failed = ex.messages, ex.bytes, ex.failed
         return rep
-    raise UsageError(f"unknown restore target kind {kind!r}", hint="use imaps://, imap://, maildir:, mbox: or eml:")
+    raise UsageError(
+        f"unknown restore target kind {kind!r}",
+        hint="use imaps://, imap://, maildir:, mbox: or eml:",
+    )
 
 
 def _commit(vault: Vault, dry_run: bool) -> None:

@@ -82,17 +82,31 @@ def print_report(ctx: Context, report: BackupReport, as_json: bool) -> None:
 
 @click.command("backup")
 @click.argument("accounts", nargs=-1, metavar="[ACCOUNT...]")
-@click.option("--url", metavar="URL", help="One-off account: pop3s://USER@HOST[:PORT] or pop3://...")
+@click.option(
+    "--url", metavar="URL", help="One-off account: pop3s://USER@HOST[:PORT] or pop3://..."
+)
 @click.option("--account", "account_name", metavar="NAME", help="Account name for --url.")
 @click.option("--password-command", metavar="CMD", help="--url: command printing the password.")
 @click.option("--tls-ca-file", metavar="FILE", help="--url: trust this CA (PEM).")
 @click.option("--tls-fingerprint", metavar="SHA256", help="--url: pin this certificate.")
-@click.option("--auth", metavar="MECH", help="--url: user, apop, plain, login, xoauth2, oauthbearer.")
+@click.option(
+    "--auth", metavar="MECH", help="--url: user, apop, plain, login, xoauth2, oauthbearer."
+)
 @click.option("--delete", is_flag=True, help="--url: delete each message once safely archived.")
-@click.option("--delete-after-days", type=int, metavar="N", help="--url: delete N days after archiving.")
-@click.option("--dry-run", is_flag=True, help="Show what would be fetched and deleted; change nothing.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 16), default=1, show_default=True,
-              help="Accounts to back up at the same time.")
+@click.option(
+    "--delete-after-days", type=int, metavar="N", help="--url: delete N days after archiving."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be fetched and deleted; change nothing."
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Accounts to back up at the same time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable run report.")
 @pass_ctx
 def command(
@@ -147,7 +161,11 @@ def command(
             raise UsageError("no account has a usable password")
     with ctx.open_vault(write=not dry_run, command="popvault backup") as vault:
         report = run_backup(
-            vault, items, jobs=jobs, dry_run=dry_run, progress=ctx.progress(),
+            vault,
+            items,
+            jobs=jobs,
+            dry_run=dry_run,
+            progress=ctx.progress(),
             make_progress=ctx.progress,
         )
     print_report(ctx, report, as_json)

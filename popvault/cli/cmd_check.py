@@ -10,7 +10,8 @@ from popvault.errors import IntegrityError
 
 @click.command("check")
 @click.option(
-    "--read-data", is_flag=True,
+    "--read-data",
+    is_flag=True,
     help="Read every pack, authenticate every blob, rebuild and re-hash every message.",
 )
 @pass_ctx

@@ -13,7 +13,9 @@ from popvault.errors import PopvaultError
 
 @click.command("demo")
 @click.option(
-    "--keep", metavar="DIR", type=click.Path(file_okay=False),
+    "--keep",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
     help="Keep the demo vault, mbox and certificate in DIR (must not exist yet).",
 )
 @pass_ctx

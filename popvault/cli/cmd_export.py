@@ -14,7 +14,10 @@ from popvault.errors import IntegrityError
 @click.command("export")
 @click.argument("dest", metavar="DEST")
 @click.option(
-    "--format", "fmt", type=click.Choice(["mbox", "maildir", "eml"]), required=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["mbox", "maildir", "eml"]),
+    required=True,
     help="mbox (mboxrd), maildir, or eml (one file a message).",
 )
 @click.option("--crlf", is_flag=True, help="mbox: keep CRLF line endings (default: LF).")
@@ -38,7 +41,9 @@ def command(
     with ctx.open_vault() as vault:
         rep = export_messages(vault, dest, fmt, flt, crlf=crlf, progress=ctx.progress())
     if not ctx.quiet:
-        click.echo(f"exported {rep.messages} messages ({human_bytes(rep.bytes)}) to {dest}", err=True)
+        click.echo(
+            f"exported {rep.messages} messages ({human_bytes(rep.bytes)}) to {dest}", err=True
+        )
     if rep.failed:
         raise IntegrityError(
             f"{len(rep.failed)} damaged message(s) were not exported",

@@ -12,10 +12,15 @@ from popvault.errors import PartialFailure
 
 @click.command("import")
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
-@click.option("--account", default="import", show_default=True, help="Account name to file them under.")
 @click.option(
-    "--mbox-format", type=click.Choice(["auto", "mboxrd", "mboxo"]), default="auto",
-    show_default=True, help="How '>From ' lines in mbox files are read.",
+    "--account", default="import", show_default=True, help="Account name to file them under."
+)
+@click.option(
+    "--mbox-format",
+    type=click.Choice(["auto", "mboxrd", "mboxo"]),
+    default="auto",
+    show_default=True,
+    help="How '>From ' lines in mbox files are read.",
 )
 @pass_ctx
 def command(ctx: Context, sources: tuple[str, ...], account: str, mbox_format: str) -> None:

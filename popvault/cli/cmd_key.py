@@ -26,7 +26,10 @@ def _new_passphrase(file: str | None, command: str | None) -> bytes:
         return value
 
     return get_passphrase(
-        file, command, prompt if _interactive() else None, confirm=True,
+        file,
+        command,
+        prompt if _interactive() else None,
+        confirm=True,
         env="POPVAULT_NEW_PASSPHRASE",
     )
 
@@ -35,7 +38,9 @@ def _new_passphrase(file: str | None, command: str | None) -> bytes:
 @click.option("--new-passphrase-file", metavar="FILE", help="Read the new passphrase from FILE.")
 @click.option("--new-passphrase-command", metavar="CMD", help="Run CMD for the new passphrase.")
 @pass_ctx
-def passwd(ctx: Context, new_passphrase_file: str | None, new_passphrase_command: str | None) -> None:
+def passwd(
+    ctx: Context, new_passphrase_file: str | None, new_passphrase_command: str | None
+) -> None:
     """Change the passphrase: the new key slot is written and verified before the old
     one is removed. The new passphrase also comes from POPVAULT_NEW_PASSPHRASE."""
     old = ctx.passphrase()
@@ -55,8 +60,7 @@ def export(ctx: Context, output: str | None) -> None:
     with ctx.open_vault() as vault:
         text = vault.export_keys()
     click.echo(
-        "popvault: warning: this key export opens the vault without a passphrase;"
-        " store it offline",
+        "popvault: warning: this key export opens the vault without a passphrase; store it offline",
         err=True,
     )
     if output:
@@ -73,7 +77,10 @@ def export(ctx: Context, output: str | None) -> None:
 @click.option("--new-passphrase-command", metavar="CMD", help="Run CMD for the new passphrase.")
 @pass_ctx
 def import_(
-    ctx: Context, export_file: str, new_passphrase_file: str | None, new_passphrase_command: str | None
+    ctx: Context,
+    export_file: str,
+    new_passphrase_file: str | None,
+    new_passphrase_command: str | None,
 ) -> None:
     """Add a key slot from a key export (when the passphrase is lost)."""
     try:

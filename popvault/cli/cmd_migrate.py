@@ -15,10 +15,20 @@ from popvault.errors import PartialFailure
 
 
 @click.command("migrate")
-@click.option("--from", "source", required=True, metavar="URL",
-              help="pop3s://USER@HOST[:PORT] or pop3://... (password: POPVAULT_POP3_PASSWORD)")
-@click.option("--to", "target", required=True, metavar="URL",
-              help="imaps://USER@HOST[:PORT]/FOLDER or imap://... (POPVAULT_IMAP_PASSWORD)")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="URL",
+    help="pop3s://USER@HOST[:PORT] or pop3://... (password: POPVAULT_POP3_PASSWORD)",
+)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL",
+    help="imaps://USER@HOST[:PORT]/FOLDER or imap://... (POPVAULT_IMAP_PASSWORD)",
+)
 @click.option("--account", "account_name", metavar="NAME", help="Account name in the vault.")
 @click.option("--pop3-password-command", metavar="CMD", help="Command printing the POP3 password.")
 @click.option("--imap-password-command", metavar="CMD", help="Command printing the IMAP password.")
@@ -26,8 +36,13 @@ from popvault.errors import PartialFailure
 @click.option("--pop3-tls-fingerprint", metavar="SHA256", help="Pin the POP3 server's certificate.")
 @click.option("--imap-tls-ca-file", metavar="FILE", help="Trust this CA for the IMAP server.")
 @click.option("--imap-tls-fingerprint", metavar="SHA256", help="Pin the IMAP server's certificate.")
-@click.option("--date-from", type=DATE_FROM, default="auto", show_default=True,
-              help="INTERNALDATE source for the restored messages.")
+@click.option(
+    "--date-from",
+    type=DATE_FROM,
+    default="auto",
+    show_default=True,
+    help="INTERNALDATE source for the restored messages.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON.")
 @pass_ctx
 def command(
@@ -48,14 +63,21 @@ def command(
 
     Resumable: run it again after an interruption. Ends with a report that every
     message on the source is in the vault and on the target. Never deletes."""
-    acct = url_account(source, account_name, pop3_tls_ca_file, pop3_tls_fingerprint, None, False, None)
+    acct = url_account(
+        source, account_name, pop3_tls_ca_file, pop3_tls_fingerprint, None, False, None
+    )
     pop3_password = url_password(pop3_password_command, "POP3")
     with ctx.open_vault(write=True, command="popvault migrate") as vault:
         rep = migrate(
-            vault, acct, pop3_password, target,
+            vault,
+            acct,
+            pop3_password,
+            target,
             lambda: url_password(imap_password_command, "IMAP"),
-            tls_ca_file=imap_tls_ca_file, tls_fingerprint=imap_tls_fingerprint,
-            date_from=date_from, progress=ctx.progress(),
+            tls_ca_file=imap_tls_ca_file,
+            tls_fingerprint=imap_tls_fingerprint,
+            date_from=date_from,
+            progress=ctx.progress(),
         )
     if as_json:
         click.echo(json.dumps(rep.to_json()))

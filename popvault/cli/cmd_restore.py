@@ -36,14 +36,24 @@ def print_restore(ctx: Context, rep: RestoreReport, dry_run: bool) -> None:
 
 
 @click.command("restore")
-@click.option("--to", "target", required=True, metavar="TARGET",
-              help="imaps://USER@HOST[:PORT]/FOLDER, imap://..., maildir:PATH, mbox:PATH, eml:DIR")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="TARGET",
+    help="imaps://USER@HOST[:PORT]/FOLDER, imap://..., maildir:PATH, mbox:PATH, eml:DIR",
+)
 @restore_filter_options
 @click.option("--password-command", metavar="CMD", help="Command printing the IMAP password.")
 @click.option("--tls-ca-file", metavar="FILE", help="Trust this CA (PEM) for the IMAP server.")
 @click.option("--tls-fingerprint", metavar="SHA256", help="Pin the IMAP server's certificate.")
-@click.option("--date-from", type=DATE_FROM, default="auto", show_default=True,
-              help="INTERNALDATE source: auto = Received, file time, Date, archived.")
+@click.option(
+    "--date-from",
+    type=DATE_FROM,
+    default="auto",
+    show_default=True,
+    help="INTERNALDATE source: auto = Received, file time, Date, archived.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be restored; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @pass_ctx
@@ -68,10 +78,15 @@ def command(
     flt = build_filter(account, since, until, from_, to, subject, ids)
     with ctx.open_vault(write=not dry_run, command="popvault restore") as vault:
         rep = restore(
-            vault, target, flt,
+            vault,
+            target,
+            flt,
             password=lambda: url_password(password_command, "IMAP"),
-            tls_ca_file=tls_ca_file, tls_fingerprint=tls_fingerprint, date_from=date_from,
-            dry_run=dry_run, progress=ctx.progress(),
+            tls_ca_file=tls_ca_file,
+            tls_fingerprint=tls_fingerprint,
+            date_from=date_from,
+            dry_run=dry_run,
+            progress=ctx.progress(),
         )
     if as_json:
         click.echo(json.dumps(rep.to_json()))

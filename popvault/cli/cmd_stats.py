@@ -22,9 +22,13 @@ def command(ctx: Context, as_json: bool) -> None:
         return
     click.echo(f"messages:          {s['messages']} distinct ({s['arrivals']} arrivals)")
     click.echo(f"accounts:          {s['accounts']}")
-    click.echo(f"raw bytes:         {human_bytes(s['raw_bytes'])} distinct,"
-               f" {human_bytes(s['arrival_bytes'])} as received")
-    click.echo(f"stored bytes:      {human_bytes(s['stored_bytes'])}"
-               f" in {s['packs']} packs, {s['commits']} commits")
+    click.echo(
+        f"raw bytes:         {human_bytes(s['raw_bytes'])} distinct,"
+        f" {human_bytes(s['arrival_bytes'])} as received"
+    )
+    click.echo(
+        f"stored bytes:      {human_bytes(s['stored_bytes'])}"
+        f" in {s['packs']} packs, {s['commits']} commits"
+    )
     click.echo(f"dedup ratio:       {s['dedup_ratio']:.2f}x (arrivals / distinct)")
     click.echo(f"compression ratio: {s['compression_ratio']:.2f}x (distinct / stored)")

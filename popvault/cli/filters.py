@@ -36,7 +36,8 @@ def _filters(f: F, to_flag: str) -> F:
         click.option(to_flag, "to", metavar="TEXT", help="To or Cc header contains TEXT."),
         click.option("--subject", metavar="TEXT", help="Subject contains TEXT."),
         click.option(
-            "--ids", metavar="FILE",
+            "--ids",
+            metavar="FILE",
             help="Only these message ids: one a line, or 'list --json' output.",
         ),
     ]

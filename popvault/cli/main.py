@@ -21,19 +21,28 @@ from popvault.errors import PopvaultError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
-    "--vault", "vault_path", envvar="POPVAULT_VAULT", metavar="PATH",
+    "--vault",
+    "vault_path",
+    envvar="POPVAULT_VAULT",
+    metavar="PATH",
     help="The vault directory (env POPVAULT_VAULT; default: 'vault' in the config file).",
 )
 @click.option("--passphrase-file", metavar="FILE", help="Read the vault passphrase from FILE.")
 @click.option(
-    "--passphrase-command", metavar="CMD", help="Run CMD and take its first output line as passphrase."
+    "--passphrase-command",
+    metavar="CMD",
+    help="Run CMD and take its first output line as passphrase.",
 )
 @click.option(
-    "--cache", metavar="FILE", envvar="POPVAULT_CACHE",
+    "--cache",
+    metavar="FILE",
+    envvar="POPVAULT_CACHE",
     help="Index cache file (default: ~/.cache/popvault/<vault id>.sqlite).",
 )
 @click.option(
-    "--config", metavar="FILE", envvar="POPVAULT_CONFIG",
+    "--config",
+    metavar="FILE",
+    envvar="POPVAULT_CONFIG",
     help="Config file (env POPVAULT_CONFIG; default ~/.config/popvault/config.toml).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
@@ -74,8 +83,19 @@ def _register() -> None:
     )
 
     for mod in (
-        cmd_init, cmd_import, cmd_list, cmd_show, cmd_export, cmd_check, cmd_stats,
-        cmd_index, cmd_key, cmd_backup, cmd_restore, cmd_migrate, cmd_demo,
+        cmd_init,
+        cmd_import,
+        cmd_list,
+        cmd_show,
+        cmd_export,
+        cmd_check,
+        cmd_stats,
+        cmd_index,
+        cmd_key,
+        cmd_backup,
+        cmd_restore,
+        cmd_migrate,
+        cmd_demo,
     ):
         cli.add_command(mod.command)
 
@@ -108,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         error(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
         code = 1
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks
+    except Exception as exc:
         if os.environ.get("POPVAULT_DEBUG"):
             traceback.print_exc()
         error(f"internal error: {type(exc).__name__}: {exc}", "please report this as a bug")

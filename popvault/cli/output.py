@@ -32,7 +32,11 @@ class CliProgress:
         if self.bars:
             if total_bytes is not None and total is None:
                 self._bar = tqdm(
-                    total=total_bytes, desc=label, unit="B", unit_scale=True, file=sys.stderr,
+                    total=total_bytes,
+                    desc=label,
+                    unit="B",
+                    unit_scale=True,
+                    file=sys.stderr,
                     leave=False,
                 )
                 self._bar.bytes_mode = True

@@ -255,7 +255,11 @@ def import_keys(text: str) -> tuple[str, MasterKeys]:
         k, _, v = ln.partition(":")
         fields[k.strip()] = v.replace(" ", "").strip()
     try:
-        vault_id, enc, mac = fields["vault"], bytes.fromhex(fields["enc"]), bytes.fromhex(fields["mac"])
+        vault_id, enc, mac = (
+            fields["vault"],
+            bytes.fromhex(fields["enc"]),
+            bytes.fromhex(fields["mac"]),
+        )
     except (KeyError, ValueError):
         raise ValueError("key export is incomplete or has a typo") from None
     if len(enc) != 32 or len(mac) != 32:

@@ -138,11 +138,7 @@ class IndexCache:
         with self.db:
             self.db.executemany(
                 "INSERT OR IGNORE INTO blobs VALUES(?,?,?,?,?,?,?,?)",
-                (
-                    (b.blob_id, b.kind, b.pack, b.frame, b.frame_offset, b.frame_length)
-                    + (b.offset, b.length)
-                    for b in blobs
-                ),
+                ((b.blob_id, b.kind, *b.fields()) for b in blobs),
             )
             for r in records:
                 self._apply_record(r)
@@ -272,7 +268,11 @@ class IndexCache:
         if flt.until is not None:
             where.append(f"{delivered} < ?")
             args.append(flt.until)
-        for col, val in (("from_", flt.from_), ("to_ || ' ' || m.cc", flt.to), ("subject", flt.subject)):
+        for col, val in (
+            ("from_", flt.from_),
+            ("to_ || ' ' || m.cc", flt.to),
+            ("subject", flt.subject),
+        ):
             if val is not None:
                 where.append(f"instr(lower(m.{col}), lower(?)) > 0")
                 args.append(val)

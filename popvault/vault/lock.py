@@ -51,7 +51,7 @@ class Lock:
     def release(self) -> None:
         try:
             data = json.loads(self.backend.get(LOCK_NAME))
-        except Exception:  # noqa: BLE001 - a lock we cannot read is not ours to remove
+        except Exception:
             return
         if data.get("token") == self.token:
             self.backend.delete(LOCK_NAME)
@@ -76,7 +76,7 @@ def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Lock
             h_host, h_pid = str(held["host"]), int(held["pid"])
             h_start = held.get("start")
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held["time"])))
-        except Exception:  # noqa: BLE001 - unreadable lock: vanished or damaged
+        except Exception:
             if not backend.exists(LOCK_NAME):
                 continue
             raise VaultLocked(

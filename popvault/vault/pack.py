@@ -49,6 +49,17 @@ class BlobLocation:
     offset: int
     length: int
 
+    def fields(self) -> tuple[str, int, int, int, int, int]:
+        """(pack, frame, frame_offset, frame_length, offset, length)."""
+        return (
+            self.pack,
+            self.frame,
+            self.frame_offset,
+            self.frame_length,
+            self.offset,
+            self.length,
+        )
+
 
 def pack_object_name(pack: str) -> str:
     return f"packs/{pack[:2]}/{pack}"

@@ -57,7 +57,7 @@ from popvault.vault.pack import (
     PackWriter,
     pack_object_name,
 )
-from popvault.vault.split import ATT_CHUNK, CHUNK, HEADER_MAX, encode_b64, header_end, split_message
+from popvault.vault.split import ATT_CHUNK, CHUNK, HEADER_MAX, header_end, split_message
 
 FORMAT_NAME = "popvault-vault"
 FORMAT_VERSION = 1
@@ -404,7 +404,9 @@ class Vault:
             for loc in blobs:
                 if loc.kind == "rec":
                     raw = self.read_blob(loc.blob_id, loc=loc)
-                    self.cache.apply(None, [], json.loads(zstandard.ZstdDecompressor().decompress(raw)))
+                    self.cache.apply(
+                        None, [], json.loads(zstandard.ZstdDecompressor().decompress(raw))
+                    )
         with self.cache.db:
             for c in commits:
                 self.cache.db.execute("INSERT OR IGNORE INTO commits VALUES(?)", (c,))
@@ -611,11 +613,7 @@ class Vault:
         locs = self._written_locs
         seg = {
             "version": 1,
-            "blobs": [
-                [b.blob_id.hex(), b.kind, b.pack, b.frame, b.frame_offset, b.frame_length]
-                + [b.offset, b.length]
-                for b in locs
-            ],
+            "blobs": [[b.blob_id.hex(), b.kind, *b.fields()] for b in locs],
             "records": records,
         }
         seg_plain = zstandard.ZstdCompressor(level=10).compress(json.dumps(seg).encode())
@@ -663,12 +661,18 @@ class Vault:
             self._frames.move_to_end(key)
             return self._frames[key]
         try:
-            ct = self.backend.get_range(pack_object_name(loc.pack), loc.frame_offset, loc.frame_length)
-            reader = self._reader(loc.pack) if use_cache else PackReader(
-                self.keys,
-                self.vault_id,
-                loc.pack,
-                self.backend.get_range(pack_object_name(loc.pack), 0, HEADER_SIZE),
+            ct = self.backend.get_range(
+                pack_object_name(loc.pack), loc.frame_offset, loc.frame_length
+            )
+            reader = (
+                self._reader(loc.pack)
+                if use_cache
+                else PackReader(
+                    self.keys,
+                    self.vault_id,
+                    loc.pack,
+                    self.backend.get_range(pack_object_name(loc.pack), 0, HEADER_SIZE),
+                )
             )
         except ObjectNotFound:
             raise IntegrityError(
@@ -796,7 +800,9 @@ class Vault:
             "packs": len(self.backend.list("packs")),
         }
 
-    def check(self, *, read_data: bool = False, progress: Callable[[int], None] | None = None) -> CheckReport:
+    def check(
+        self, *, read_data: bool = False, progress: Callable[[int], None] | None = None
+    ) -> CheckReport:
         """Check structure (and with ``read_data`` every byte); never raises on damage,
         reports it. See docs/format.md §11 for what is verified at each level."""
         rep = CheckReport()
@@ -900,7 +906,9 @@ class Vault:
                 progress(len(data))
             try:
                 if hashlib.sha256(data).hexdigest() != p:
-                    raise IntegrityError(f"pack {p[:12]} does not match its name (damaged or swapped)")
+                    raise IntegrityError(
+                        f"pack {p[:12]} does not match its name (damaged or swapped)"
+                    )
                 reader = PackReader(self.keys, self.vault_id, p, data[:HEADER_SIZE])
                 frames, blobs = reader.parse(data)
                 plains = list(reader.iter_frames(data, frames))
@@ -909,13 +917,16 @@ class Vault:
                     t = trailer.get(loc.blob_id)
                     if t != loc:
                         rep.problems.append(
-                            f"pack {p[:12]}: index and pack disagree on blob {loc.blob_id.hex()[:12]}"
+                            f"pack {p[:12]}: index and pack disagree"
+                            f" on blob {loc.blob_id.hex()[:12]}"
                         )
                         bad.add(loc.blob_id)
                         continue
                     chunk = plains[loc.frame][loc.offset : loc.offset + loc.length]
                     if self.keys.keyed_id(chunk) != loc.blob_id:
-                        rep.problems.append(f"pack {p[:12]}: blob {loc.blob_id.hex()[:12]} is damaged")
+                        rep.problems.append(
+                            f"pack {p[:12]}: blob {loc.blob_id.hex()[:12]} is damaged"
+                        )
                         bad.add(loc.blob_id)
             except IntegrityError as exc:
                 rep.problems.append(exc.message)
@@ -927,7 +938,9 @@ class Vault:
     def add_passphrase(self, passphrase: bytes, kdf: KdfParams | None = None) -> str:
         """Write a new key slot and verify it opens; returns its object name."""
         name = f"keys/{random_hex(16)}"
-        self.backend.put(name, make_key_slot(self.keys, passphrase, self.vault_id, kdf or KdfParams()))
+        self.backend.put(
+            name, make_key_slot(self.keys, passphrase, self.vault_id, kdf or KdfParams())
+        )
         check = open_key_slot(self.backend.get(name), passphrase, self.vault_id, name)
         if check != self.keys:
             self.backend.delete(name)
@@ -971,7 +984,9 @@ def unlock(backend: Backend, vault_id: str, passphrase: bytes) -> MasterKeys:
     """Try every key slot; WrongPassphrase (12) when none opens."""
     slots = backend.list("keys")
     if not slots:
-        raise IntegrityError("the vault has no key slots", hint="restore keys with 'popvault key import'")
+        raise IntegrityError(
+            "the vault has no key slots", hint="restore keys with 'popvault key import'"
+        )
     damaged: IntegrityError | None = None
     for slot in slots:
         try:
@@ -988,7 +1003,9 @@ def unlock(backend: Backend, vault_id: str, passphrase: bytes) -> MasterKeys:
     )
 
 
-def import_key_export(where: Path | str | Backend, text: str, passphrase: bytes, kdf: KdfParams | None = None) -> None:
+def import_key_export(
+    where: Path | str | Backend, text: str, passphrase: bytes, kdf: KdfParams | None = None
+) -> None:
     """Write a new key slot from a key export (for a vault whose passphrase is lost)."""
     backend, label = as_backend(where)
     vault_id = _read_config(backend, label)
