@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +60,12 @@ def encode_b64(decoded: bytes, line_length: int, eol: bytes) -> bytes:
     return b"".join(s[i : i + line_length] + eol for i in range(0, len(s), line_length))
 
 
+@functools.lru_cache(maxsize=64)
+def _full_lines(length: int, eol: bytes) -> re.Pattern[bytes]:
+    """Consecutive base64 lines of exactly ``length`` characters, each ending in ``eol``."""
+    return re.compile(rb"(?:[A-Za-z0-9+/]{%d}%s)+" % (length, re.escape(eol)))
+
+
 def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment] | None:
     """The longest exact base64 run starting at ``start``; (run end, segment) or None."""
     nl = body.find(b"\n", start, end)
@@ -69,15 +76,10 @@ def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment] | None:
     length = len(first)
     if length == 0 or not _B64LINE.fullmatch(first):
         return None
-    pos = start
-    step = length + len(eol)
-    while pos + step <= end and body[pos + length : pos + step] == eol:
-        line = body[pos : pos + length]
-        if not _B64LINE.fullmatch(line):
-            break
-        pos += step
-    # optional last, shorter line (may carry '=' padding)
-    nl2 = body.find(b"\n", pos, end)
+    m = _full_lines(length, eol).match(body, start, end)
+    pos = m.end() if m else start
+    # optional last, shorter line (may carry '=' padding; may lie past the candidate)
+    nl2 = body.find(b"\n", pos, pos + length + len(eol))
     if nl2 >= 0 and body[nl2 + 1 - len(eol) : nl2 + 1] == eol:
         last = body[pos : nl2 + 1 - len(eol)]
         if 0 < len(last) <= length and re.fullmatch(rb"[A-Za-z0-9+/]*={0,2}", last):

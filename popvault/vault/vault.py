@@ -829,7 +829,6 @@ class Vault:
                 body = self.read_commit(name)
             except (IntegrityError, ValueError) as exc:
                 rep.problems.append(str(exc))
-                rep.affected.update(self._messages_of_commit(name))
                 prev = name.split("/", 1)[1]
                 continue
             if body.get("parent") != prev:
@@ -881,9 +880,6 @@ class Vault:
         if rep.affected and not rep.problems:
             rep.problems.append(f"{len(rep.affected)} message(s) reference damaged data")
         return rep
-
-    def _messages_of_commit(self, name: str) -> set[bytes]:
-        return set()
 
     def _check_packs(
         self,
