@@ -215,8 +215,10 @@ class ResponseParser:
                     start = pos
                 self._at_line_start = False
                 continue
-            idx = buf.find(b"\n", pos)
+            # Only lines starting with "." need work: jump to the next one (C speed).
+            idx = buf.find(b"\n.", pos)
             if idx < 0:
+                self._at_line_start = buf[n - 1] == _LF
                 pos = n
                 break
             pos = idx + 1
