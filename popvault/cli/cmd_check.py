@@ -18,7 +18,12 @@ from popvault.errors import IntegrityError
 def command(ctx: Context, read_data: bool) -> None:
     """Check the vault; exit 20 and list affected messages on any problem."""
     with ctx.open_vault() as vault:
-        rep = vault.check(read_data=read_data)
+        progress = ctx.progress()
+        if read_data:
+            total = sum(vault.backend.size(n) for n in vault.backend.list("packs"))
+            progress.start("reading packs", None, total)
+        rep = vault.check(read_data=read_data, progress=lambda n: progress.advance(0, n))
+        progress.done()
         affected = []
         for mid in sorted(rep.affected):
             row = vault.cache.message(mid)
