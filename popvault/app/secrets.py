@@ -33,7 +33,7 @@ def run_secret_command(command: str, what: str) -> str:
     """Run ``command`` (through the shell, as mpop/msmtp do) and take its first line."""
     try:
         out = subprocess.run(  # noqa: S602 - the user's own configured command
-            command, shell=True, capture_output=True, timeout=120, check=False
+            command, shell=True, stdout=subprocess.PIPE, timeout=120, check=False
         )
     except subprocess.TimeoutExpired:
         raise UsageError(f"{what} command timed out after 120 s") from None

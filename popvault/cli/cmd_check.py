@@ -17,7 +17,13 @@ from popvault.errors import IntegrityError
 @pass_ctx
 def command(ctx: Context, read_data: bool) -> None:
     """Check the vault; exit 20 and list affected messages on any problem."""
-    with ctx.open_vault() as vault:
+    try:
+        vault = ctx.open_vault()
+    except IntegrityError as exc:
+        # a damaged commit or segment stops the cache sync; check still reports it all
+        ctx.warn(f"index cache not updated: {exc.message}")
+        vault = ctx.open_vault(sync=False)
+    with vault:
         progress = ctx.progress()
         if read_data:
             total = sum(vault.backend.size(n) for n in vault.backend.list("packs"))

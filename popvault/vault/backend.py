@@ -13,6 +13,7 @@ import errno
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -171,7 +172,7 @@ class LocalBackend:
     def get(self, name: str) -> bytes:
         try:
             return self._path(name).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"object {name} is missing") from None
         except IsADirectoryError:
             raise ObjectNotFound(f"object {name} is not a file") from None
@@ -215,16 +216,28 @@ class LocalBackend:
         self._fsync_dir(path.parent, name)
 
     def cleanup_temporary(self) -> int:
+        """Remove ``.tmp-*`` files. At the top level (where lock attempts of other
+        processes write theirs) only those older than ten minutes."""
         removed = 0
+        old = time.time() - 600
         for dirpath, _dirs, filenames in os.walk(self.root):
+            top = os.path.samefile(dirpath, self.root)
             for fn in filenames:
-                if fn.startswith(TMP_PREFIX):
+                path = os.path.join(dirpath, fn)
+                if fn.startswith(TMP_PREFIX) and not (top and _mtime(path) > old):
                     try:
-                        os.unlink(os.path.join(dirpath, fn))
+                        os.unlink(path)
                         removed += 1
                     except OSError:
                         pass
         return removed
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _raise_os(exc: BaseException, name: str) -> None:

@@ -147,7 +147,15 @@ def open_key_slot(data: bytes, passphrase: bytes, vault_id: str, what: str) -> M
         kdf = body["kdf"]
         if kdf["name"] != "argon2id" or body["aead"] != "chacha20-poly1305":
             raise IntegrityError(f"{what} names an unknown algorithm")
+        if body.get("version") != 1:
+            raise IntegrityError(f"{what} has an unknown version")
         params = KdfParams(int(kdf["iterations"]), int(kdf["lanes"]), int(kdf["memory_kib"]))
+        if not (
+            1 <= params.iterations <= 64
+            and 1 <= params.lanes <= 64
+            and 8 * params.lanes <= params.memory_kib <= 4 << 20
+        ):
+            raise IntegrityError(f"{what} names Argon2id costs outside the accepted range")
         salt, nonce, ct = _unb64(kdf["salt"]), _unb64(body["nonce"]), _unb64(body["ciphertext"])
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{what} is malformed") from exc
@@ -159,7 +167,10 @@ def open_key_slot(data: bytes, passphrase: bytes, vault_id: str, what: str) -> M
         obj = json.loads(plain)
         if obj["vault"] != vault_id:
             raise IntegrityError(f"{what} belongs to another vault")
-        return MasterKeys(bytes.fromhex(obj["enc"]), bytes.fromhex(obj["mac"]))
+        keys = MasterKeys(bytes.fromhex(obj["enc"]), bytes.fromhex(obj["mac"]))
+        if len(keys.enc) != 32 or len(keys.mac) != 32:
+            raise ValueError("bad key length")
+        return keys
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{what} holds malformed keys") from exc
 

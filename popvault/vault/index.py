@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS sources(
   archived REAL NOT NULL, file_time REAL, from_line_time REAL);
 CREATE INDEX IF NOT EXISTS sources_account ON sources(account, uidl);
 CREATE INDEX IF NOT EXISTS sources_msg ON sources(msg);
+CREATE UNIQUE INDEX IF NOT EXISTS sources_unique
+  ON sources(msg, account, ifnull(uidl, ''), source, archived);
 CREATE TABLE IF NOT EXISTS deletions(
   account TEXT NOT NULL, uidl TEXT NOT NULL, msg BLOB, time REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS restores(
@@ -96,8 +98,8 @@ class IndexCache:
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
         else:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(path.parent, 0o700)
+            if not path.parent.exists():
+                path.parent.mkdir(mode=0o700, parents=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
             os.chmod(path, 0o600)
@@ -105,6 +107,9 @@ class IndexCache:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        schema = self.get_meta("schema")
+        if schema is not None and schema != SCHEMA_VERSION:
+            self.reset(self.get_meta("vault_id") or "")
 
     def close(self) -> None:
         self.db.close()
@@ -168,7 +173,7 @@ class IndexCache:
             mid = bytes.fromhex(r["msg"])
             ft = r.get("file_time") if r.get("file_time") is not None else r.get("from_line_time")
             self.db.execute(
-                "INSERT INTO sources VALUES(?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO sources VALUES(?,?,?,?,?,?,?,?)",
                 (
                     mid,
                     r["account"],

@@ -26,6 +26,7 @@ HEADER_MAX = 1 << 20
 
 _CANDIDATE = re.compile(rb"(?m)^(?:[A-Za-z0-9+/=]{40,200}\r?\n){128,}")
 _B64LINE = re.compile(rb"[A-Za-z0-9+/]*")
+_LASTLINE = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 
 
 @dataclass(frozen=True)
@@ -66,38 +67,51 @@ def _full_lines(length: int, eol: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"(?:[A-Za-z0-9+/]{%d}%s)+" % (length, re.escape(eol)))
 
 
-def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment] | None:
-    """The longest exact base64 run starting at ``start``; (run end, segment) or None."""
-    nl = body.find(b"\n", start, end)
-    if nl < 0:
-        return None
-    eol = b"\r\n" if nl > start and body[nl - 1] == 0x0D else b"\n"
-    first = body[start : nl + 1 - len(eol)]
-    length = len(first)
-    if length == 0 or not _B64LINE.fullmatch(first):
-        return None
-    m = _full_lines(length, eol).match(body, start, end)
-    pos = m.end() if m else start
-    # optional last, shorter line (may carry '=' padding; may lie past the candidate)
-    nl2 = body.find(b"\n", pos, pos + length + len(eol))
-    if nl2 >= 0 and body[nl2 + 1 - len(eol) : nl2 + 1] == eol:
-        last = body[pos : nl2 + 1 - len(eol)]
-        if 0 < len(last) <= length and re.fullmatch(rb"[A-Za-z0-9+/]*={0,2}", last):
-            pos = nl2 + 1
-    encoded = body[start:pos]
-    if len(encoded) < B64_MIN:
-        return None
+def _decode_exact(encoded: bytes, length: int, eol: bytes) -> bytes | None:
+    """The decoded bytes if ``encoded`` is exactly their canonical wrapped base64."""
     flat = encoded.replace(eol, b"")
     if len(flat) % 4:
-        # drop trailing lines until the text is whole base64 quanta
         return None
     try:
         decoded = base64.b64decode(flat, validate=True)
     except binascii.Error:
         return None
-    if encode_b64(decoded, length, eol) != encoded:
-        return None
-    return pos, Segment("b64", decoded, length, eol)
+    return decoded if encode_b64(decoded, length, eol) == encoded else None
+
+
+def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment | None]:
+    """Try a base64 run at line ``start``: (where to continue, segment or None).
+
+    The run is the longest stretch of full lines of one length and line ending, plus an
+    optional shorter last line. If the whole does not re-encode exactly, trailing lines
+    are dropped (at most a few) before giving up; on failure the scan continues after the
+    stretch of full lines, so every byte is examined a bounded number of times.
+    """
+    nl = body.find(b"\n", start, end)
+    if nl < 0:
+        return end, None
+    eol = b"\r\n" if nl > start and body[nl - 1] == 0x0D else b"\n"
+    length = nl + 1 - len(eol) - start
+    if length <= 0 or not _B64LINE.fullmatch(body, start, start + length):
+        return nl + 1, None
+    m = _full_lines(length, eol).match(body, start, end)
+    full_end = m.end() if m else nl + 1
+    step = length + len(eol)
+    ends = [full_end]
+    # an optional last, shorter line (may carry '=' padding; may lie past the candidate)
+    nl2 = body.find(b"\n", full_end, full_end + step)
+    if nl2 >= 0 and body[nl2 + 1 - len(eol) : nl2 + 1] == eol:
+        last = body[full_end : nl2 + 1 - len(eol)]
+        if 0 < len(last) <= length and _LASTLINE.fullmatch(last):
+            ends.insert(0, nl2 + 1)
+    ends += [full_end - k * step for k in (1, 2, 3)]
+    for run_end in ends:
+        if run_end - start < B64_MIN:
+            break
+        decoded = _decode_exact(body[start:run_end], length, eol)
+        if decoded is not None:
+            return run_end, Segment("b64", decoded, length, eol)
+    return max(full_end, nl + 1), None
 
 
 def split_body(body: bytes) -> Iterator[Segment]:
@@ -106,16 +120,13 @@ def split_body(body: bytes) -> Iterator[Segment]:
     for m in _CANDIDATE.finditer(body):
         pos = m.start()
         while pos < m.end():
-            got = _take_run(body, pos, m.end())
-            if got is None:
-                nl = body.find(b"\n", pos, m.end())
-                pos = m.end() if nl < 0 else nl + 1
-                continue
-            run_end, seg = got
-            if pos > done:
-                yield from _txt(body[done:pos])
-            yield seg
-            done = pos = run_end
+            pos_next, seg = _take_run(body, pos, m.end())
+            if seg is not None:
+                if pos > done:
+                    yield from _txt(body[done:pos])
+                yield seg
+                done = pos_next
+            pos = pos_next
     if done < len(body):
         yield from _txt(body[done:])
 

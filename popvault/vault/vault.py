@@ -153,7 +153,9 @@ def _read_config(backend: Backend, where: str) -> str:
     if body.get("format") != FORMAT_NAME:
         raise VaultNotFound(f"{where} is not a popvault vault")
     version = body.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise IntegrityError("vault config has an invalid format version")
+    if version > FORMAT_VERSION:
         raise PopvaultError(
             f"vault format version {version} is newer than this popvault supports"
             f" ({FORMAT_VERSION})",
@@ -328,9 +330,15 @@ class Vault:
         m = _COMMIT_NAME.match(name)
         if m is None or hashlib.sha256(data).hexdigest() != m.group(2):
             raise IntegrityError(f"commit record {name} does not match its name")
-        body = json.loads(open_object(self.keys, self.vault_id, COMMIT_MAGIC, data, name))
-        if not isinstance(body, dict) or body.get("seq") != int(m.group(1)):
+        plain = open_object(self.keys, self.vault_id, COMMIT_MAGIC, data, name)
+        body = _json_object(plain, f"commit record {name}")
+        if body.get("seq") != int(m.group(1)):
             raise IntegrityError(f"commit record {name} carries the wrong sequence number")
+        try:
+            if not all(isinstance(x, str) for x in body["packs"] + body["segments"]):
+                raise TypeError
+        except (KeyError, TypeError):
+            raise IntegrityError(f"commit record {name} is malformed") from None
         return body
 
     def read_segment(self, name: str) -> dict[str, Any]:
@@ -338,10 +346,15 @@ class Vault:
         data = self.backend.get(obj)
         if hashlib.sha256(data).hexdigest() != name:
             raise IntegrityError(f"index segment {name[:12]} does not match its name")
-        plain = open_object(self.keys, self.vault_id, SEGMENT_MAGIC, data, f"segment {name[:12]}")
-        body = json.loads(zstandard.ZstdDecompressor().decompress(plain))
-        if not isinstance(body, dict):
-            raise IntegrityError(f"index segment {name[:12]} is malformed")
+        what = f"index segment {name[:12]}"
+        plain = open_object(self.keys, self.vault_id, SEGMENT_MAGIC, data, what)
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(plain)
+        except zstandard.ZstdError:
+            raise IntegrityError(f"{what} does not decompress") from None
+        body = _json_object(raw, what)
+        if not isinstance(body.get("blobs"), list) or not isinstance(body.get("records"), list):
+            raise IntegrityError(f"{what} is malformed")
         return body
 
     @staticmethod
@@ -356,6 +369,12 @@ class Vault:
         names = self.commit_names()
         have = self.cache.applied_commits()
         wanted = {n.split("/", 1)[1] for n in names}
+        if not have <= wanted:
+            self.warn(
+                f"the vault lacks {len(have - wanted)} commit(s) this machine has seen:"
+                " commit records were deleted or an older copy of the vault was restored;"
+                " rebuilding the index cache"
+            )
         if not have <= wanted or self.cache.get_meta("vault_id") is None:
             self.cache.reset(self.vault_id)
             have = set()
@@ -383,7 +402,7 @@ class Vault:
                 self.sync_cache()
                 return {"commits": len(self.cache.applied_commits()), "packs": 0}
             except (IntegrityError, ObjectNotFound) as exc:
-                self.warn(f"index segments unusable ({exc}); rebuilding from packs")
+                self.warn(f"index segments unusable ({exc.message}); rebuilding from packs")
         self.cache.reset(self.vault_id)
         packs: list[str] = []
         commits: list[str] = []
@@ -415,6 +434,14 @@ class Vault:
     def _cleanup_leftovers(self) -> None:
         """Remove what interrupted runs left: temp files, packs/segments of no commit."""
         removed = self.backend.cleanup_temporary()
+        present = {n.split("/", 1)[1] for n in self.commit_names()}
+        lost = self.cache.applied_commits() - present
+        if lost:
+            self.warn(
+                f"not cleaning up: the vault lacks {len(lost)} commit(s) this machine has seen;"
+                " their packs may be all that is left of them"
+            )
+            return
         try:
             packs: set[str] = set()
             segs: set[str] = set()
@@ -422,7 +449,7 @@ class Vault:
                 body = self.read_commit(name)
                 packs.update(body["packs"])
                 segs.update(body["segments"])
-        except (IntegrityError, ObjectNotFound, ValueError, KeyError) as exc:
+        except (PopvaultError, ValueError, KeyError) as exc:
             self.warn(f"not cleaning up after interrupted runs: {exc}")
             return
         for obj in self.backend.list("packs"):
@@ -960,6 +987,25 @@ class Vault:
 
     def export_keys(self) -> str:
         return export_keys(self.keys, self.vault_id)
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    """A JSON object of format version 1; IntegrityError or a clear refusal otherwise."""
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise IntegrityError(f"{what} is malformed") from None
+    if not isinstance(body, dict):
+        raise IntegrityError(f"{what} is malformed")
+    version = body.get("version")
+    if version != 1:
+        if isinstance(version, int) and not isinstance(version, bool) and version > 1:
+            raise PopvaultError(
+                f"{what} has format version {version}, newer than this popvault supports",
+                hint="upgrade popvault; the vault was not changed",
+            )
+        raise IntegrityError(f"{what} has an invalid format version")
+    return body
 
 
 def encode_b64_raw(s: bytes, line_length: int, eol: bytes) -> bytes:
