@@ -194,6 +194,8 @@ class PackReader:
         tplain = self._cipher.open_trailer(data[tstart : len(data) - 4], what)
         try:
             trailer = json.loads(zstandard.ZstdDecompressor().decompress(tplain))
+            if trailer["version"] != 1:
+                raise IntegrityError(f"{what} trailer has unknown version {trailer['version']!r}")
             frames = [(int(a), int(b)) for a, b in trailer["frames"]]
             blobs = [
                 BlobLocation(
