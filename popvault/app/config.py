@@ -20,6 +20,13 @@ from popvault.errors import UsageError
 TLS_MODES = ("implicit", "starttls", "none")
 AUTH_MECHS = ("user", "apop", "plain", "login", "xoauth2", "oauthbearer")
 
+_TYPE_NAMES: dict[type, str] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "a table",
+}
 _TOP_KEYS: dict[str, tuple[type, ...]] = {
     "vault": (str,),
     "passphrase_file": (str,),
@@ -102,6 +109,13 @@ def _line_of(text: str, section: str | None, key: str) -> int | None:
     return None
 
 
+def _line_of_section(text: str, section: str) -> int:
+    for i, line in enumerate(text.splitlines(), start=1):
+        if line.strip().strip("[] ").replace('"', "") == section:
+            return i
+    return 1
+
+
 def _where(path: Path, text: str, section: str | None, key: str) -> str:
     line = _line_of(text, section, key)
     return f"{path}:{line}" if line else str(path)
@@ -124,10 +138,8 @@ def _check_types(
         types = spec[key]
         ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
         if not ok:
-            want = " or ".join(
-                t.__name__.replace("str", "string").replace("dict", "table") for t in types
-            )
-            raise UsageError(f"{_where(path, text, section, key)}: '{key}' must be a {want}")
+            want = " or ".join(_TYPE_NAMES[t] for t in types)
+            raise UsageError(f"{_where(path, text, section, key)}: '{key}' must be {want}")
 
 
 def load_config(path: Path, *, required: bool = True) -> Config:
@@ -158,7 +170,24 @@ def load_config(path: Path, *, required: bool = True) -> Config:
         _check_types(path, text, section, table, _ACCOUNT_KEYS)
         for req in ("host", "user"):
             if req not in table:
-                raise UsageError(f"{path}: [{section}] needs '{req}'")
+                line = _line_of_section(text, section)
+                raise UsageError(f"{path}:{line}: [{section}] needs '{req}'")
+        for key in ("timeout", "connect_timeout", "pipeline_window"):
+            if key in table and table[key] <= 0:
+                raise UsageError(f"{_where(path, text, section, key)}: '{key}' must be > 0")
+        if table.get("keep") is True and (
+            table.get("delete") is True or table.get("delete_after_days") is not None
+        ):
+            raise UsageError(
+                f"{_where(path, text, section, 'keep')}: 'keep = true' contradicts"
+                " 'delete' / 'delete_after_days'",
+                hint="keep only one deletion policy in the account",
+            )
+        if table.get("delete") is True and table.get("delete_after_days") is not None:
+            raise UsageError(
+                f"{_where(path, text, section, 'delete')}: give 'delete' or"
+                " 'delete_after_days', not both"
+            )
         if table.get("tls", "implicit") not in TLS_MODES:
             raise UsageError(
                 f"{_where(path, text, section, 'tls')}: tls must be one of {', '.join(TLS_MODES)}"
@@ -178,6 +207,9 @@ def load_config(path: Path, *, required: bool = True) -> Config:
                 )
         if table.get("delete_after_days") is not None and table["delete_after_days"] < 0:
             raise UsageError(f"{_where(path, text, section, 'delete_after_days')}: must be >= 0")
+        table = dict(table)
+        if table.get("delete") or table.get("delete_after_days") is not None:
+            table["keep"] = False
         accounts[name] = AccountConfig(name=name, **table)
     vault = data.get("vault")
     if vault is not None:

@@ -70,6 +70,7 @@ def _self_signed(directory: Path) -> tuple[ssl.SSLContext, str]:
     )
     cert_file, key_file = directory / "demo-cert.pem", directory / "demo-key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.touch(mode=0o600)
     key_file.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,

@@ -1,8 +1,9 @@
 """Where secrets come from: passphrase and password sources, in documented order.
 
 Passphrase order (docs/cli.md): ``--passphrase-file``, ``--passphrase-command``, the
-``POPVAULT_PASSPHRASE`` environment variable, then an interactive prompt supplied by the
-caller. Secrets are never logged; a command's stderr passes through to the user.
+``POPVAULT_PASSPHRASE`` environment variable, the config file's ``passphrase_file`` and
+``passphrase_command``, then an interactive prompt supplied by the caller. Secrets are
+never logged; a command's stderr passes through to the user.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from popvault.errors import UsageError
 
 
 def read_secret_file(path: str) -> str:
+    """The first line of a secret file (``~`` expanded)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).expanduser().read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read secret file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -53,14 +55,22 @@ def get_passphrase(
     *,
     confirm: bool = False,
     env: str = "POPVAULT_PASSPHRASE",
+    config_file: str | None = None,
+    config_command: str | None = None,
 ) -> bytes:
-    """The vault passphrase from the first source that is set (see module doc)."""
+    """The vault passphrase from the first source that is set: the options, the
+    environment variable, the config file's ``passphrase_file`` / ``passphrase_command``,
+    then the prompt (see module doc)."""
     if file:
         value = read_secret_file(file)
     elif command:
         value = run_secret_command(command, "passphrase")
     elif os.environ.get(env):
         value = os.environ[env]
+    elif config_file:
+        value = read_secret_file(config_file)
+    elif config_command:
+        value = run_secret_command(config_command, "passphrase")
     elif prompt is not None:
         value = prompt(confirm)
     else:

@@ -16,7 +16,7 @@ def command(ctx: Context) -> None:
     """Create a new, empty vault at --vault (asks for the passphrase twice)."""
     path = ctx.require_vault_path()
     passphrase = ctx.passphrase(confirm=True)
-    v = Vault.init(path, passphrase, cache_dir=None if not ctx.cache else Path(ctx.cache).parent)
+    v = Vault.init(path, passphrase, cache_file=Path(ctx.cache) if ctx.cache else None)
     vid = v.vault_id
     v.close()
     if not ctx.quiet:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -22,6 +22,7 @@ class Context:
     cache: str | None
     config: str | None
     quiet: bool
+    _passphrase: bytes | None = field(default=None, repr=False)
 
     def progress(self) -> CliProgress:
         return CliProgress(self.quiet)
@@ -43,12 +44,17 @@ class Context:
         )
 
     def passphrase(self, *, confirm: bool = False) -> bytes:
-        return get_passphrase(
-            self.passphrase_file or _config_value(self.config, "passphrase_file"),
-            self.passphrase_command or _config_value(self.config, "passphrase_command"),
-            _prompt if _interactive() else None,
-            confirm=confirm,
-        )
+        """The vault passphrase (asked once per command, then remembered)."""
+        if self._passphrase is None:
+            self._passphrase = get_passphrase(
+                self.passphrase_file,
+                self.passphrase_command,
+                _prompt if _interactive() else None,
+                confirm=confirm,
+                config_file=_config_value(self.config, "passphrase_file"),
+                config_command=_config_value(self.config, "passphrase_command"),
+            )
+        return self._passphrase
 
     def open_vault_for_rebuild(self) -> Vault:
         return self.open_vault(sync=False)

@@ -14,9 +14,11 @@ directory. A message is durable when :meth:`MaildirWriter.add` returns.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,7 +51,8 @@ def read_maildir(
     the mtime. ``source`` is ``"maildir:PATH/cur/NAME"``.
 
     Raises :class:`MailboxFormatError` when ``path`` has neither ``cur/`` nor ``new/``.
-    A message file that cannot be read (permissions, vanished, a directory) raises
+    A message file that cannot be read (permissions, vanished, a directory, a FIFO or
+    anything else that is not a regular file) raises
     :class:`MailboxFormatError` too, unless ``on_error`` is given: then it is called with
     the file's path and that error, and reading continues with the next file.
     """
@@ -71,11 +74,14 @@ def read_maildir(
                         continue
                     file = d / entry.name
                     try:
-                        mtime = entry.stat().st_mtime
+                        st = entry.stat()
+                        if not stat.S_ISREG(st.st_mode):
+                            # a FIFO or device would block or never end; a directory fails
+                            raise OSError(errno.EINVAL, "not a regular file")
                     except OSError as exc:
                         _report(on_error, str(file), exc)
                         continue
-                    entries.append((mtime, entry.name, file))
+                    entries.append((st.st_mtime, entry.name, file))
         except OSError as exc:
             raise MailboxFormatError(f"cannot list {d}: {exc.strerror or exc}") from exc
     entries.sort(key=lambda e: (e[0], e[1]))

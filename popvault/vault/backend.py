@@ -111,7 +111,11 @@ class LocalBackend:
 
     def _write_tmp(self, name: str, data: bytes) -> Path:
         path = self._path(name)
-        self._ensure_dir(path.parent, name)
+        try:
+            self._ensure_dir(path.parent, name)
+        except OSError as exc:
+            _raise_os(exc, name)
+            raise
         tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -271,6 +275,7 @@ class MemoryBackend:
             return True
 
     def get(self, name: str) -> bytes:
+        _check_name(name)
         with self._lock:
             try:
                 return self.objects[name]
@@ -284,15 +289,21 @@ class MemoryBackend:
         return len(self.get(name))
 
     def exists(self, name: str) -> bool:
+        _check_name(name)
         with self._lock:
             return name in self.objects
 
     def list(self, prefix: str) -> list[str]:
         p = prefix.rstrip("/") + "/"
         with self._lock:
-            return sorted(n for n in self.objects if n.startswith(p))
+            return sorted(
+                n
+                for n in self.objects
+                if n.startswith(p) and not n.rsplit("/", 1)[-1].startswith(".")
+            )
 
     def delete(self, name: str) -> None:
+        _check_name(name)
         with self._lock:
             self.objects.pop(name, None)
 

@@ -90,6 +90,12 @@ def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Lock
         raise VaultLocked(
             f"vault is locked by process {h_pid} on {h_host} since {since}"
             f" ({held.get('command', '?')})",
-            hint="wait for it to finish; a lock of another host is never broken automatically",
+            hint=(
+                "wait for it to finish"
+                if h_host == info["host"]
+                else "a lock of another host is never broken automatically; if no popvault"
+                " runs there on this vault (e.g. the vault was copied), delete the file"
+                " 'lock' in the vault"
+            ),
         )
     raise VaultLocked("could not take the vault lock", hint="try again")

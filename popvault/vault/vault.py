@@ -224,6 +224,7 @@ class Vault:
         *,
         kdf: KdfParams | None = None,
         cache_dir: Path | None = None,
+        cache_file: Path | None = None,
     ) -> Vault:
         """Create a new vault (config, one key slot) and open it read-only."""
         backend, label = as_backend(where)
@@ -241,7 +242,7 @@ class Vault:
         slot = make_key_slot(keys, passphrase, vault_id, kdf or KdfParams())
         backend.put(f"keys/{random_hex(16)}", slot)
         backend.put("config", checksum_json(_config_body(vault_id)))
-        return cls.open(backend, passphrase, cache_dir=cache_dir)
+        return cls.open(backend, passphrase, cache_dir=cache_dir, cache_file=cache_file)
 
     @classmethod
     def open(
@@ -343,7 +344,14 @@ class Vault:
 
     def read_segment(self, name: str) -> dict[str, Any]:
         obj = f"index/{name}"
-        data = self.backend.get(obj)
+        try:
+            data = self.backend.get(obj)
+        except ObjectNotFound:
+            # a segment a commit names is part of the vault: missing is damage (exit 20)
+            raise IntegrityError(
+                f"index segment {name[:12]} is missing",
+                hint="run 'popvault index rebuild --from-packs'",
+            ) from None
         if hashlib.sha256(data).hexdigest() != name:
             raise IntegrityError(f"index segment {name[:12]} does not match its name")
         what = f"index segment {name[:12]}"
