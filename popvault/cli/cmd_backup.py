@@ -154,7 +154,8 @@ def command(
             except PopvaultError as exc:
                 if len(names) == 1:
                     raise
-                failures.append(f"account {n}: {exc.message}")
+                msg = exc.message
+                failures.append(msg if msg.startswith(f"account {n}") else f"account {n}: {msg}")
         for f in failures:
             click.echo(f"popvault: error: {f}", err=True)
         if failures and not items:
@@ -170,7 +171,7 @@ def command(
         )
     print_report(ctx, report, as_json)
     code = report.exit_code
-    if failures and code == 0:
+    if failures:
         code = 3
     if code == 3:
         raise PartialFailure("some accounts failed; the others were backed up")

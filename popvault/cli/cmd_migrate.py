@@ -11,7 +11,7 @@ from popvault.app.restore import DateFrom
 from popvault.cli.cmd_backup import url_account, url_password
 from popvault.cli.cmd_restore import DATE_FROM, print_restore
 from popvault.cli.context import Context, pass_ctx
-from popvault.errors import PartialFailure
+from popvault.errors import PartialFailure, UsageError
 
 
 @click.command("migrate")
@@ -63,17 +63,23 @@ def command(
 
     Resumable: run it again after an interruption. Ends with a report that every
     message on the source is in the vault and on the target. Never deletes."""
+    if not target.startswith(("imap://", "imaps://")):
+        raise UsageError(
+            f"migrate needs an IMAP target, not {target!r}",
+            hint="use 'popvault backup' then 'popvault restore --to ...' for other targets",
+        )
     acct = url_account(
         source, account_name, pop3_tls_ca_file, pop3_tls_fingerprint, None, False, None
     )
     pop3_password = url_password(pop3_password_command, "POP3")
+    imap_password = url_password(imap_password_command, "IMAP")  # asked before the long part
     with ctx.open_vault(write=True, command="popvault migrate") as vault:
         rep = migrate(
             vault,
             acct,
             pop3_password,
             target,
-            lambda: url_password(imap_password_command, "IMAP"),
+            lambda: imap_password,
             tls_ca_file=imap_tls_ca_file,
             tls_fingerprint=imap_tls_fingerprint,
             date_from=date_from,

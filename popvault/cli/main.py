@@ -114,9 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         error("aborted")
         code = 1
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "popvault"
+        error(exc.format_message(), f"run '{command} --help' for the options")
+        code = 2
     except click.ClickException as exc:
-        exc.show()
-        code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
+        error(exc.format_message())
+        code = exc.exit_code
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except KeyboardInterrupt:

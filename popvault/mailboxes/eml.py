@@ -9,8 +9,10 @@ fsync) with mode 0600.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +49,9 @@ def read_eml(
         raise MailboxFormatError(f"{root} does not exist")
     for file in files:
         try:
+            if not stat.S_ISREG(file.stat().st_mode):
+                # a FIFO or device would block or never end
+                raise OSError(errno.EINVAL, "not a regular file")
             data = file.read_bytes()
         except OSError as exc:
             error = MailboxFormatError(f"cannot read {file}: {exc.strerror or exc}")
@@ -100,10 +105,28 @@ class EmlWriter:
                     break
                 except FileExistsError:
                     n += 1
+                except OSError:
+                    # no hard links (FAT/exFAT): exclusive create, then copy the bytes
+                    if _create_exclusive_copy(tmp, final):
+                        break
+                    n += 1
         finally:
             tmp.unlink(missing_ok=True)
         _fsync_dir(self.directory)
         return str(final)
+
+
+def _create_exclusive_copy(src: Path, dst: Path) -> bool:
+    """Copy ``src`` to a new file ``dst`` (never overwriting); False if ``dst`` exists."""
+    try:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as out:
+        out.write(src.read_bytes())
+        out.flush()
+        os.fsync(out.fileno())
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -415,7 +415,8 @@ def parse_internaldate(text: str) -> float:
     return float(calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0)) - offset)
 
 
-_MAILDIR_TO_IMAP = {"S": "\\Seen", "R": "\\Answered", "F": "\\Flagged", "T": "\\Deleted"}
+# Maildir's T (trashed) is not restored as \Deleted: the next EXPUNGE would destroy it.
+_MAILDIR_TO_IMAP = {"S": "\\Seen", "R": "\\Answered", "F": "\\Flagged"}
 _MAILDIR_TO_IMAP |= {"D": "\\Draft", "P": "$Forwarded"}
 
 
