@@ -1,0 +1,170 @@
+"""Small vaults for the vault tests: fixed passphrase, cheap KDF, a few known messages.
+
+Every helper takes the place to build in (a directory for :class:`LocalBackend`, or a
+backend object) and returns what the caller needs to assert on: the opened vault, or a
+map of message id -> exact bytes. Tests set POPVAULT_CACHE_DIR to a tmp folder (see
+:func:`isolate_cache`) so nothing touches ``~/.cache``.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import pytest
+
+from popvault.vault.backend import Backend, MemoryBackend
+from popvault.vault.crypto import TEST_KDF
+from popvault.vault.vault import MessageMeta, SourceInfo, Vault
+
+PASSPHRASE = b"correct horse battery staple"
+
+Where = Path | str | Backend
+
+
+def isolate_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Point POPVAULT_CACHE_DIR at a fresh folder under ``tmp_path``; returns it."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("POPVAULT_CACHE_DIR", str(cache))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    return cache
+
+
+def create(where: Where, passphrase: bytes = PASSPHRASE) -> None:
+    """A new, empty vault (TEST_KDF)."""
+    Vault.init(where, passphrase, kdf=TEST_KDF).close()
+
+
+def open_rw(
+    where: Where,
+    passphrase: bytes = PASSPHRASE,
+    *,
+    warn: Callable[[str], None] | None = None,
+    cache_dir: Path | None = None,
+) -> Vault:
+    return Vault.open(where, passphrase, write=True, warn=warn, cache_dir=cache_dir)
+
+
+def open_ro(
+    where: Where,
+    passphrase: bytes = PASSPHRASE,
+    *,
+    warn: Callable[[str], None] | None = None,
+    cache_dir: Path | None = None,
+) -> Vault:
+    return Vault.open(where, passphrase, write=False, warn=warn, cache_dir=cache_dir)
+
+
+def memory_vault(passphrase: bytes = PASSPHRASE) -> tuple[MemoryBackend, Vault]:
+    """A new in-memory vault opened for writing."""
+    backend = MemoryBackend()
+    create(backend, passphrase)
+    return backend, open_rw(backend, passphrase)
+
+
+def text_message(n: int, *, subject: str = "", body: bytes = b"", sender: str = "") -> bytes:
+    """A small CRLF message, distinct for every ``n``."""
+    subject = subject or f"message {n}"
+    sender = sender or f"sender{n}@example.org"
+    return (
+        f"From: {sender}\r\nTo: rcpt@example.net\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{n}@example.org>\r\n\r\n".encode()
+        + (body or f"Body of message {n}.\r\nSecond line.\r\n".encode())
+    )
+
+
+def wrap_b64(data: bytes, line_length: int = 76, eol: bytes = b"\r\n") -> bytes:
+    s = base64.b64encode(data)
+    return b"".join(s[i : i + line_length] + eol for i in range(0, len(s), line_length))
+
+
+def attachment_message(
+    attachment: bytes,
+    *,
+    n: int = 0,
+    line_length: int = 76,
+    eol: bytes = b"\r\n",
+) -> bytes:
+    """A multipart message carrying ``attachment`` base64-encoded."""
+    parts = [
+        b"From: a@example.org",
+        b"To: b@example.org",
+        f"Subject: attachment {n}".encode(),
+        b"MIME-Version: 1.0",
+        b'Content-Type: multipart/mixed; boundary="XYZ"',
+        b"",
+        b"--XYZ",
+        b"Content-Type: text/plain",
+        b"",
+        f"See attached ({n}).".encode(),
+        b"--XYZ",
+        b"Content-Type: application/octet-stream",
+        b"Content-Transfer-Encoding: base64",
+        b"",
+    ]
+    head = eol.join(parts) + eol
+    return head + wrap_b64(attachment, line_length, eol) + b"--XYZ--" + eol
+
+
+def random_bytes(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def add_batch(
+    vault: Vault,
+    messages: Iterable[bytes],
+    *,
+    account: str = "acct",
+    uidl_prefix: str = "u",
+) -> dict[bytes, bytes]:
+    """Add ``messages`` (pending) and return id -> bytes."""
+    out: dict[bytes, bytes] = {}
+    for i, data in enumerate(messages):
+        res = vault.add_message(
+            data,
+            SourceInfo(account, "pop3", uidl=f"{uidl_prefix}{i}-{len(data)}"),
+            MessageMeta(subject=f"{uidl_prefix}{i}"),
+        )
+        out[res.msg_id] = data
+    return out
+
+
+def build(
+    where: Where,
+    batches: Sequence[Sequence[bytes]],
+    *,
+    passphrase: bytes = PASSPHRASE,
+    cache_dir: Path | None = None,
+) -> list[dict[bytes, bytes]]:
+    """Create a vault and commit one commit per batch; returns id -> bytes per batch."""
+    create(where, passphrase)
+    out: list[dict[bytes, bytes]] = []
+    with open_rw(where, passphrase, cache_dir=cache_dir) as v:
+        for i, batch in enumerate(batches):
+            out.append(add_batch(v, batch, uidl_prefix=f"b{i}-"))
+            assert v.commit() is not None
+    return out
+
+
+def standard_batches() -> list[list[bytes]]:
+    """Three commits: a text + attachment batch, two texts, one empty-ish message."""
+    att = random_bytes(24_000, seed=7)
+    return [
+        [text_message(1), attachment_message(att, n=1), text_message(2, body=b"x" * 5000)],
+        [text_message(3), text_message(4, body=b"\n".join([b"line"] * 100))],
+        [text_message(5, body=b"last\r\n")],
+    ]
+
+
+def listing(vault: Vault) -> list[tuple[object, ...]]:
+    """A comparable snapshot of what the cache lists."""
+    return [
+        (r.id, r.size, r.subject, r.from_, tuple(r.accounts), tuple(r.uidls), r.first_archived)
+        for r in vault.messages()
+    ]
+
+
+def message_ids(vault: Vault) -> set[bytes]:
+    return {r.id for r in vault.messages()}

@@ -1,0 +1,291 @@
+"""One conformance suite for every storage backend (docs/format.md §3, "Backend interface").
+
+Each test runs against :class:`LocalBackend` and :class:`MemoryBackend`; a new backend
+(S3, ...) joins by adding a factory to ``BACKENDS``. Local-only durability details
+(temporary files, fault steps) follow at the end.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from popvault.vault.backend import (
+    TMP_PREFIX,
+    Backend,
+    DiskFull,
+    LocalBackend,
+    MemoryBackend,
+    ObjectNotFound,
+)
+
+BACKENDS: dict[str, Callable[[Path], Backend]] = {
+    "local": lambda p: LocalBackend(p / "store"),
+    "memory": lambda _p: MemoryBackend(),
+}
+
+BAD_NAMES = ["", "/abs", "a/../b", "..", "../x", "a\\b", "packs/..", "/"]
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield BACKENDS[request.param](tmp_path)
+
+
+def test_put_get_roundtrip(backend: Backend) -> None:
+    data = bytes(range(256)) * 3
+    backend.put("config", data)
+    backend.put("packs/ab/abcdef", b"pack")
+    assert backend.get("config") == data
+    assert backend.get("packs/ab/abcdef") == b"pack"
+
+
+def test_put_empty_object(backend: Backend) -> None:
+    backend.put("index/empty", b"")
+    assert backend.get("index/empty") == b""
+    assert backend.size("index/empty") == 0
+    assert backend.exists("index/empty")
+
+
+def test_put_copies_the_data(backend: Backend) -> None:
+    """A caller may reuse its buffer once put returns: the object keeps its bytes."""
+    buf = bytearray(b"original")
+    backend.put("x/y", buf)  # type: ignore[arg-type]
+    buf[:] = b"mutated!"
+    assert backend.get("x/y") == b"original"
+
+
+def test_put_replaces_same_name(backend: Backend) -> None:
+    backend.put("keys/k1", b"first version, longer")
+    backend.put("keys/k1", b"second")
+    assert backend.get("keys/k1") == b"second"
+    assert backend.size("keys/k1") == len(b"second")
+    assert backend.list("keys") == ["keys/k1"]
+
+
+def test_get_range(backend: Backend) -> None:
+    data = bytes(range(100))
+    backend.put("packs/00/p", data)
+    assert backend.get_range("packs/00/p", 0, 10) == data[:10]
+    assert backend.get_range("packs/00/p", 40, 20) == data[40:60]
+    assert backend.get_range("packs/00/p", 90, 50) == data[90:]  # fewer only at the end
+    assert backend.get_range("packs/00/p", 100, 5) == b""
+    assert backend.get_range("packs/00/p", 0, 0) == b""
+
+
+def test_size_and_exists(backend: Backend) -> None:
+    assert not backend.exists("packs/00/p")
+    backend.put("packs/00/p", b"12345")
+    assert backend.exists("packs/00/p")
+    assert backend.size("packs/00/p") == 5
+    # a folder is not an object
+    assert not backend.exists("packs/00")
+    assert not backend.exists("packs")
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda b: b.get("nope/x"),
+        lambda b: b.get_range("nope/x", 0, 1),
+        lambda b: b.size("nope/x"),
+        lambda b: b.get("nope"),
+    ],
+    ids=["get", "get_range", "size", "get-top"],
+)
+def test_missing_object_raises_object_not_found(
+    backend: Backend, op: Callable[[Backend], object]
+) -> None:
+    backend.put("other", b"1")
+    with pytest.raises(ObjectNotFound) as ei:
+        op(backend)
+    assert ei.value.exit_code == 1
+
+
+def test_get_of_a_folder_is_not_found(backend: Backend) -> None:
+    backend.put("packs/ab/p1", b"1")
+    with pytest.raises(ObjectNotFound):
+        backend.get("packs/ab")
+    with pytest.raises(ObjectNotFound):
+        backend.get("packs/ab/p1/below")
+
+
+def test_list_recursive_sorted(backend: Backend) -> None:
+    names = ["packs/ff/z", "packs/00/b", "packs/00/a", "packs/7a/m", "index/s1", "packsx/q"]
+    for n in names:
+        backend.put(n, n.encode())
+    assert backend.list("packs") == ["packs/00/a", "packs/00/b", "packs/7a/m", "packs/ff/z"]
+    assert backend.list("packs/00") == ["packs/00/a", "packs/00/b"]
+    assert backend.list("index") == ["index/s1"]
+    assert backend.list("commits") == []
+    assert backend.list("nothing/here") == []
+
+
+def test_list_ignores_dot_names(backend: Backend) -> None:
+    """§3: names whose last component starts with '.' are not objects when listing."""
+    backend.put("packs/00/a", b"1")
+    backend.put("packs/00/.hidden", b"2")
+    assert backend.list("packs") == ["packs/00/a"]
+
+
+def test_delete_is_idempotent(backend: Backend) -> None:
+    backend.put("commits/c", b"1")
+    backend.delete("commits/c")
+    assert not backend.exists("commits/c")
+    with pytest.raises(ObjectNotFound):
+        backend.get("commits/c")
+    backend.delete("commits/c")  # already gone: no error
+    backend.delete("never/existed")
+    assert backend.list("commits") == []
+
+
+def test_delete_leaves_siblings(backend: Backend) -> None:
+    backend.put("keys/a", b"a")
+    backend.put("keys/b", b"b")
+    backend.delete("keys/a")
+    assert backend.list("keys") == ["keys/b"]
+    assert backend.get("keys/b") == b"b"
+
+
+def test_create_exclusive(backend: Backend) -> None:
+    assert backend.create_exclusive("lock", b"mine") is True
+    assert backend.create_exclusive("lock", b"theirs") is False
+    assert backend.get("lock") == b"mine"
+    backend.delete("lock")
+    assert backend.create_exclusive("lock", b"again") is True
+    assert backend.get("lock") == b"again"
+
+
+def test_create_exclusive_nested(backend: Backend) -> None:
+    assert backend.create_exclusive("a/b/c", b"x") is True
+    assert backend.list("a") == ["a/b/c"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_names_rejected(backend: Backend, name: str) -> None:
+    with pytest.raises(ValueError):
+        backend.put(name, b"x")
+    with pytest.raises(ValueError):
+        backend.create_exclusive(name, b"x")
+    with pytest.raises(ValueError):
+        backend.get(name)
+    with pytest.raises(ValueError):
+        backend.delete(name)
+
+
+def test_cleanup_temporary_keeps_objects(backend: Backend) -> None:
+    names = ["config", "keys/k", "packs/00/p", "index/i", "commits/0000000001-aa"]
+    for n in names:
+        backend.put(n, n.encode())
+    removed = backend.cleanup_temporary()
+    assert removed >= 0
+    for n in names:
+        assert backend.get(n) == n.encode()
+    assert backend.list("packs") == ["packs/00/p"]
+
+
+# --- local backend only: the durable put of §3.1 ---------------------------------------
+
+
+def _tmp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(TMP_PREFIX)]
+
+
+def test_local_put_steps_in_order(tmp_path: Path) -> None:
+    steps: list[tuple[str, str]] = []
+    b = LocalBackend(tmp_path / "v", fault_hook=lambda s, n: steps.append((s, n)))
+    (tmp_path / "v").mkdir()
+    b.put("packs/ab/p", b"data")
+    # two new folders, each followed by a parent fsync; then write, fsync, rename, fsync-dir
+    assert steps == [
+        ("fsync-dir", "packs/ab/p"),
+        ("fsync-dir", "packs/ab/p"),
+        ("write", "packs/ab/p"),
+        ("fsync", "packs/ab/p"),
+        ("rename", "packs/ab/p"),
+        ("fsync-dir", "packs/ab/p"),
+    ]
+    assert (tmp_path / "v" / "packs" / "ab").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "v" / "packs" / "ab" / "p").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("fail_at", ["write", "fsync", "rename"])
+def test_local_failed_put_leaves_nothing(tmp_path: Path, fail_at: str) -> None:
+    def hook(step: str, _name: str) -> None:
+        if step == fail_at:
+            raise OSError(errno.EIO, "injected")
+
+    root = tmp_path / "v"
+    root.mkdir()
+    b = LocalBackend(root, fault_hook=hook)
+    with pytest.raises(OSError) as ei:
+        b.put("index/s", b"segment")
+    assert ei.value.errno == errno.EIO
+    assert not LocalBackend(root).exists("index/s")
+    assert _tmp_files(root) == []
+
+
+@pytest.mark.parametrize("fail_at", ["write", "fsync", "rename", "fsync-dir"])
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EDQUOT])
+def test_local_disk_full_is_reported(tmp_path: Path, fail_at: str, err: int) -> None:
+    def hook(step: str, _name: str) -> None:
+        if step == fail_at:
+            raise OSError(err, os.strerror(err))
+
+    root = tmp_path / "v"
+    root.mkdir()
+    with pytest.raises(DiskFull) as ei:
+        LocalBackend(root, fault_hook=hook).put("packs/ab/p", b"x")
+    assert "no space" in ei.value.message
+    assert _tmp_files(root) == []
+
+
+def test_local_replaced_object_never_partial(tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    root.mkdir()
+    LocalBackend(root).put("config", b"old contents")
+
+    def hook(step: str, _name: str) -> None:
+        if step == "fsync":
+            raise OSError(errno.EIO, "injected")
+
+    with pytest.raises(OSError):
+        LocalBackend(root, fault_hook=hook).put("config", b"new contents")
+    assert LocalBackend(root).get("config") == b"old contents"
+
+
+def test_local_cleanup_removes_leftovers(tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    b = LocalBackend(root)
+    b.put("packs/ab/p", b"pack")
+    b.put("index/i", b"seg")
+    stray = [
+        root / "packs" / "ab" / f"{TMP_PREFIX}0123456789abcdef",
+        root / "index" / f"{TMP_PREFIX}x",
+    ]
+    for s in stray:
+        s.write_bytes(b"partial")
+    assert b.list("packs") == ["packs/ab/p"]  # temporary files are never listed
+    assert b.cleanup_temporary() == 2
+    assert _tmp_files(root) == []
+    assert b.get("packs/ab/p") == b"pack"
+    assert b.get("index/i") == b"seg"
+
+
+def test_local_cleanup_spares_fresh_top_level_temp(tmp_path: Path) -> None:
+    """Lock attempts of other processes write temporaries at the top level."""
+    root = tmp_path / "v"
+    b = LocalBackend(root)
+    b.put("config", b"c")
+    fresh = root / f"{TMP_PREFIX}fresh"
+    old = root / f"{TMP_PREFIX}old"
+    fresh.write_bytes(b"")
+    old.write_bytes(b"")
+    os.utime(old, (0, 0))
+    assert b.cleanup_temporary() == 1
+    assert fresh.exists()
+    assert not old.exists()
