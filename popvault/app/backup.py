@@ -207,12 +207,15 @@ def backup_account(
         rep.server_uidls = [u for _, u in ident]
         with vault._mutex:
             known = vault.known_uidls(acct.name)
-        todo = [(n, u) for n, u in ident if u not in known]
+            reused = _reused_uidls(vault, acct.name)
+        # a UIDL deleted from the server after we archived it and listed again names a new
+        # message (RFC 1939 lets a server reuse a unique-id once its message is gone)
+        todo = [(n, u) for n, u in ident if u not in known or u in reused]
         uidl_of = dict(todo)
         progress.start(acct.name, len(todo), sum(sizes.get(n, 0) for n, _ in todo))
         if dry_run:
             rep.would_fetch = len(todo)
-            rep.would_delete = len(_deletable(vault, acct, ident, known, set(), no_uidl, now))
+            rep.would_delete = len(_deletable(vault, acct, ident, known, reused, no_uidl, now))
             for n, u in todo:
                 progress.info(f"would fetch {acct.name} #{n} {u} ({sizes.get(n, 0)} bytes)")
             progress.done()
@@ -262,17 +265,34 @@ def backup_account(
         with vault._mutex:
             known = vault.known_uidls(acct.name)
         unsafe = mismatched | {u for u in known if u.split("#", 1)[0] in duplicated}
-        doomed = _deletable(vault, acct, ident, known, unsafe, no_uidl, now)
+        unsafe |= reused - set(fetched)
+        # the message of this run's arrival, else the archived one
+        archived_id = {u: fetched.get(u, m) for u, m in known.items()}
+        doomed = _deletable(vault, acct, ident, archived_id, unsafe, no_uidl, now)
         if doomed:
             with vault._mutex:
-                vault.verify_messages({known[u] for _, u in doomed})
+                shape = _read_back(vault, {archived_id[u] for _, u in doomed})
+            # LIST sizes are checked again against what the vault holds: a lie seen in an
+            # earlier run (message kept then) must keep the message on the server now too
+            kept = [
+                (n, u)
+                for n, u in doomed
+                if u not in mismatched and not _size_ok(sizes.get(n), *shape[archived_id[u]])
+            ]
+            for num, uidl in kept:
+                rep.warnings.append(
+                    f"#{num} {uidl}: LIST says {sizes.get(num)} bytes, the vault holds"
+                    f" {shape[archived_id[uidl]][0]}; kept on the server"
+                )
+                progress.warn(f"account {acct.name}: {rep.warnings[-1]}")
+            doomed = [d for d in doomed if d not in kept]
             for num, _u in doomed:
                 client.dele(num)
         client.quit()
         if doomed:
             with vault._mutex:
                 for _num, u in doomed:
-                    vault.record_deletion(acct.name, u, known[u])
+                    vault.record_deletion(acct.name, u, archived_id[u])
                 vault.commit()
             rep.deleted = len(doomed)
     except BaseException:
@@ -281,6 +301,35 @@ def backup_account(
     finally:
         rep.seconds = round(time.monotonic() - t0, 3)
     return rep
+
+
+def _reused_uidls(vault: Vault, account: str) -> set[str]:
+    """UIDLs of ``account`` recorded as deleted from the server after their last arrival.
+
+    If the server lists one of them again, it names a different message than the one
+    archived (or the server did not delete it): fetch it again before any DELE.
+    """
+    rows = vault.cache.db.execute(
+        "SELECT d.uidl FROM deletions d WHERE d.account = ? GROUP BY d.uidl"
+        " HAVING MAX(d.time) >= COALESCE((SELECT MAX(s.archived) FROM sources s"
+        " WHERE s.account = d.account AND s.uidl = d.uidl), 0)",
+        (account,),
+    )
+    return {str(r[0]) for r in rows}
+
+
+def _read_back(vault: Vault, msg_ids: set[bytes]) -> dict[bytes, tuple[int, int]]:
+    """Read committed messages back from storage, bypassing every cache, and check each
+    against its keyed id (as ``Vault.verify_messages``: the read-back that must pass
+    before a DELE; raises IntegrityError). Returns each one's (size, line feeds)."""
+    shape: dict[bytes, tuple[int, int]] = {}
+    for mid in msg_ids:
+        size = lines = 0
+        for chunk in vault.iter_message(mid, use_cache=False):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+        shape[mid] = (size, lines)
+    return shape
 
 
 def _header_id(client: Pop3Client, num: int, size: int) -> str:

@@ -46,6 +46,9 @@ def detect(path: str) -> SourceKind:
         return "eml"
     if not p.exists():
         raise UsageError(f"{path}: no such file or directory")
+    if not p.is_file():
+        # reading a FIFO or device would block or never end
+        raise MailboxFormatError(f"{path} is not a regular file, a Maildir or a folder")
     try:
         with open(p, "rb") as f:
             head = f.read(5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,12 +83,41 @@ def to_crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+_CRS_LF = re.compile(rb"\r+\n")
+_CR_BEFORE_CRLF = re.compile(rb"\r(?=\r\n)")
+
+
+def _head_hash(head: bytes) -> str:
+    """Hash of a header section in the form both sides are compared in: trailing line
+    ends cut, any run of CRs before an LF read as one CR, NUL read as 0x80. Those are
+    the changes a server is seen to make to stored mail (Dovecot keeps mail with LF line
+    ends, so a CR right before a CRLF is lost, and shows NUL as 0x80 in a FETCH)."""
+    canon = _CRS_LF.sub(b"\r\n", head.rstrip(b"\r\n")).replace(b"\0", b"\x80")
+    return hashlib.sha256(canon).hexdigest()
+
+
+def server_key(size: int, head: bytes) -> tuple[int, str]:
+    """The key of a message on the server, from its RFC822.SIZE and BODY[HEADER]."""
+    return size, _head_hash(head)
+
+
+def header_keys(crlf_data: bytes) -> set[tuple[int, str]]:
+    """The keys under which ``crlf_data`` (as APPENDed) may be listed on the server (see
+    :func:`server_key`): its own size, or its size without the CRs a server that stores
+    LF line ends drops (one before each CRLF, and one at the very end)."""
+    end = header_end(crlf_data)
+    head = _head_hash(crlf_data[:end] if end > 0 else crlf_data)
+    dropped = len(_CR_BEFORE_CRLF.findall(crlf_data)) + crlf_data.endswith(b"\r")
+    return {(len(crlf_data), head), (len(crlf_data) - dropped, head)}
+
+
 def header_key(crlf_data: bytes) -> tuple[int, str]:
     """How restore recognises a message already on an IMAP server: its size and the
-    hash of its header section (compared with RFC822.SIZE and BODY[HEADER])."""
+    hash of its header section (compared with RFC822.SIZE and BODY[HEADER]); servers
+    that change bytes on storing are matched by :func:`header_keys`."""
     end = header_end(crlf_data)
     head = crlf_data[:end] if end > 0 else crlf_data
-    return len(crlf_data), hashlib.sha256(head.rstrip(b"\r\n")).hexdigest()
+    return len(crlf_data), _head_hash(head)
 
 
 def restore(
@@ -222,10 +252,7 @@ def _restore_imap(
                 rep.would_restore = len(rows)
                 return rep
             client.create_folder(folder)
-        present = {
-            (size, hashlib.sha256(head.rstrip(b"\r\n")).hexdigest())
-            for _uid, size, head in client.uid_fetch_headers(folder)
-        }
+        present = {server_key(size, head) for _uid, size, head in client.uid_fetch_headers(folder)}
         limit = _size_limit(client, t.host)
         todo: list[MessageRow] = []
         for row in rows:
@@ -236,8 +263,21 @@ def _restore_imap(
                 )
                 continue
             todo.append(row)
-        if dry_run:
+        if dry_run and not present:
             rep.would_restore = len(todo)
+            return rep
+        if dry_run:
+            # Count what a real run would append: it skips what the folder scan finds.
+            for row in todo:
+                try:
+                    data = to_crlf(vault.read_message(row.id))
+                except IntegrityError as exc:
+                    rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
+                    continue
+                if header_keys(data).isdisjoint(present):
+                    rep.would_restore += 1
+                else:
+                    rep.already += 1
             return rep
         progress.start(target_id, len(todo), sum(r.size for r in todo))
         queue: list[tuple[MessageRow, int]] = []
@@ -249,7 +289,7 @@ def _restore_imap(
                 except IntegrityError as exc:
                     rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
                     continue
-                if header_key(data) in present:
+                if not header_keys(data).isdisjoint(present):
                     vault.record_restore(target_id, row.id, None)
                     rep.already += 1
                     continue

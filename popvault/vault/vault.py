@@ -453,8 +453,16 @@ class Vault:
         try:
             packs: set[str] = set()
             segs: set[str] = set()
-            for name in self.commit_names():
+            parent: str | None = None
+            for seq, name in enumerate(self.commit_names(), start=1):
                 body = self.read_commit(name)
+                short = name.split("/", 1)[1]
+                if body["seq"] != seq or body.get("parent") != parent:
+                    raise IntegrityError(
+                        f"commit records are not a complete chain at {short}"
+                        " (a commit record is missing)"
+                    )
+                parent = short
                 packs.update(body["packs"])
                 segs.update(body["segments"])
         except (PopvaultError, ValueError, KeyError) as exc:
@@ -625,7 +633,9 @@ class Vault:
         Order: packs (already written as they filled), the last pack with the records
         blob, the index segment, then the commit record. On return the commit is durable.
         On failure nothing becomes archived; leftovers are removed by the next writer.
-        Returns the commit name, or None when there was nothing to commit.
+        Returns the commit name, or None when there was nothing to commit. If it raises
+        after the commit record was renamed into place (a failing directory fsync), the
+        commit may be visible on reopening: retrying is safe, dedup absorbs it.
         """
         with self._mutex:
             self._require_writable()
@@ -879,10 +889,8 @@ class Vault:
                 seg = self.read_segment(s)
                 for loc in self._segment_blobs(seg):
                     seg_locs[loc.blob_id] = loc
-            except ObjectNotFound:
-                rep.problems.append(f"index segment {s[:12]} is missing")
-            except (IntegrityError, ValueError, zstandard.ZstdError) as exc:
-                rep.problems.append(f"index segment {s[:12]}: {exc}")
+            except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+                rep.problems.append(str(exc))
         present = {n.rsplit("/", 1)[1] for n in self.backend.list("packs")}
         for p in packs:
             if p not in present:
