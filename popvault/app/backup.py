@@ -207,7 +207,7 @@ def backup_account(
         rep.server_uidls = [u for _, u in ident]
         with vault._mutex:
             known = vault.known_uidls(acct.name)
-            reused = _reused_uidls(vault, acct.name)
+            reused = vault.cache.reused_uidls(acct.name)
         # a UIDL deleted from the server after we archived it and listed again names a new
         # message (RFC 1939 lets a server reuse a unique-id once its message is gone)
         todo = [(n, u) for n, u in ident if u not in known or u in reused]
@@ -216,6 +216,8 @@ def backup_account(
         if dry_run:
             rep.would_fetch = len(todo)
             rep.would_delete = len(_deletable(vault, acct, ident, known, reused, no_uidl, now))
+            if acct.delete and (not no_uidl or acct.allow_delete_without_uidl):
+                rep.would_delete += len(todo)  # fetched, verified, then deleted
             for n, u in todo:
                 progress.info(f"would fetch {acct.name} #{n} {u} ({sizes.get(n, 0)} bytes)")
             progress.done()
@@ -301,21 +303,6 @@ def backup_account(
     finally:
         rep.seconds = round(time.monotonic() - t0, 3)
     return rep
-
-
-def _reused_uidls(vault: Vault, account: str) -> set[str]:
-    """UIDLs of ``account`` recorded as deleted from the server after their last arrival.
-
-    If the server lists one of them again, it names a different message than the one
-    archived (or the server did not delete it): fetch it again before any DELE.
-    """
-    rows = vault.cache.db.execute(
-        "SELECT d.uidl FROM deletions d WHERE d.account = ? GROUP BY d.uidl"
-        " HAVING MAX(d.time) >= COALESCE((SELECT MAX(s.archived) FROM sources s"
-        " WHERE s.account = d.account AND s.uidl = d.uidl), 0)",
-        (account,),
-    )
-    return {str(r[0]) for r in rows}
 
 
 def _read_back(vault: Vault, msg_ids: set[bytes]) -> dict[bytes, tuple[int, int]]:

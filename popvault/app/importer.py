@@ -68,7 +68,8 @@ def _read(
     path: str, kind: SourceKind, mbox_format: str, errors: list[str]
 ) -> Iterator[SourceMessage]:
     def on_error(file: str, exc: Exception) -> None:
-        errors.append(f"{file}: {exc}")
+        text = str(exc)
+        errors.append(text if file in text else f"{file}: {text}")
 
     if kind == "mbox":
         fmt: Literal["auto", "mboxrd", "mboxo"] = (
@@ -95,7 +96,7 @@ def import_sources(
     progress = progress or NullProgress()
     kinds = [(s, detect(s)) for s in sources]
     rep = ImportReport()
-    batch_bytes = 0
+    batch_bytes = batch_messages = 0
     for path, kind in kinds:
         total = os.path.getsize(path) if kind == "mbox" else None
         progress.start(f"{kind}:{path}", None, total)
@@ -115,15 +116,16 @@ def import_sources(
             rep.messages += 1
             rep.bytes += res.size
             batch_bytes += res.size
+            batch_messages += 1
             if res.new:
                 rep.new += 1
             else:
                 rep.duplicates += 1
             progress.advance(1, res.size)
-            if vault.pending >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
+            if batch_messages >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
                 if vault.commit():
                     rep.commits += 1
-                batch_bytes = 0
+                batch_bytes = batch_messages = 0
         progress.done()
     if vault.commit():
         rep.commits += 1

@@ -305,7 +305,7 @@ def _restore_imap(
             row, size = queue.pop(0)
             if outcome.error is not None:
                 rep.failed.append(f"{row.id.hex()[:16]}: {outcome.error.message}")
-                if outcome.error.code in ("OVERQUOTA", "LIMIT") and not full:
+                if outcome.error.code == "OVERQUOTA" and not full:
                     full = True
                     progress.warn(f"{target_id}: the target is full ({outcome.error.server_text})")
                 continue

@@ -59,10 +59,7 @@ def export(ctx: Context, output: str | None) -> None:
     text reads all mail without any passphrase."""
     with ctx.open_vault() as vault:
         text = vault.export_keys()
-    click.echo(
-        "popvault: warning: this key export opens the vault without a passphrase; store it offline",
-        err=True,
-    )
+    ctx.warn("this key export opens the vault without a passphrase; store it offline")
     if output:
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

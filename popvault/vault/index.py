@@ -241,6 +241,18 @@ class IndexCache:
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
+    def reused_uidls(self, account: str) -> set[str]:
+        """UIDLs of ``account`` recorded as deleted from the server after their last
+        arrival: if a server lists one again, it names a new message (RFC 1939 lets a
+        server reuse a unique-id once its message is gone)."""
+        rows = self.db.execute(
+            "SELECT d.uidl FROM deletions d WHERE d.account = ? GROUP BY d.uidl"
+            " HAVING MAX(d.time) >= COALESCE((SELECT MAX(s.archived) FROM sources s"
+            " WHERE s.account = d.account AND s.uidl = d.uidl), 0)",
+            (account,),
+        )
+        return {str(r[0]) for r in rows}
+
     def deleted_uidls(self, account: str) -> set[str]:
         rows = self.db.execute("SELECT uidl FROM deletions WHERE account=?", (account,))
         return {r[0] for r in rows}
