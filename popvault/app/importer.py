@@ -102,7 +102,12 @@ def import_sources(
         progress.start(f"{kind}:{path}", None, total)
         for sm in _read(path, kind, mbox_format, rep.errors):
             w = vault.new_message()
-            w.write(sm.data)
+            try:
+                for piece in sm.chunks():
+                    w.write(piece)
+            except OSError as exc:
+                rep.errors.append(f"{sm.source}: cannot read: {exc.strerror or exc}")
+                continue
             res = w.finish(
                 SourceInfo(
                     account=account,

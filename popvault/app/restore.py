@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from popvault.app.export import export_messages
+from popvault.app.export import STREAM_ABOVE, export_messages
 from popvault.app.progress import NullProgress, Progress
 from popvault.errors import IntegrityError, PopvaultError, UsageError
 from popvault.mailboxes.imap import (
@@ -31,6 +31,7 @@ from popvault.mailboxes.imap import (
     parse_imap_url,
 )
 from popvault.mailboxes.maildir import MaildirWriter, read_maildir
+from popvault.mailboxes.message import MessageBytes
 from popvault.vault.index import Filter, MessageRow
 from popvault.vault.split import header_end
 from popvault.vault.vault import Vault
@@ -194,7 +195,7 @@ def _restore_maildir(
     present: set[bytes] = set()
     if Path(path, "cur").is_dir() or Path(path, "new").is_dir():
         for sm in read_maildir(path, on_error=lambda f, e: rep.failed.append(f"{f}: {e}")):
-            present.add(vault.keys.keyed_id(sm.data))
+            present.add(vault.keys.keyed_id(sm.read()))
     todo = [r for r in rows if r.id not in present]
     rep.already = len(rows) - len(todo)
     if dry_run:
@@ -204,16 +205,22 @@ def _restore_maildir(
     progress.start(target_id, len(todo), sum(r.size for r in todo))
     for row in todo:
         try:
-            data = vault.read_message(row.id)
+            # large messages stream (each piece authenticated; a failing whole is
+            # removed again by the writer), small ones are verified whole first
+            data: MessageBytes = (
+                vault.iter_message(row.id)
+                if row.size > STREAM_ABOVE
+                else vault.read_message(row.id)
+            )
+            writer.add(data, flags=row.flags, when=row.delivered)
         except IntegrityError as exc:
             rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
             continue
-        writer.add(data, flags=row.flags, when=row.delivered)
         vault.record_restore(target_id, row.id, None)
         rep.restored += 1
-        rep.bytes += len(data)
+        rep.bytes += row.size
         rep.restored_ids.append(row.id.hex())
-        progress.advance(1, len(data))
+        progress.advance(1, row.size)
         if vault.pending >= BATCH:
             _commit(vault, dry_run)
     _commit(vault, dry_run)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from popvault.errors import MailboxFormatError
-from popvault.mailboxes.message import SourceMessage
+from popvault.mailboxes.message import LARGE_FILE, MessageBytes, SourceMessage, write_all
 
 ErrorHandler = Callable[[str, Exception], None]
 
@@ -52,14 +52,20 @@ def read_eml(
             if not stat.S_ISREG(file.stat().st_mode):
                 # a FIFO or device would block or never end
                 raise OSError(errno.EINVAL, "not a regular file")
-            data = file.read_bytes()
+            large: Path | None = None
+            if file.stat().st_size > LARGE_FILE:
+                large, data = file, b""
+                with open(file, "rb"):
+                    pass  # readable now; read later, in pieces
+            else:
+                data = file.read_bytes()
         except OSError as exc:
             error = MailboxFormatError(f"cannot read {file}: {exc.strerror or exc}")
             if on_error is None:
                 raise error from exc
             on_error(str(file), error)
             continue
-        yield SourceMessage(data=data, source=f"eml:{file}")
+        yield SourceMessage(data=data, source=f"eml:{file}", path=large)
 
 
 def safe_name(name: str) -> str:
@@ -77,7 +83,7 @@ class EmlWriter:
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def add(self, data: bytes, name: str) -> str:
+    def add(self, data: MessageBytes, name: str) -> str:
         """Write ``data`` to a new file named after ``name``; return its path.
 
         ``name`` is made safe (no path separators or control characters, ``.eml``
@@ -89,9 +95,7 @@ class EmlWriter:
         try:
             try:
                 os.fchmod(fd, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from popvault.errors import MailboxFormatError
-from popvault.mailboxes.message import SourceMessage
+from popvault.mailboxes.message import LARGE_FILE, MessageBytes, SourceMessage, write_all
 
 ErrorHandler = Callable[[str, Exception], None]
 """Called with (file path, error) for a message file that cannot be read."""
@@ -86,13 +86,21 @@ def read_maildir(
             raise MailboxFormatError(f"cannot list {d}: {exc.strerror or exc}") from exc
     entries.sort(key=lambda e: (e[0], e[1]))
     for mtime, name, file in entries:
+        large: Path | None = None
         try:
-            data = file.read_bytes()
+            if file.stat().st_size > LARGE_FILE:
+                large, data = file, b""
+                with open(file, "rb"):
+                    pass  # readable now; read later, in pieces
+            else:
+                data = file.read_bytes()
         except OSError as exc:
             _report(on_error, str(file), exc)
             continue
         flags = split_info(name)[1] if file.parent.name == "cur" else None
-        yield SourceMessage(data=data, source=f"maildir:{file}", flags=flags, file_time=mtime)
+        yield SourceMessage(
+            data=data, source=f"maildir:{file}", flags=flags, file_time=mtime, path=large
+        )
 
 
 def _report(on_error: ErrorHandler | None, file: str, exc: OSError) -> None:
@@ -132,7 +140,7 @@ class MaildirWriter:
             _fsync_dir(self.path.parent)
         self._host = _hostname()
 
-    def add(self, data: bytes, flags: str | None = None, when: float | None = None) -> str:
+    def add(self, data: MessageBytes, flags: str | None = None, when: float | None = None) -> str:
         """Deliver one message; return the path of its file. Durable on return.
 
         ``flags`` ``None`` delivers to ``new/``; a string (possibly empty) delivers to
@@ -150,10 +158,7 @@ class MaildirWriter:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)

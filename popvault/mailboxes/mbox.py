@@ -51,7 +51,7 @@ from types import TracebackType
 from typing import BinaryIO, Literal
 
 from popvault.errors import MailboxFormatError
-from popvault.mailboxes.message import SourceMessage
+from popvault.mailboxes.message import MessageBytes, SourceMessage, pieces_of
 
 MboxFormat = Literal["auto", "mboxrd", "mboxo"]
 
@@ -202,26 +202,44 @@ class MboxWriter:
         self._file: BinaryIO | None = os.fdopen(fd, "wb", buffering=1024 * 1024)
         self.count = 0
 
-    def add(self, data: bytes, sender: str = "MAILER-DAEMON", when: float | None = None) -> None:
+    def add(
+        self, data: MessageBytes, sender: str = "MAILER-DAEMON", when: float | None = None
+    ) -> None:
         """Append one message with a ``From SENDER DATE`` line (``when`` defaults to now).
 
-        ``sender`` is reduced to one token (whitespace becomes ``_``). Nothing is durable
-        until :meth:`close` returns.
+        ``data`` is the message or its bytes in pieces (then it is transformed line by
+        line as the pieces come, in bounded memory). If reading the pieces raises, the
+        partly written message is cut off again and the error propagates. ``sender`` is
+        reduced to one token (whitespace becomes ``_``). Nothing is durable until
+        :meth:`close` returns.
         """
         if self._file is None:
             raise ValueError("MboxWriter is closed")
         token = "".join("_" if c.isspace() else c for c in sender) or "MAILER-DAEMON"
         stamp = _asctime(time.time() if when is None else when)
+        f = self._file
+        start = f.tell()
+        try:
+            f.write(f"From {token} {stamp}".encode("utf-8", "replace") + self._eol)
+            carry = b""
+            for piece in pieces_of(data):
+                buf = carry + piece
+                cut = buf.rfind(b"\n") + 1  # transform whole lines only
+                f.write(self._lines(buf[:cut]))
+                carry = buf[cut:]
+            if carry:
+                f.write(self._lines(carry + self._eol))
+            f.write(self._eol)
+        except BaseException:
+            f.seek(start)
+            f.truncate()
+            raise
+        self.count += 1
+
+    def _lines(self, data: bytes) -> bytes:
         if not self.crlf:
             data = data.replace(b"\r\n", b"\n")
-        if data and not data.endswith(b"\n"):
-            data += self._eol
-        data = _QUOTE_RE.sub(rb">\1", data)
-        f = self._file
-        f.write(f"From {token} {stamp}".encode("utf-8", "replace") + self._eol)
-        f.write(data)
-        f.write(self._eol)
-        self.count += 1
+        return _QUOTE_RE.sub(rb">\1", data)
 
     def close(self) -> None:
         """Flush, fsync and rename the file into place; the mbox is durable on return."""

@@ -8,7 +8,32 @@ it back with the matching writer and reading it again gives the same bytes.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+#: Files larger than this are not read when yielded: ``data`` stays empty and
+#: :meth:`SourceMessage.chunks` streams the file (bounded memory for any size).
+LARGE_FILE = 16 << 20
+CHUNK = 1 << 20
+
+
+#: What the writers accept: the whole message, or its bytes in pieces (streamed from
+#: the vault for large messages, so memory stays bounded).
+MessageBytes = bytes | Iterable[bytes]
+
+
+def pieces_of(data: MessageBytes) -> Iterable[bytes]:
+    return (data,) if isinstance(data, bytes) else data
+
+
+def write_all(fd: int, data: MessageBytes) -> None:
+    """Write every byte of ``data`` (bytes or pieces) to the file descriptor."""
+    for piece in pieces_of(data):
+        view = memoryview(piece)
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 @dataclass(frozen=True)
@@ -29,6 +54,24 @@ class SourceMessage:
     flags: str | None = None
     file_time: float | None = None
     from_line_time: float | None = None
+    #: Set for a large Maildir/.eml file whose bytes are read only by :meth:`chunks`.
+    path: Path | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The message's bytes in pieces of at most 1 MiB (from the file when large).
+
+        Raises OSError when a large file cannot be read any more."""
+        if self.path is None:
+            for i in range(0, len(self.data), CHUNK):
+                yield self.data[i : i + CHUNK]
+            return
+        with open(self.path, "rb") as f:
+            while piece := f.read(CHUNK):
+                yield piece
+
+    def read(self) -> bytes:
+        """The whole message (reads the file for a large one)."""
+        return self.data if self.path is None else b"".join(self.chunks())
 
     def __repr__(self) -> str:
         # The bytes can be megabytes; a repr must stay one readable line.

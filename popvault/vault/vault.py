@@ -1110,13 +1110,18 @@ class MessageWriter:
         return self._size
 
     def write(self, chunk: bytes) -> None:
-        self._hasher.update(chunk)
-        self._size += len(chunk)
-        self._buf += chunk
-        if not self._streaming and len(self._buf) > INLINE_LIMIT:
-            self._start_streaming()
-        if self._streaming:
-            self._drain(final=False)
+        """Add the next bytes of the message; a large chunk is taken in 1 MiB slices so
+        the writer never holds more than the inline limit plus one slice."""
+        view = memoryview(chunk)
+        for i in range(0, len(view), CHUNK):
+            piece = view[i : i + CHUNK]
+            self._hasher.update(piece)
+            self._size += len(piece)
+            self._buf += piece
+            if not self._streaming and len(self._buf) > INLINE_LIMIT:
+                self._start_streaming()
+            if self._streaming:
+                self._drain(final=False)
 
     def _start_streaming(self) -> None:
         self._head = self.head
