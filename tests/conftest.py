@@ -46,3 +46,13 @@ def dovecot_user(dovecot: Dovecot) -> UserInfo:
     """A fresh user with an empty INBOX and a random password, unique in the session."""
     name = f"u{next(_user_numbers):04d}{secrets.token_hex(2)}"
     return dovecot.add_user(name, secrets.token_urlsafe(12))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A skipped test hides a missing feature: report every skip as a failure."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped tests are not allowed in popvault: {report.longrepr}"

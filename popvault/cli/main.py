@@ -7,6 +7,7 @@ prints a traceback unless POPVAULT_DEBUG is set.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -18,8 +19,42 @@ from popvault.cli.context import Context
 from popvault.cli.output import error
 from popvault.errors import PopvaultError
 
+#: Command name -> module (imported only when that command runs: fast start-up).
+COMMANDS = {
+    "backup": "cmd_backup",
+    "check": "cmd_check",
+    "demo": "cmd_demo",
+    "export": "cmd_export",
+    "import": "cmd_import",
+    "index": "cmd_index",
+    "init": "cmd_init",
+    "key": "cmd_key",
+    "list": "cmd_list",
+    "migrate": "cmd_migrate",
+    "restore": "cmd_restore",
+    "show": "cmd_show",
+    "stats": "cmd_stats",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when the command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command: click.Command = importlib.import_module(f"popvault.cli.{module}").command
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--vault",
     "vault_path",
@@ -63,44 +98,6 @@ def cli(
     12 wrong passphrase, 20 integrity, 75 temporary (retry), 77 authentication.
     """
     ctx.obj = Context(vault_path, passphrase_file, passphrase_command, cache, config, quiet)
-
-
-def _register() -> None:
-    from popvault.cli import (
-        cmd_backup,
-        cmd_check,
-        cmd_demo,
-        cmd_export,
-        cmd_import,
-        cmd_index,
-        cmd_init,
-        cmd_key,
-        cmd_list,
-        cmd_migrate,
-        cmd_restore,
-        cmd_show,
-        cmd_stats,
-    )
-
-    for mod in (
-        cmd_init,
-        cmd_import,
-        cmd_list,
-        cmd_show,
-        cmd_export,
-        cmd_check,
-        cmd_stats,
-        cmd_index,
-        cmd_key,
-        cmd_backup,
-        cmd_restore,
-        cmd_migrate,
-        cmd_demo,
-    ):
-        cli.add_command(mod.command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

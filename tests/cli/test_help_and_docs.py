@@ -23,8 +23,11 @@ def _walk(
 ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     yield path, cmd
     if isinstance(cmd, click.Group):
-        for name in sorted(cmd.commands):
-            yield from _walk(cmd.commands[name], (*path, name))
+        ctx = click.Context(cmd)
+        for name in sorted(cmd.list_commands(ctx)):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, f"listed command {name!r} does not load"
+            yield from _walk(sub, (*path, name))
 
 
 COMMANDS = list(_walk(cli, ()))
