@@ -283,7 +283,8 @@ def test_cli_url_json_dry_run_and_no_new_mail(
     dry = run_cli(vault_path, [*base, "--delete", "--dry-run", "--json"], env)
     assert dry.returncode == 0, dry.stderr
     _code, (entry,) = parse_report(dry.stdout)
-    assert (entry["would_fetch"], entry["would_delete"], entry["fetched"]) == (5, 0, 0)
+    # with --delete, what would be fetched would also be deleted once verified
+    assert (entry["would_fetch"], entry["would_delete"], entry["fetched"]) == (5, 5, 0)
     with open_vault(vault_path, cache_dir) as v:
         assert message_count(v) == 0
 

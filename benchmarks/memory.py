@@ -1,0 +1,72 @@
+"""Memory: peak RSS of popvault handling one 100 MB message.
+
+Two child processes, peak RSS from ``wait4`` (the child's own ``ru_maxrss``):
+``popvault import`` of a Maildir holding one 100 MiB message, and ``popvault backup``
+of the same message over POP3S from a private Dovecot on 127.0.0.1. For scale the report
+also gives the RSS of a bare ``popvault --version`` (interpreter plus imports) and of
+mpop fetching the same message. Target: under 200 MB.
+"""
+
+from __future__ import annotations
+
+from benchmarks.common import (
+    MAIL_PASSWORD,
+    MB,
+    Bench,
+    init_vault,
+    popvault_argv,
+    python_argv,
+    run_child,
+    write_maildir,
+)
+from benchmarks.pop3_tools import Server, mpop_fetch, popvault_backup
+
+NAME = "memory"
+TARGET = "< 200"
+SIZE = 100 * MB
+
+
+def run(bench: Bench) -> None:
+    from tests.support.generate import big_message
+
+    base = bench.fresh_dir("memory")
+    maildir = base / "Maildir"
+    message = b"".join(big_message(SIZE, seed=100))
+    write_maildir(maildir, [message])
+    bare = run_child(python_argv("-m", "popvault", "--version"), env=bench.env())
+    bench.add(NAME, "popvault --version (interpreter + imports)", bare.maxrss_mb, "MB")
+
+    vault = init_vault(bench, base / "vault-import")
+    imp = run_child(popvault_argv(vault, "import", str(maildir)), env=bench.env())
+    bench.add(
+        NAME,
+        "peak RSS: import of one 100 MiB message",
+        imp.maxrss_mb,
+        "MB",
+        target=TARGET,
+        wall_s=round(imp.wall, 2),
+    )
+
+    with Server.start() as srv:
+        srv.dc.add_user("big", MAIL_PASSWORD)
+        srv.dc.deliver("big", [message])
+        del message
+        srv.warm("big")
+        vault = init_vault(bench, base / "vault-pop3")
+        bk = popvault_backup(bench, srv, "big", vault)
+        bench.add(
+            NAME,
+            "peak RSS: POP3S backup of one 100 MiB message",
+            bk.maxrss_mb,
+            "MB",
+            target=TARGET,
+            wall_s=round(bk.wall, 2),
+        )
+        mp = mpop_fetch(bench, srv, "big", base / "mpop")
+        bench.add(
+            NAME,
+            "peak RSS: mpop of the same message (reference)",
+            mp.run.maxrss_mb,
+            "MB",
+            wall_s=round(mp.run.wall, 2),
+        )
