@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from popvault.errors import MailboxFormatError
-from popvault.mailboxes.message import LARGE_FILE, MessageBytes, SourceMessage, write_all
+from popvault.mailboxes.message import LARGE_FILE, MessageBytes, SourceMessage, fsync_dir, write_all
 
 ErrorHandler = Callable[[str, Exception], None]
 
@@ -116,7 +116,7 @@ class EmlWriter:
                     n += 1
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return str(final)
 
 
@@ -131,11 +131,3 @@ def _create_exclusive_copy(src: Path, dst: Path) -> bool:
         out.flush()
         os.fsync(out.fileno())
     return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import calendar
-import hashlib
-import hmac
 import re
 import socket
 import ssl
@@ -35,6 +33,7 @@ from popvault.errors import (
     TLSError,
     UsageError,
 )
+from popvault.tlspin import check_pin, make_context
 
 TlsMode = Literal["implicit", "starttls", "none"]
 
@@ -426,57 +425,6 @@ def maildir_flags_to_imap(flags: str | None) -> list[str]:
 
 
 # ---------------------------------------------------------------- TLS pinning
-
-
-def _der_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """Return (tag, start of contents, end of contents) of the DER element at ``pos``."""
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if not 1 <= n <= 4:
-            raise ValueError("unsupported DER length")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
-
-
-def spki_of_certificate(der: bytes) -> bytes:
-    """Return the DER SubjectPublicKeyInfo of an X.509 certificate (for pinning)."""
-    _, cert_start, _ = _der_tlv(der, 0)
-    _, tbs_start, tbs_end = _der_tlv(der, cert_start)
-    pos = tbs_start
-    tag, _, end = _der_tlv(der, pos)
-    if tag == 0xA0:  # explicit version
-        pos = end
-    # serial, signature algorithm, issuer, validity, subject, then the key info
-    for _ in range(5):
-        _, _, pos = _der_tlv(der, pos)
-    tag, _, end = _der_tlv(der, pos)
-    if tag != 0x30 or end > tbs_end:
-        raise ValueError("no SubjectPublicKeyInfo")
-    return der[pos:end]
-
-
-def _normalize_fingerprint(text: str) -> str:
-    text = text.strip().lower()
-    if text.startswith("sha256:"):
-        text = text[len("sha256:") :]
-    return text.replace(":", "").replace(" ", "")
-
-
-def certificate_matches(der: bytes, fingerprint: str) -> bool:
-    """True if ``fingerprint`` is the SHA-256 of the certificate DER or of its SPKI."""
-    want = _normalize_fingerprint(fingerprint)
-    candidates = [hashlib.sha256(der).hexdigest()]
-    try:
-        candidates.append(hashlib.sha256(spki_of_certificate(der)).hexdigest())
-    except (ValueError, IndexError):
-        pass
-    return any(hmac.compare_digest(want, c) for c in candidates)
 
 
 # ------------------------------------------------------------------------ client
@@ -1076,16 +1024,7 @@ def _fetch_item(resp: Response) -> tuple[int, bytes, float, tuple[str, ...]] | N
 
 
 def _wrap_tls(sock: socket.socket, settings: ImapSettings) -> socket.socket:
-    if settings.tls_fingerprint:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        try:
-            context = ssl.create_default_context(cafile=settings.tls_ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise TLSError(f"cannot load CA file {settings.tls_ca_file}: {exc}") from exc
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = make_context(settings.tls_ca_file, settings.tls_fingerprint)
     try:
         tls = context.wrap_socket(sock, server_hostname=settings.host)
     except ssl.SSLCertVerificationError as exc:
@@ -1098,13 +1037,9 @@ def _wrap_tls(sock: socket.socket, settings: ImapSettings) -> socket.socket:
     except OSError as exc:
         raise NetworkError(f"TLS connection to {settings.host} failed: {exc}") from exc
     if settings.tls_fingerprint:
-        der = tls.getpeercert(binary_form=True)
-        if der is None or not certificate_matches(der, settings.tls_fingerprint):
+        try:
+            check_pin(settings.host, tls.getpeercert(binary_form=True), settings.tls_fingerprint)
+        except TLSError:
             tls.close()
-            got = hashlib.sha256(der).hexdigest() if der else "none"
-            raise TLSError(
-                f"TLS certificate of {settings.host} does not match the pinned fingerprint "
-                f"(server certificate SHA-256 {got})",
-                hint="check the fingerprint; the server certificate may have changed",
-            )
+            raise
     return tls

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from popvault.errors import MailboxFormatError
-from popvault.mailboxes.message import LARGE_FILE, MessageBytes, SourceMessage, write_all
+from popvault.mailboxes.message import LARGE_FILE, MessageBytes, SourceMessage, fsync_dir, write_all
 
 ErrorHandler = Callable[[str, Exception], None]
 """Called with (file path, error) for a message file that cannot be read."""
@@ -136,8 +136,8 @@ class MaildirWriter:
                 d.mkdir(mode=0o700, parents=True, exist_ok=True)
                 created = True
         if created:
-            _fsync_dir(self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path)
+            fsync_dir(self.path.parent)
         self._host = _hostname()
 
     def add(self, data: MessageBytes, flags: str | None = None, when: float | None = None) -> str:
@@ -172,13 +172,5 @@ class MaildirWriter:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return str(final)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

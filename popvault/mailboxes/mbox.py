@@ -51,7 +51,7 @@ from types import TracebackType
 from typing import BinaryIO, Literal
 
 from popvault.errors import MailboxFormatError
-from popvault.mailboxes.message import MessageBytes, SourceMessage, pieces_of
+from popvault.mailboxes.message import MessageBytes, SourceMessage, fsync_dir, pieces_of
 
 MboxFormat = Literal["auto", "mboxrd", "mboxo"]
 
@@ -253,7 +253,7 @@ class MboxWriter:
         finally:
             f.close()
         os.replace(self._tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         """Discard everything written so far; ``path`` is left as it was."""
@@ -275,11 +275,3 @@ class MboxWriter:
             self.close()
         else:
             self.abort()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

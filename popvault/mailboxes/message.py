@@ -28,6 +28,15 @@ def pieces_of(data: MessageBytes) -> Iterable[bytes]:
     return (data,) if isinstance(data, bytes) else data
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_all(fd: int, data: MessageBytes) -> None:
     """Write every byte of ``data`` (bytes or pieces) to the file descriptor."""
     for piece in pieces_of(data):

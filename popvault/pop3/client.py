@@ -6,7 +6,7 @@ and RFC 6856 (UTF8) for the fetch side of popvault. Replies are parsed by
 :mod:`popvault.pop3.parser`; message bodies go to a caller's sink chunk by chunk as they
 arrive, dot-unstuffed and otherwise byte-exact (guarantee 1), in bounded memory for any
 size and any line length (guarantee 7). TLS is verified by default or pinned (guarantee
-8), see :mod:`popvault.pop3.tls`. Every failure is one of the :mod:`popvault.errors`
+8), see :mod:`popvault.tlspin`. Every failure is one of the :mod:`popvault.errors`
 family (refined in :mod:`popvault.pop3.errors`); messages name the host, the command and
 the server's reply, never a password, token or SASL string. Deletions (``dele``) only
 take effect on a successful :meth:`Pop3Client.quit` (RFC 1939 section 6).
@@ -36,7 +36,7 @@ from popvault.pop3.parser import (
     Status,
 )
 from popvault.pop3.settings import Pop3Settings, Pop3Url, parse_pop3_url
-from popvault.pop3.tls import check_pin, make_context
+from popvault.tlspin import check_pin, make_context
 
 log = logging.getLogger("popvault.pop3")
 

@@ -26,12 +26,11 @@ from popvault.mailboxes import (
 )
 from popvault.mailboxes.imap import (
     AppendItem,
-    certificate_matches,
     format_internaldate,
     maildir_flags_to_imap,
     parse_internaldate,
-    spki_of_certificate,
 )
+from popvault.tlspin import check_pin, spki_der
 
 CERT = """-----BEGIN CERTIFICATE-----
 MIIBpDCCAUmgAwIBAgIUdf4N63KwJe9CsPMlB0vDCHU4/eIwCgYIKoZIzj0EAwIw
@@ -463,10 +462,11 @@ def test_starttls(make_server: type[FakeImap], tmp_path: Path) -> None:
 
 def test_fingerprint_helpers() -> None:
     der = ssl.PEM_cert_to_DER_cert(CERT)
-    assert spki_of_certificate(der)[:2] == b"\x30\x59"
-    assert certificate_matches(der, CERT_SHA256)
-    assert certificate_matches(der, ":".join(SPKI_SHA256[i : i + 2] for i in range(0, 64, 2)))
-    assert not certificate_matches(der, "ab" * 32)
+    assert spki_der(der)[:2] == b"\x30\x59"
+    check_pin("h", der, CERT_SHA256)
+    check_pin("h", der, ":".join(SPKI_SHA256[i : i + 2] for i in range(0, 64, 2)))
+    with pytest.raises(TLSError):
+        check_pin("h", der, "ab" * 32)
 
 
 def test_parse_imap_url() -> None:

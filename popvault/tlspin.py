@@ -1,11 +1,10 @@
-"""TLS set-up for the POP3 client: verified contexts and certificate pinning.
+"""TLS set-up shared by the POP3 and IMAP clients: verified contexts and pinning.
 
 By default the server certificate is verified against the system trust store (or the
 ``tls_ca_file`` given) and the host name is checked (guarantee 8). When a SHA-256
 fingerprint is pinned, chain verification is replaced by the pin, which must match
 either the DER certificate or its SubjectPublicKeyInfo (the pin survives a renewal that
-keeps the key). Extracting the SPKI needs only a DER walk over the certificate's outer
-structure (X.509, RFC 5280 section 4.1); no cryptography is done here beyond hashlib.
+keeps the key). Certificates are parsed by ``cryptography``, never by hand.
 """
 
 from __future__ import annotations
@@ -13,6 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ssl
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from popvault.errors import TLSError, UsageError
 
@@ -22,7 +25,7 @@ def normalize_fingerprint(text: str) -> str:
 
     Raises :class:`UsageError` if it is not a SHA-256 fingerprint.
     """
-    digits = text.replace(":", "").replace(" ", "").strip().lower()
+    digits = text.strip().lower().removeprefix("sha256:").replace(":", "").replace(" ", "")
     if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
         raise UsageError(
             "tls_fingerprint must be a SHA-256 fingerprint: 64 hex digits, colons optional"
@@ -30,43 +33,13 @@ def normalize_fingerprint(text: str) -> str:
     return digits
 
 
-def _read_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """Return (tag, content_start, content_end) of the DER element at ``pos``."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated DER")
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        nbytes = length & 0x7F
-        if nbytes == 0 or nbytes > 4 or pos + nbytes > len(data):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(data[pos : pos + nbytes], "big")
-        pos += nbytes
-    end = pos + length
-    if end > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, end
-
-
 def spki_der(cert_der: bytes) -> bytes:
     """The DER SubjectPublicKeyInfo of an X.509 certificate; ValueError if malformed."""
-    tag, start, _ = _read_tlv(cert_der, 0)  # Certificate ::= SEQUENCE
-    if tag != 0x30:
-        raise ValueError("not a certificate")
-    tag, pos, tbs_end = _read_tlv(cert_der, start)  # tbsCertificate ::= SEQUENCE
-    if tag != 0x30:
-        raise ValueError("not a certificate")
-    tag, _, end = _read_tlv(cert_der, pos)
-    if tag == 0xA0:  # [0] EXPLICIT version
-        pos = end
-    # serialNumber, signature, issuer, validity, subject, then subjectPublicKeyInfo
-    for _ in range(5):
-        _, _, pos = _read_tlv(cert_der, pos)
-    tag, _, end = _read_tlv(cert_der, pos)
-    if tag != 0x30 or end > tbs_end:
-        raise ValueError("no SubjectPublicKeyInfo")
-    return cert_der[pos:end]
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+        return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"not a usable certificate: {exc}") from None
 
 
 def certificate_fingerprints(cert_der: bytes) -> tuple[str, str | None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from popvault.errors import TLSError, UsageError
-from popvault.pop3.tls import (
+from popvault.tlspin import (
     certificate_fingerprints,
     check_pin,
     make_context,
