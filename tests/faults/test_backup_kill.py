@@ -78,7 +78,11 @@ def test_kill_minus_9_at_random_moments(tmp_path: Path) -> None:
         env = cli_env(cache, KILL_TEST_POP3_PASSWORD=PASSWORD)
         argv = cli_command(vault, "--config", str(config), "-q", "backup")
         known: dict[str, bytes] = {}
-        for attempt in range(KILLS):
+        # keep starting runs until KILLS of them were really killed mid-way (a run can
+        # finish before its kill lands on a fast machine); bounded in attempts
+        for attempt in range(3 * KILLS):
+            if sum("rc -9" in o for o in outcomes) >= KILLS:
+                break
             if not box.uidls():
                 # a run got through: new mail arrives, so the next kills still matter
                 extra = [(f"r{attempt}-{u}", d) for u, d in small_messages(REFILL, 1000 + attempt)]
@@ -90,7 +94,7 @@ def test_kill_minus_9_at_random_moments(tmp_path: Path) -> None:
             # login etc., RETR of what is missing, DELE of everything, QUIT
             expected = 6 + missing + len(on_server) + 1
             target = rng.randrange(expected + 1) if attempt else 0
-            jitter = rng.uniform(0.0, 0.4)
+            jitter = rng.uniform(0.0, 0.05)
             base = len(server.commands)
             proc = subprocess.Popen(
                 argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -134,4 +138,4 @@ def test_kill_minus_9_at_random_moments(tmp_path: Path) -> None:
         stored = assert_nothing_lost(messages, [], v, ACCOUNT)
         assert len(stored) == message_count(v) == len(messages) >= COUNT
     # most kills must have hit runs that were doing something, not finished ones
-    assert sum("rc -9" in o for o in outcomes) >= KILLS // 2, "\n".join(outcomes)
+    assert sum("rc -9" in o for o in outcomes) >= KILLS, "\n".join(outcomes)
