@@ -205,7 +205,7 @@ def backup_account(
             )
         rep.listed = len(ident)
         rep.server_uidls = [u for _, u in ident]
-        with vault._mutex:
+        with vault.mutex:
             known = vault.known_uidls(acct.name)
             reused = vault.cache.reused_uidls(acct.name)
         # a UIDL deleted from the server after we archived it and listed again names a new
@@ -258,13 +258,13 @@ def backup_account(
             client.retr_many([n for n, _ in todo], begin, end, window=acct.pipeline_window)
         finally:
             # whatever arrived whole is kept, even when the session broke
-            with vault._mutex:
+            with vault.mutex:
                 if not vault.broken:
                     vault.commit()
             progress.done()
         for w in rep.warnings:
             progress.warn(f"account {acct.name}: {w}")
-        with vault._mutex:
+        with vault.mutex:
             known = vault.known_uidls(acct.name)
         unsafe = mismatched | {u for u in known if u.split("#", 1)[0] in duplicated}
         unsafe |= reused - set(fetched)
@@ -272,7 +272,7 @@ def backup_account(
         archived_id = {u: fetched.get(u, m) for u, m in known.items()}
         doomed = _deletable(vault, acct, ident, archived_id, unsafe, no_uidl, now)
         if doomed:
-            with vault._mutex:
+            with vault.mutex:
                 shape = _read_back(vault, {archived_id[u] for _, u in doomed})
             # LIST sizes are checked again against what the vault holds: a lie seen in an
             # earlier run (message kept then) must keep the message on the server now too
@@ -292,7 +292,7 @@ def backup_account(
                 client.dele(num)
         client.quit()
         if doomed:
-            with vault._mutex:
+            with vault.mutex:
                 for _num, u in doomed:
                     vault.record_deletion(acct.name, u, archived_id[u])
                 vault.commit()
@@ -346,7 +346,7 @@ def _deletable(
         if acct.delete:
             out.append((num, uidl))
         elif acct.delete_after_days is not None:
-            with vault._mutex:
+            with vault.mutex:
                 first = vault.cache.first_archived(acct.name, uidl)
             if first is not None and now - first >= acct.delete_after_days * DAY:
                 out.append((num, uidl))
@@ -354,7 +354,7 @@ def _deletable(
 
 
 def _maybe_commit(vault: Vault) -> None:
-    with vault._mutex:
+    with vault.mutex:
         if vault.pending >= BATCH_MESSAGES or vault.pending_bytes >= BATCH_BYTES:
             vault.commit()
 

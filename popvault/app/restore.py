@@ -181,7 +181,7 @@ def restore(
 
 def _commit(vault: Vault, dry_run: bool) -> None:
     if not dry_run:
-        with vault._mutex:
+        with vault.mutex:
             vault.commit()
 
 

@@ -63,9 +63,9 @@ class Context:
         self, *, write: bool = False, command: str = "popvault", sync: bool = True
     ) -> Vault:
         path = self.require_vault_path()
-        from popvault.vault.vault import _read_config, as_backend
+        from popvault.vault.vault import as_backend, read_config
 
-        _read_config(*as_backend(path))  # "not a vault" before asking for a passphrase
+        read_config(*as_backend(path))  # "not a vault" before asking for a passphrase
         return Vault.open(
             path,
             self.passphrase(),

@@ -142,7 +142,9 @@ def _config_body(vault_id: str) -> dict[str, Any]:
     return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "id": vault_id}
 
 
-def _read_config(backend: Backend, where: str) -> str:
+def read_config(backend: Backend, where: str) -> str:
+    """The vault id from ``config``: VaultNotFound (10) if there is no vault, a clear
+    refusal for a newer format version, IntegrityError (20) if it is damaged."""
     try:
         data = backend.get("config")
     except ObjectNotFound:
@@ -263,7 +265,7 @@ class Vault:
         Raises VaultNotFound (10), WrongPassphrase (12), VaultLocked (11), IntegrityError.
         """
         backend, label = as_backend(where)
-        vault_id = _read_config(backend, label)
+        vault_id = read_config(backend, label)
         if keys is None:
             if passphrase is None:
                 raise UsageError("a passphrase is needed to open the vault")
@@ -310,6 +312,12 @@ class Vault:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def mutex(self) -> threading.RLock:
+        """Held around every change and cache look-up; callers that run several
+        accounts in threads hold it around their own check-then-act sequences."""
+        return self._mutex
 
     @property
     def broken(self) -> bool:
@@ -1066,7 +1074,7 @@ def import_key_export(
 ) -> None:
     """Write a new key slot from a key export (for a vault whose passphrase is lost)."""
     backend, label = as_backend(where)
-    vault_id = _read_config(backend, label)
+    vault_id = read_config(backend, label)
     try:
         exp_id, keys = import_keys(text)
     except ValueError as exc:
