@@ -24,7 +24,10 @@ ATT_CHUNK = 3 << 18
 B64_MIN = 16 << 10
 HEADER_MAX = 1 << 20
 
-_CANDIDATE = re.compile(rb"(?m)^(?:[A-Za-z0-9+/=]{40,200}\r?\n){128,}")
+#: Where a base64 MIME part announces itself; its body starts after the part's headers.
+_CTE_BASE64 = re.compile(rb"(?i)content-transfer-encoding:[ \t]*base64")
+#: How far after that header the part's empty line may be.
+PART_HEADER_MAX = 64 << 10
 _B64LINE = re.compile(rb"[A-Za-z0-9+/]*")
 _LASTLINE = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 
@@ -57,6 +60,9 @@ def header_end(data: bytes) -> int:
 
 def encode_b64(decoded: bytes, line_length: int, eol: bytes) -> bytes:
     """Base64 of ``decoded`` wrapped at ``line_length`` with ``eol`` after every line."""
+    if line_length == 76:  # the MIME default: the C encoder wraps exactly so
+        s = base64.encodebytes(decoded)
+        return s if eol == b"\n" else s.replace(b"\n", eol)
     s = base64.b64encode(decoded)
     return b"".join(s[i : i + line_length] + eol for i in range(0, len(s), line_length))
 
@@ -69,11 +75,8 @@ def _full_lines(length: int, eol: bytes) -> re.Pattern[bytes]:
 
 def _decode_exact(encoded: bytes, length: int, eol: bytes) -> bytes | None:
     """The decoded bytes if ``encoded`` is exactly their canonical wrapped base64."""
-    flat = encoded.replace(eol, b"")
-    if len(flat) % 4:
-        return None
     try:
-        decoded = base64.b64decode(flat, validate=True)
+        decoded = binascii.a2b_base64(encoded)  # lenient; the comparison below is strict
     except binascii.Error:
         return None
     return decoded if encode_b64(decoded, length, eol) == encoded else None
@@ -114,19 +117,37 @@ def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment | None]:
     return max(full_end, nl + 1), None
 
 
+def _part_body_start(body: bytes, pos: int) -> int:
+    """Offset after the empty line that ends the part header containing ``pos``, or -1."""
+    limit = min(len(body), pos + PART_HEADER_MAX)
+    ends = [
+        i + n
+        for i, n in ((body.find(b"\n\n", pos, limit), 2), (body.find(b"\n\r\n", pos, limit), 3))
+        if i >= 0
+    ]
+    return min(ends) if ends else -1
+
+
 def split_body(body: bytes) -> Iterator[Segment]:
-    """Body bytes as txt and b64 segments whose concatenation is exactly ``body``."""
+    """Body bytes as txt and b64 segments whose concatenation is exactly ``body``.
+
+    A run is looked for where a MIME part declares ``Content-Transfer-Encoding: base64``:
+    at the first line after that part's header section (format §7.1).
+    """
     done = 0
-    for m in _CANDIDATE.finditer(body):
-        pos = m.start()
-        while pos < m.end():
-            pos_next, seg = _take_run(body, pos, m.end())
-            if seg is not None:
-                if pos > done:
-                    yield from _txt(body[done:pos])
-                yield seg
-                done = pos_next
-            pos = pos_next
+    for m in _CTE_BASE64.finditer(body):
+        if m.start() < done:
+            continue
+        start = _part_body_start(body, m.end())
+        if start < 0:
+            continue
+        run_end, seg = _take_run(body, start, len(body))
+        if seg is None:
+            continue
+        if start > done:
+            yield from _txt(body[done:start])
+        yield seg
+        done = run_end
     if done < len(body):
         yield from _txt(body[done:])
 

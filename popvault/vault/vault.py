@@ -67,7 +67,7 @@ COMMIT_MAGIC = b"PVCMIT01"
 INLINE_LIMIT = 32 << 20
 FRAME_TARGET = 1 << 20
 PACK_TARGET = 16 << 20
-DEFAULT_LEVEL = 12
+DEFAULT_LEVEL = 9
 
 _COMMIT_NAME = re.compile(r"^commits/(\d{10})-([0-9a-f]{64})$")
 
