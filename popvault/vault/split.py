@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,9 +61,6 @@ def header_end(data: bytes) -> int:
 
 def encode_b64(decoded: bytes, line_length: int, eol: bytes) -> bytes:
     """Base64 of ``decoded`` wrapped at ``line_length`` with ``eol`` after every line."""
-    if line_length == 76:  # the MIME default: the C encoder wraps exactly so
-        s = base64.encodebytes(decoded)
-        return s if eol == b"\n" else s.replace(b"\n", eol)
     s = base64.b64encode(decoded)
     return b"".join(s[i : i + line_length] + eol for i in range(0, len(s), line_length))
 
@@ -73,13 +71,20 @@ def _full_lines(length: int, eol: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"(?:[A-Za-z0-9+/]{%d}%s)+" % (length, re.escape(eol)))
 
 
-def _decode_exact(encoded: bytes, length: int, eol: bytes) -> bytes | None:
-    """The decoded bytes if ``encoded`` is exactly their canonical wrapped base64."""
+def _decode_exact(encoded: bytes, eol: bytes) -> bytes | None:
+    """The decoded bytes if ``encoded`` is exactly their canonical wrapped base64.
+
+    The caller guarantees the line structure (full lines of exactly ``L`` alphabet
+    characters, then at most one shorter last line, each followed by ``eol``), which is
+    precisely what wrapping produces; so the whole re-encodes byte for byte if and only
+    if the text without line ends is the canonical base64 of the decoded bytes.
+    """
+    flat = encoded.replace(eol, b"")
     try:
-        decoded = binascii.a2b_base64(encoded)  # lenient; the comparison below is strict
+        decoded = binascii.a2b_base64(flat, strict_mode=True)
     except binascii.Error:
         return None
-    return decoded if encode_b64(decoded, length, eol) == encoded else None
+    return decoded if binascii.b2a_base64(decoded, newline=False) == flat else None
 
 
 def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment | None]:
@@ -111,7 +116,7 @@ def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment | None]:
     for run_end in ends:
         if run_end - start < B64_MIN:
             break
-        decoded = _decode_exact(body[start:run_end], length, eol)
+        decoded = _decode_exact(body[start:run_end], eol)
         if decoded is not None:
             return run_end, Segment("b64", decoded, length, eol)
     return max(full_end, nl + 1), None
@@ -128,18 +133,35 @@ def _part_body_start(body: bytes, pos: int) -> int:
     return min(ends) if ends else -1
 
 
-def split_body(body: bytes) -> Iterator[Segment]:
+_CTE = b"content-transfer-encoding:"
+_BASE64_VALUE = re.compile(rb"[ \t]*base64")
+
+
+def _base64_headers(body: bytes) -> Iterator[int]:
+    """Offsets just after each ``Content-Transfer-Encoding: base64`` (any case).
+
+    A literal search on a lower-cased copy: a case-insensitive regex over the whole body
+    would cost several times more."""
+    low = body.lower()
+    pos = low.find(_CTE)
+    while pos >= 0:
+        m = _BASE64_VALUE.match(low, pos + len(_CTE))
+        if m is not None:
+            yield m.end()
+        pos = low.find(_CTE, pos + len(_CTE))
+
+
+def split_body(body: bytes, *, base64_body: bool = False) -> Iterator[Segment]:
     """Body bytes as txt and b64 segments whose concatenation is exactly ``body``.
 
     A run is looked for where a MIME part declares ``Content-Transfer-Encoding: base64``:
-    at the first line after that part's header section (format §7.1).
+    at the first line after that part's header section, and at the very start when the
+    message's own header declares it (``base64_body``) (format §7.1).
     """
     done = 0
-    for m in _CTE_BASE64.finditer(body):
-        if m.start() < done:
-            continue
-        start = _part_body_start(body, m.end())
-        if start < 0:
+    starts = (_part_body_start(body, end) for end in _base64_headers(body))
+    for start in itertools.chain([0] if base64_body else [], starts):
+        if start < done:
             continue
         run_end, seg = _take_run(body, start, len(body))
         if seg is None:
@@ -164,6 +186,6 @@ def split_message(data: bytes) -> Iterator[Segment]:
         end = len(data)
     if 0 < end <= HEADER_MAX:
         yield Segment("hdr", data[:end])
-        yield from split_body(data[end:])
+        yield from split_body(data[end:], base64_body=_CTE_BASE64.search(data, 0, end) is not None)
     else:
         yield from split_body(data)
