@@ -15,6 +15,7 @@ RSS of every tool (popvault under 200 MB).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -83,26 +84,33 @@ def _count(store: Path) -> int:
 
 
 def _tools(bench: Bench, srv: Server, user: str, base: Path, vault: Path) -> list[Tool]:
-    return [
+    """popvault and mpop always; the others unless POPVAULT_BENCH_POP3_TOOLS names a
+    subset (e.g. "poplib", or "" for none): getmail6 and fetchmail take many minutes."""
+    tools = [
         popvault_tool(bench, srv, user, vault),
         mpop_tool(bench, srv, user, base / "mpop"),
         getmail_tool(bench, srv, user, base / "getmail"),
         fetchmail_tool(bench, srv, user, base / "fetchmail"),
         poplib_tool(bench, srv, user, base / "poplib"),
     ]
+    wanted = os.environ.get("POPVAULT_BENCH_POP3_TOOLS")
+    if wanted is None:
+        return tools
+    keep = {"popvault", "mpop", *(w.strip() for w in wanted.split(",") if w.strip())}
+    return [t for t in tools if t.name in keep]
 
 
 def _fixed_cost_parts(bench: Bench, vault: Path) -> dict[str, float]:
     """Start-up of the CLI and key derivation, measured apart."""
     from popvault.vault.backend import LocalBackend
-    from popvault.vault.vault import _read_config, unlock
+    from popvault.vault.vault import read_config, unlock
 
     starts = [
         run_child(python_argv("-m", "popvault", "--version"), env=bench.env()).wall
         for _ in range(5)
     ]
     backend = LocalBackend(vault)
-    vid = _read_config(backend, str(vault))
+    vid = read_config(backend, str(vault))
     kdf = []
     for _ in range(5):
         t = time.perf_counter()
