@@ -35,8 +35,8 @@ from popvault.pop3.errors import UidlNotSupported
 from popvault.pop3.settings import Pop3Settings
 from popvault.vault.vault import MessageWriter, SourceInfo, Vault
 
-BATCH_MESSAGES = 500
-BATCH_BYTES = 64 << 20
+BATCH_MESSAGES = 2000
+BATCH_BYTES = 128 << 20
 #: Waits before retrying a login refused with [IN-USE] or [SYS/TEMP] within one run.
 RETRY_DELAYS: tuple[float, ...] = (2.0, 10.0)
 DAY = 86400.0
@@ -355,7 +355,7 @@ def _deletable(
 
 def _maybe_commit(vault: Vault) -> None:
     with vault.mutex:
-        if vault.pending >= BATCH_MESSAGES or vault.pending_bytes >= BATCH_BYTES:
+        if vault.pending_arrivals >= BATCH_MESSAGES or vault.pending_bytes >= BATCH_BYTES:
             vault.commit()
 
 

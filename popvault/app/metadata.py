@@ -20,6 +20,8 @@ HEADER_LIMIT = 1024 * 1024
 """Bytes of a message searched for the end of its header section."""
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+#: RFC 5322 field names: printable US-ASCII except the colon.
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?")
 _WANTED = frozenset({b"date", b"received", b"from", b"to", b"cc", b"subject", b"message-id"})
 _JOINED = frozenset({b"to", b"cc"})
@@ -116,7 +118,7 @@ def parse_headers(data: bytes) -> list[tuple[bytes, bytes]]:
             name = None
         key, colon, rest = line.partition(b":")
         key = key.rstrip(b" \t")
-        if colon and key and not any(c <= 32 or c >= 127 for c in key):
+        if colon and _FIELD_NAME.fullmatch(key):
             name, value = key.lower(), [rest]
     if name is not None:
         fields.append((name, b"".join(value)))

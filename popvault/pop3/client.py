@@ -377,7 +377,8 @@ class Pop3Client:
                 if inflight:
                     self._broken = ProtocolError(f"{self.host}: session abandoned mid-reply")
                 raise
-            fill()
+            if len(inflight) <= limit // 2:
+                fill()  # refill in batches: one write for many commands
         if error is not None:
             raise error
 

@@ -210,6 +210,7 @@ class Vault:
         self._pending_srcs: set[tuple[bytes, str, str | None, str]] = set()
         self._records: list[dict[str, Any]] = []
         self.pending_bytes = 0
+        self.pending_arrivals = 0
         self._written_packs: list[str] = []
         self._written_locs: list[BlobLocation] = []
         self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -593,6 +594,7 @@ class Vault:
             )
             if not seen:
                 self._pending_srcs.add(key)
+                self.pending_arrivals += 1
                 self._records.append(
                     {
                         "t": "src",
@@ -690,6 +692,7 @@ class Vault:
         self.cache.apply(cname, locs, records)
         self._records = []
         self.pending_bytes = 0
+        self.pending_arrivals = 0
         self._written_packs = []
         self._written_locs = []
         self._pending_blobs.clear()
