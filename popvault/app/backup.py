@@ -180,12 +180,13 @@ def backup_account(
     source = f"pop3://{acct.user}@{acct.host}"
     client = _connect(settings, progress, sleep)
     try:
-        sizes = client.list()
+        sizes: dict[int, int] = {}
         no_uidl = False
         try:
             pairs = client.uidl()
         except UidlNotSupported:
             no_uidl = True
+            sizes = client.list()
             progress.warn(
                 f"account {acct.name}: server has no UIDL; identifying messages by header hash"
             )
@@ -211,6 +212,10 @@ def backup_account(
         # a UIDL deleted from the server after we archived it and listed again names a new
         # message (RFC 1939 lets a server reuse a unique-id once its message is gone)
         todo = [(n, u) for n, u in ident if u not in known or u in reused]
+        if not no_uidl and (todo or _deletes(acct)):
+            # sizes are needed only to fetch (size check, progress) or to delete: a run
+            # with nothing new and nothing to delete costs one UIDL listing
+            sizes = client.list()
         uidl_of = dict(todo)
         progress.start(acct.name, len(todo), sum(sizes.get(n, 0) for n, _ in todo))
         if dry_run:
@@ -335,7 +340,7 @@ def _deletable(
     now: float,
 ) -> list[tuple[int, str]]:
     """Messages the policy allows to DELE now (only archived ones, never mismatched)."""
-    if acct.keep and not acct.delete and acct.delete_after_days is None:
+    if not _deletes(acct):
         return []
     if no_uidl and not acct.allow_delete_without_uidl:
         return []
@@ -351,6 +356,11 @@ def _deletable(
             if first is not None and now - first >= acct.delete_after_days * DAY:
                 out.append((num, uidl))
     return out
+
+
+def _deletes(acct: AccountConfig) -> bool:
+    """Whether the account's policy ever deletes from the server."""
+    return acct.delete or acct.delete_after_days is not None
 
 
 def _maybe_commit(vault: Vault) -> None:
