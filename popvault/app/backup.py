@@ -269,13 +269,16 @@ def backup_account(
             progress.done()
         for w in rep.warnings:
             progress.warn(f"account {acct.name}: {w}")
-        with vault.mutex:
-            known = vault.known_uidls(acct.name)
-        unsafe = mismatched | {u for u in known if u.split("#", 1)[0] in duplicated}
-        unsafe |= reused - set(fetched)
-        # the message of this run's arrival, else the archived one
-        archived_id = {u: fetched.get(u, m) for u, m in known.items()}
-        doomed = _deletable(vault, acct, ident, archived_id, unsafe, no_uidl, now)
+        doomed: list[tuple[int, str]] = []
+        archived_id: dict[str, bytes] = {}
+        if _deletes(acct):
+            with vault.mutex:
+                known = vault.known_uidls(acct.name)
+            unsafe = mismatched | {u for u in known if u.split("#", 1)[0] in duplicated}
+            unsafe |= reused - set(fetched)
+            # the message of this run's arrival, else the archived one
+            archived_id = {u: fetched.get(u, m) for u, m in known.items()}
+            doomed = _deletable(vault, acct, ident, archived_id, unsafe, no_uidl, now)
         if doomed:
             with vault.mutex:
                 shape = _read_back(vault, {archived_id[u] for _, u in doomed})

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS messages(
 CREATE TABLE IF NOT EXISTS sources(
   msg BLOB NOT NULL, account TEXT NOT NULL, uidl TEXT, source TEXT NOT NULL, flags TEXT,
   archived REAL NOT NULL, file_time REAL, from_line_time REAL);
-CREATE INDEX IF NOT EXISTS sources_account ON sources(account, uidl);
+CREATE INDEX IF NOT EXISTS sources_account ON sources(account, uidl, msg);
 CREATE INDEX IF NOT EXISTS sources_msg ON sources(msg);
 CREATE UNIQUE INDEX IF NOT EXISTS sources_unique
   ON sources(msg, account, ifnull(uidl, ''), source, archived);
