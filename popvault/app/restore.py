@@ -37,7 +37,7 @@ from popvault.vault.split import header_end
 from popvault.vault.vault import Vault
 
 DateFrom = Literal["auto", "received", "header", "archived"]
-BATCH = 200
+BATCH = 2000
 #: Known per-message size limits of big providers (bytes), checked before APPEND.
 PROVIDER_LIMITS: dict[str, tuple[str, int]] = {
     "imap.gmail.com": ("Gmail", 25 * 1024 * 1024),
@@ -308,7 +308,7 @@ def _restore_imap(
                 )
 
         full = False
-        for outcome in client.append_many(folder, items()):
+        for outcome in client.append_batches(folder, items()):
             row, size = queue.pop(0)
             if outcome.error is not None:
                 rep.failed.append(f"{row.id.hex()[:16]}: {outcome.error.message}")
