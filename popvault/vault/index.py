@@ -97,15 +97,33 @@ class IndexCache:
         self.path = path
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
-        else:
-            if not path.parent.exists():
-                path.parent.mkdir(mode=0o700, parents=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            os.chmod(path, 0o600)
-            self.db = sqlite3.connect(path, timeout=60, check_same_thread=False)
+            self._prepare()
+            return
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True)
+        try:
+            self._open(path)
+        except sqlite3.DatabaseError:
+            # not a database (damaged, or some other file): it is only a cache
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+            self._open(path)
+
+    def _open(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+        self.db = sqlite3.connect(path, timeout=60, check_same_thread=False)
+        try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            self._prepare()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _prepare(self) -> None:
+        """Create missing tables; a cache of another schema version is emptied."""
         self.db.executescript(_SCHEMA)
         schema = self.get_meta("schema")
         if schema is not None and schema != SCHEMA_VERSION:

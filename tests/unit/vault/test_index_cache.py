@@ -16,7 +16,7 @@ import pytest
 
 from popvault.errors import IntegrityError, UsageError, VaultLocked
 from popvault.vault.backend import LocalBackend, MemoryBackend
-from popvault.vault.index import Filter
+from popvault.vault.index import Filter, IndexCache
 from popvault.vault.vault import MessageMeta, SourceInfo, Vault
 from tests.support.vaults import (
     PASSPHRASE,
@@ -293,3 +293,17 @@ def test_unreadable_lock(tmp_path: Path) -> None:
     (root / "lock").write_bytes(b"\x00garbage")
     with pytest.raises(VaultLocked, match="unreadable"):
         open_rw(root)
+
+
+def test_a_damaged_cache_file_is_replaced(tmp_path: Path) -> None:
+    """The cache is only a cache: garbage in its place is discarded, not an error."""
+    path = tmp_path / "c" / "cache.sqlite"
+    path.parent.mkdir()
+    path.write_bytes(b"this is not a database" * 100)
+    cache = IndexCache(path)
+    try:
+        cache.reset("ab" * 16)
+        assert cache.get_meta("vault_id") == "ab" * 16
+    finally:
+        cache.close()
+    assert path.read_bytes().startswith(b"SQLite format 3")
