@@ -48,7 +48,35 @@ class LazyGroup(click.Group):
         if module is None:
             return None
         command: click.Command = importlib.import_module(f"popvault.cli.{module}").command
+        _add_quiet(command)
         return command
+
+
+def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        obj = ctx.find_object(Context)
+        if obj is not None:
+            obj.quiet = True
+
+
+def _add_quiet(command: click.Command) -> None:
+    """Let ``-q/--quiet`` also follow the command (``popvault backup --quiet``)."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _add_quiet(sub)
+        return
+    if any(getattr(p, "name", None) == "quiet" for p in command.params):
+        return
+    command.params.append(
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_set_quiet,
+            help="Print nothing but errors (same as the global --quiet).",
+        )
+    )
 
 
 @click.group(
