@@ -24,8 +24,6 @@ from popvault.app.config import AccountConfig
 from popvault.app.progress import NullProgress, Progress
 from popvault.app.secrets import read_secret_file, run_secret_command
 from popvault.errors import (
-    AuthenticationFailed,
-    PermanentServerError,
     PopvaultError,
     TemporaryFailure,
     UsageError,
@@ -281,7 +279,7 @@ def backup_account(
             doomed = _deletable(vault, acct, ident, archived_id, unsafe, no_uidl, now)
         if doomed:
             with vault.mutex:
-                shape = _read_back(vault, {archived_id[u] for _, u in doomed})
+                shape = vault.verify_messages({archived_id[u] for _, u in doomed})
             # LIST sizes are checked again against what the vault holds: a lie seen in an
             # earlier run (message kept then) must keep the message on the server now too
             kept = [
@@ -311,20 +309,6 @@ def backup_account(
     finally:
         rep.seconds = round(time.monotonic() - t0, 3)
     return rep
-
-
-def _read_back(vault: Vault, msg_ids: set[bytes]) -> dict[bytes, tuple[int, int]]:
-    """Read committed messages back from storage, bypassing every cache, and check each
-    against its keyed id (as ``Vault.verify_messages``: the read-back that must pass
-    before a DELE; raises IntegrityError). Returns each one's (size, line feeds)."""
-    shape: dict[bytes, tuple[int, int]] = {}
-    for mid in msg_ids:
-        size = lines = 0
-        for chunk in vault.iter_message(mid, use_cache=False):
-            size += len(chunk)
-            lines += chunk.count(b"\n")
-        shape[mid] = (size, lines)
-    return shape
 
 
 def _header_id(client: Pop3Client, num: int, size: int) -> str:
@@ -394,8 +378,6 @@ def run_backup(
             r = AccountReport(account=acct.name, host=acct.host, status="failed")
             r.exit_code = exc.exit_code
             r.error = exc.message
-            if isinstance(exc, AuthenticationFailed | TemporaryFailure | PermanentServerError):
-                r.status = "failed"
             return r
 
     if jobs <= 1 or len(accounts) <= 1:

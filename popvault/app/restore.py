@@ -21,12 +21,11 @@ from typing import Any, Literal
 
 from popvault.app.export import STREAM_ABOVE, export_messages
 from popvault.app.progress import NullProgress, Progress
-from popvault.errors import IntegrityError, PopvaultError, UsageError
+from popvault.errors import IntegrityError, UsageError
 from popvault.mailboxes.imap import (
     AppendItem,
     ImapClient,
     ImapSettings,
-    MessageRejected,
     maildir_flags_to_imap,
     parse_imap_url,
 )
@@ -110,15 +109,6 @@ def header_keys(crlf_data: bytes) -> set[tuple[int, str]]:
     head = _head_hash(crlf_data[:end] if end > 0 else crlf_data)
     dropped = len(_CR_BEFORE_CRLF.findall(crlf_data)) + crlf_data.endswith(b"\r")
     return {(len(crlf_data), head), (len(crlf_data) - dropped, head)}
-
-
-def header_key(crlf_data: bytes) -> tuple[int, str]:
-    """How restore recognises a message already on an IMAP server: its size and the
-    hash of its header section (compared with RFC822.SIZE and BODY[HEADER]); servers
-    that change bytes on storing are matched by :func:`header_keys`."""
-    end = header_end(crlf_data)
-    head = crlf_data[:end] if end > 0 else crlf_data
-    return len(crlf_data), _head_hash(head)
 
 
 def restore(
@@ -346,4 +336,4 @@ def _size_limit(client: ImapClient, host: str) -> tuple[str, int] | None:
     return PROVIDER_LIMITS.get(host.lower())
 
 
-__all__ = ["DateFrom", "MessageRejected", "PopvaultError", "RestoreReport", "restore"]
+__all__ = ["DateFrom", "RestoreReport", "restore"]

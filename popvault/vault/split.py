@@ -10,7 +10,6 @@ attached to many messages (even wrapped differently) is stored once and nothing 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import itertools
@@ -59,10 +58,10 @@ def header_end(data: bytes) -> int:
     return min(cands) if cands else -1
 
 
-def encode_b64(decoded: bytes, line_length: int, eol: bytes) -> bytes:
-    """Base64 of ``decoded`` wrapped at ``line_length`` with ``eol`` after every line."""
-    s = base64.b64encode(decoded)
-    return b"".join(s[i : i + line_length] + eol for i in range(0, len(s), line_length))
+def wrap_lines(text: bytes, line_length: int, eol: bytes) -> bytes:
+    """Base64 ``text`` cut into lines of ``line_length``, ``eol`` after every line
+    (the last included): how a run is rebuilt from its decoded bytes (format §7.1)."""
+    return b"".join(text[i : i + line_length] + eol for i in range(0, len(text), line_length))
 
 
 @functools.lru_cache(maxsize=64)

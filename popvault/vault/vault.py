@@ -57,7 +57,7 @@ from popvault.vault.pack import (
     PackWriter,
     pack_object_name,
 )
-from popvault.vault.split import ATT_CHUNK, CHUNK, HEADER_MAX, header_end, split_message
+from popvault.vault.split import ATT_CHUNK, CHUNK, HEADER_MAX, header_end, split_message, wrap_lines
 
 FORMAT_NAME = "popvault-vault"
 FORMAT_VERSION = 1
@@ -776,7 +776,7 @@ class Vault:
                     s = carry + base64.b64encode(chunk)
                     last = i == len(ids) - 1
                     cut = len(s) if last else len(s) - len(s) % line_length
-                    yield encode_b64_raw(s[:cut], line_length, eolb)
+                    yield wrap_lines(s[:cut], line_length, eolb)
                     carry = s[cut:]
             else:
                 raise IntegrityError(f"unknown piece type {piece[0]!r}")
@@ -805,14 +805,21 @@ class Vault:
         """A whole message, verified before it is returned."""
         return b"".join(self.iter_message(msg_id, use_cache=use_cache))
 
-    def verify_messages(self, msg_ids: Iterable[bytes]) -> None:
+    def verify_messages(self, msg_ids: Iterable[bytes]) -> dict[bytes, tuple[int, int]]:
         """Read committed messages back from storage (no caches) and check their ids.
 
-        This is the read-back that must pass before a message is DELE'd on a server."""
+        This is the read-back that must pass before a message is DELE'd on a server;
+        raises IntegrityError. Returns each message's (size, line feeds), so a caller can
+        compare them with what a server claims."""
         self._frames.clear()
+        shape: dict[bytes, tuple[int, int]] = {}
         for mid in msg_ids:
-            for _ in self.iter_message(mid, use_cache=False):
-                pass
+            size = lines = 0
+            for chunk in self.iter_message(mid, use_cache=False):
+                size += len(chunk)
+                lines += chunk.count(b"\n")
+            shape[mid] = (size, lines)
+        return shape
 
     def resolve(self, prefix: str) -> bytes:
         """A message id from an unambiguous hex prefix; UsageError otherwise."""
@@ -1033,10 +1040,6 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
             )
         raise IntegrityError(f"{what} has an invalid format version")
     return body
-
-
-def encode_b64_raw(s: bytes, line_length: int, eol: bytes) -> bytes:
-    return b"".join(s[i : i + line_length] + eol for i in range(0, len(s), line_length))
 
 
 def _piece_ids(pieces: list[Any]) -> list[bytes]:
