@@ -232,13 +232,16 @@ def test_kill_9_at_random_moments(tmp_path: Path) -> None:
     env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
     next_batch = 0
     kills = 0
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while kills < 15 and time.monotonic() < deadline:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(root), str(next_batch), str(report)], env=env
         )
-        # longer delays while nothing is committed yet (a slow machine starts slowly)
-        time.sleep(rnd.uniform(0.2, 0.8) + (0.6 if next_batch == 0 and kills >= 3 else 0))
+        # longer and longer delays while nothing is committed yet (a slow machine starts
+        # slowly)
+        time.sleep(
+            rnd.uniform(0.2, 0.8) + (0.5 * (kills - 2) if next_batch == 0 < kills - 2 else 0)
+        )
         child.send_signal(signal.SIGKILL)
         assert child.wait() == -signal.SIGKILL
         kills += 1
