@@ -38,7 +38,7 @@ class DiskFull(PopvaultError):
 class Backend(Protocol):
     """Immutable named objects. Names use ``/`` and never start with ``.``."""
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray) -> None:
         """Store ``data`` under ``name``; durable on return. Retry-safe."""
 
     def create_exclusive(self, name: str, data: bytes) -> bool:
@@ -109,7 +109,7 @@ class LocalBackend:
                 pass
             self._fsync_dir(m.parent, name)
 
-    def _write_tmp(self, name: str, data: bytes) -> Path:
+    def _write_tmp(self, name: str, data: bytes | bytearray) -> Path:
         path = self._path(name)
         try:
             self._ensure_dir(path.parent, name)
@@ -138,7 +138,7 @@ class LocalBackend:
             raise
         return tmp
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray) -> None:
         path = self._path(name)
         tmp = self._write_tmp(name, data)
         try:
@@ -261,7 +261,7 @@ class MemoryBackend:
         self.objects: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray) -> None:
         _check_name(name)
         with self._lock:
             self.objects[name] = bytes(data)

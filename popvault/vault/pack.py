@@ -148,7 +148,7 @@ class PackWriter:
         for blob_id, kind, off, length in spans:
             self._blobs.append((blob_id, kind, index, off, length))
 
-    def finish(self) -> tuple[str, bytes, list[BlobLocation]]:
+    def finish(self) -> tuple[str, bytearray, list[BlobLocation]]:
         """Seal the trailer; returns (pack name, pack bytes, blob locations)."""
         while self._pending:
             self._drain_one()
@@ -160,7 +160,7 @@ class PackWriter:
         tplain = zstandard.ZstdCompressor(level=3).compress(json.dumps(trailer).encode())
         tct = self._cipher.seal_trailer(tplain)
         self._buf += tct + struct.pack(">I", len(tct))
-        data = bytes(self._buf)
+        data = self._buf  # handed over as is: a copy would cost another pack in memory
         name = hashlib.sha256(data).hexdigest()
         locs = [
             BlobLocation(b, k, name, f, self._frames[f][0], self._frames[f][1], o, n)

@@ -54,7 +54,7 @@ def test_put_empty_object(backend: Backend) -> None:
 def test_put_copies_the_data(backend: Backend) -> None:
     """A caller may reuse its buffer once put returns: the object keeps its bytes."""
     buf = bytearray(b"original")
-    backend.put("x/y", buf)  # type: ignore[arg-type]
+    backend.put("x/y", buf)
     buf[:] = b"mutated!"
     assert backend.get("x/y") == b"original"
 
