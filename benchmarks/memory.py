@@ -1,7 +1,8 @@
 """Memory: peak RSS of popvault handling one 100 MB message.
 
 Two child processes, peak RSS from ``wait4`` (the child's own ``ru_maxrss``):
-``popvault import`` of a Maildir holding one 100 MiB message, and ``popvault backup``
+``popvault import`` of a Maildir holding one 100 MiB message, the same of an mbox file
+holding it between two small messages, and ``popvault backup``
 of the same message over POP3S from a private Dovecot on 127.0.0.1. For scale the report
 also gives the RSS of a bare ``popvault --version`` (interpreter plus imports) and of
 mpop fetching the same message. Target: under 200 MB.
@@ -20,6 +21,7 @@ from benchmarks.common import (
     write_maildir,
 )
 from benchmarks.pop3_tools import Server, mpop_fetch, popvault_backup
+from popvault.mailboxes.mbox import MboxWriter
 
 NAME = "memory"
 TARGET = "< 200"
@@ -41,6 +43,22 @@ def run(bench: Bench) -> None:
     bench.add(
         NAME,
         "peak RSS: import of one 100 MiB message",
+        imp.maxrss_mb,
+        "MB",
+        target=TARGET,
+        wall_s=round(imp.wall, 2),
+    )
+
+    mbox = base / "big.mbox"
+    with MboxWriter(mbox) as w:
+        w.add(b"Subject: before\n\nsmall\n", when=0)
+        w.add(message, when=0)
+        w.add(b"Subject: after\n\nsmall\n", when=0)
+    vault = init_vault(bench, base / "vault-mbox")
+    imp = run_child(popvault_argv(vault, "import", str(mbox)), env=bench.env())
+    bench.add(
+        NAME,
+        "peak RSS: import of an mbox holding one 100 MiB message",
         imp.maxrss_mb,
         "MB",
         target=TARGET,

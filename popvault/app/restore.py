@@ -185,7 +185,14 @@ def _restore_maildir(
     present: set[bytes] = set()
     if Path(path, "cur").is_dir() or Path(path, "new").is_dir():
         for sm in read_maildir(path, on_error=lambda f, e: rep.failed.append(f"{f}: {e}")):
-            present.add(vault.keys.keyed_id(sm.read()))
+            h = vault.keys.hasher()
+            try:
+                for piece in sm.chunks():  # a large file is streamed, not held whole
+                    h.update(piece)
+            except OSError as exc:
+                rep.failed.append(f"{sm.source}: {exc.strerror or exc}")
+                continue
+            present.add(h.digest())
     todo = [r for r in rows if r.id not in present]
     rep.already = len(rows) - len(todo)
     if dry_run:

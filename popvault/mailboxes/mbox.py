@@ -33,14 +33,18 @@ exactly these transforms, and no others:
   message simply has no final newline.
 
 The reader holds at most one message in memory (it scans lines in bounded chunks, then
-reads the message's byte range once). The writer writes to a temporary file in the target
-directory and renames it into place at :meth:`MboxWriter.close`, after fsync, so a crash
-never leaves a half-written mbox under the final name.
+reads the message's byte range once); a message over 16 MiB is not held at all: its
+:meth:`SourceMessage.chunks` reads and unquotes its byte range in pieces of about 1 MiB.
+The writer writes to a temporary file in the target directory and renames it into place
+at :meth:`MboxWriter.close`, after fsync, so a crash never leaves a half-written mbox
+under the final name.
 """
 
 from __future__ import annotations
 
 import calendar
+import errno
+import functools
 import os
 import re
 import tempfile
@@ -51,7 +55,14 @@ from types import TracebackType
 from typing import BinaryIO, Literal
 
 from popvault.errors import MailboxFormatError
-from popvault.mailboxes.message import MessageBytes, SourceMessage, fsync_dir, pieces_of
+from popvault.mailboxes.message import (
+    CHUNK,
+    LARGE_FILE,
+    MessageBytes,
+    SourceMessage,
+    fsync_dir,
+    pieces_of,
+)
 
 MboxFormat = Literal["auto", "mboxrd", "mboxo"]
 
@@ -154,11 +165,24 @@ def _read(f: BinaryIO, name: str, unquote: bool) -> Iterator[SourceMessage]:
                     blank_at = offset
                 else:
                     blank_at = None
-                    if unquote and chunk.startswith(b">") and _NEEDS_UNQUOTE_RE.match(chunk):
+                    # a line of more '>' than one chunk holds may still be a quoted From_
+                    if (
+                        unquote
+                        and chunk.startswith(b">")
+                        and (_NEEDS_UNQUOTE_RE.match(chunk) or not chunk.lstrip(b">"))
+                    ):
                         needs_unquote = True
             offset += len(chunk)
             at_line_start = chunk.endswith(b"\n")
         end = blank_at if blank_at is not None else offset
+        if end - start > LARGE_FILE:
+            yield SourceMessage(
+                data=b"",
+                source=f"mbox:{name}#{number}",
+                from_line_time=parse_from_line_time(from_line),
+                stream=functools.partial(_stream_range, name, start, end, needs_unquote),
+            )
+            continue
         resume = f.tell()
         f.seek(start)
         data = f.read(end - start)
@@ -172,6 +196,40 @@ def _read(f: BinaryIO, name: str, unquote: bool) -> Iterator[SourceMessage]:
             source=f"mbox:{name}#{number}",
             from_line_time=parse_from_line_time(from_line),
         )
+
+
+def _stream_range(name: str, start: int, end: int, unquote: bool) -> Iterator[bytes]:
+    """The bytes ``start:end`` of the mbox at ``name``, mboxrd-unquoted when ``unquote``,
+    in pieces of about :data:`CHUNK` bytes (bounded memory for any message size).
+
+    Raises OSError when the file cannot be read or got shorter since it was scanned."""
+    with open(name, "rb") as f:
+        f.seek(start)
+        left = end - start
+        out = bytearray()
+        at_line_start = True
+        while left > 0:
+            piece = f.readline(min(CHUNK, left)) if unquote else f.read(min(CHUNK, left))
+            if not piece:
+                raise OSError(errno.EIO, f"mbox {name} changed while it was being read")
+            left -= len(piece)
+            if unquote and at_line_start and piece.startswith(b">"):
+                # a line start: read on until its '>' run and what follows are in hand
+                while left > 0 and not piece.endswith(b"\n") and len(piece.lstrip(b">")) < 5:
+                    more = f.readline(min(CHUNK, left))
+                    if not more:
+                        raise OSError(errno.EIO, f"mbox {name} changed while it was being read")
+                    left -= len(more)
+                    piece += more
+                if _NEEDS_UNQUOTE_RE.match(piece):
+                    piece = piece[1:]
+            at_line_start = piece.endswith(b"\n")
+            out += piece
+            if len(out) >= CHUNK:
+                yield bytes(out)
+                out.clear()
+        if out:
+            yield bytes(out)
 
 
 def _asctime(when: float) -> str:

@@ -9,7 +9,7 @@ it back with the matching writer and reading it again gives the same bytes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +65,16 @@ class SourceMessage:
     from_line_time: float | None = None
     #: Set for a large Maildir/.eml file whose bytes are read only by :meth:`chunks`.
     path: Path | None = None
+    #: Set for a large message inside a bigger file (mbox): yields its bytes in pieces.
+    stream: Callable[[], Iterator[bytes]] | None = None
 
     def chunks(self) -> Iterator[bytes]:
-        """The message's bytes in pieces of at most 1 MiB (from the file when large).
+        """The message's bytes in pieces of at most about 1 MiB (from the file when large).
 
         Raises OSError when a large file cannot be read any more."""
+        if self.stream is not None:
+            yield from self.stream()
+            return
         if self.path is None:
             for i in range(0, len(self.data), CHUNK):
                 yield self.data[i : i + CHUNK]
@@ -80,7 +85,9 @@ class SourceMessage:
 
     def read(self) -> bytes:
         """The whole message (reads the file for a large one)."""
-        return self.data if self.path is None else b"".join(self.chunks())
+        if self.path is None and self.stream is None:
+            return self.data
+        return b"".join(self.chunks())
 
     def __repr__(self) -> str:
         # The bytes can be megabytes; a repr must stay one readable line.

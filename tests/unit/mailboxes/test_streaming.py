@@ -98,3 +98,80 @@ def test_large_files_are_streamed_not_loaded(
     (tmp_path / "e" / "a.eml").write_bytes(big)
     [m] = list(read_eml(tmp_path / "e"))
     assert m.path is not None and m.read() == big
+
+
+_MBOX_PART = st.one_of(
+    st.binary(max_size=30),
+    st.sampled_from(
+        [b"From ", b">From ", b">>From ", b">" * 40 + b"From ", b">" * 9, b"\n", b"\r\n", b"\r"]
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    messages=st.lists(
+        st.lists(_MBOX_PART, max_size=14).map(lambda parts: b"".join(parts) + b"\n"),
+        min_size=1,
+        max_size=5,
+    ),
+    chunk=st.integers(1, 64),
+)
+def test_large_mbox_messages_stream_with_exact_unquoting(messages: list[bytes], chunk: int) -> None:
+    """A message over LARGE_FILE inside an mbox is not held: chunks() reads and unquotes
+    its byte range in pieces, giving the bytes the whole-message path gives, whatever
+    the piece size (quoted From_ lines and long '>' runs cut across pieces)."""
+    import tempfile
+
+    import popvault.mailboxes.mbox as mbox_mod
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "box"
+        with MboxWriter(p, crlf=True) as w:
+            for m in messages:
+                w.add(m, when=0)
+        whole = list(read_mbox(p))
+        assert all(m.stream is None for m in whole)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(mbox_mod, "LARGE_FILE", -1)  # every message is "large"
+            mp.setattr(mbox_mod, "CHUNK", chunk)
+            streamed = list(read_mbox(p))
+            assert all(m.stream is not None and m.data == b"" for m in streamed)
+            got = [b"".join(m.chunks()) for m in streamed]
+        assert got == [m.data for m in whole] == messages
+        assert [m.source for m in streamed] == [m.source for m in whole]
+
+
+def test_quoted_from_after_a_long_run_of_quotes_is_unquoted(tmp_path: Path) -> None:
+    """A line of more '>' than the reader's scan chunk, then 'From ': still unquoted,
+    on the whole-message path and the streamed one (a message is never altered)."""
+    import popvault.mailboxes.mbox as mbox_mod
+
+    body = b"Subject: q\n\n" + b">" * 70_000 + b"From here\nend\n"
+    p = tmp_path / "box"
+    with MboxWriter(p) as w:
+        w.add(body, when=0)
+    assert b"\n" + b">" * 70_001 + b"From here" in p.read_bytes()
+    [m] = read_mbox(p)
+    assert m.data == body
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mbox_mod, "LARGE_FILE", 1000)
+        mp.setattr(mbox_mod, "CHUNK", 4096)
+        [s] = read_mbox(p)
+        assert s.stream is not None and s.read() == body
+
+
+def test_streamed_mbox_message_of_a_file_cut_short_is_a_read_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import popvault.mailboxes.mbox as mbox_mod
+
+    monkeypatch.setattr(mbox_mod, "LARGE_FILE", 100)
+    p = tmp_path / "box"
+    with MboxWriter(p) as w:
+        w.add(b"Subject: big\n\n" + b"x" * 500 + b"\n", when=0)
+    [m] = read_mbox(p)
+    with open(p, "r+b") as f:
+        f.truncate(300)
+    with pytest.raises(OSError, match="changed while it was being read"):
+        m.read()
