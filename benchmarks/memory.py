@@ -14,6 +14,8 @@ from benchmarks.common import (
     MAIL_PASSWORD,
     MB,
     Bench,
+    BenchError,
+    ChildRun,
     init_vault,
     popvault_argv,
     python_argv,
@@ -26,6 +28,12 @@ from popvault.mailboxes.mbox import MboxWriter
 NAME = "memory"
 TARGET = "< 200"
 SIZE = 100 * MB
+
+
+def _peak(bench: Bench, what: str, child: ChildRun, target: str = TARGET) -> None:
+    bench.add(
+        NAME, f"peak RSS: {what}", child.maxrss_mb, "MB", target=target, wall_s=round(child.wall, 2)
+    )
 
 
 def run(bench: Bench) -> None:
@@ -46,14 +54,7 @@ def run(bench: Bench) -> None:
     for label, source in (("one 100 MiB message", maildir), ("an mbox holding it", mbox)):
         vault = init_vault(bench, base / f"vault-{source.name}")
         imp = run_child(popvault_argv(vault, "import", str(source)), env=bench.env())
-        bench.add(
-            NAME,
-            f"peak RSS: import of {label}",
-            imp.maxrss_mb,
-            "MB",
-            target=TARGET,
-            wall_s=round(imp.wall, 2),
-        )
+        _peak(bench, f"import of {label}", imp)
 
     with Server.start() as srv:
         srv.dc.add_user("big", MAIL_PASSWORD)
@@ -61,20 +62,17 @@ def run(bench: Bench) -> None:
         del message
         srv.warm("big")
         vault = init_vault(bench, base / "vault-pop3")
-        bk = popvault_backup(bench, srv, "big", vault)
-        bench.add(
-            NAME,
-            "peak RSS: POP3S backup of one 100 MiB message",
-            bk.maxrss_mb,
-            "MB",
-            target=TARGET,
-            wall_s=round(bk.wall, 2),
+        _peak(
+            bench, "POP3S backup of one 100 MiB message", popvault_backup(bench, srv, "big", vault)
         )
+        srv.dc.add_user("restored", MAIL_PASSWORD)
+        url = f"imaps://restored@{srv.host}:{srv.dc.imaps_port}/INBOX"
+        rst = run_child(
+            popvault_argv(vault, "restore", "--to", url, "--tls-ca-file", srv.ca_file),
+            env=bench.env(POPVAULT_IMAP_PASSWORD=MAIL_PASSWORD),
+        )
+        if rst.returncode != 0 or srv.dc.message_count("restored") != 1:
+            raise BenchError(f"restore of the 100 MiB message failed: {rst.stderr[-300:]}")
+        _peak(bench, "restore of that message to IMAPS", rst)
         mp = mpop_fetch(bench, srv, "big", base / "mpop")
-        bench.add(
-            NAME,
-            "peak RSS: mpop of the same message (reference)",
-            mp.run.maxrss_mb,
-            "MB",
-            wall_s=round(mp.run.wall, 2),
-        )
+        _peak(bench, "mpop of the same message (reference)", mp.run, target="")

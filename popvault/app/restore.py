@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -83,6 +83,22 @@ def to_crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def crlf_pieces(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """:func:`to_crlf` over a message in pieces (a CRLF may be cut between two)."""
+    prev_cr = False
+    for piece in pieces:
+        if not piece:
+            continue
+        out = to_crlf(piece)
+        if prev_cr and piece.startswith(b"\n"):
+            out = out[1:]  # this LF ends a CRLF cut between pieces: it gets no CR
+        prev_cr = piece.endswith(b"\r")
+        yield out
+
+
+#: How far into a streamed message its header section is looked for.
+HEAD_SCAN_LIMIT = 4 << 20
+
 _CRS_LF = re.compile(rb"\r+\n")
 _CR_BEFORE_CRLF = re.compile(rb"\r(?=\r\n)")
 
@@ -109,6 +125,35 @@ def header_keys(crlf_data: bytes) -> set[tuple[int, str]]:
     head = _head_hash(crlf_data[:end] if end > 0 else crlf_data)
     dropped = len(_CR_BEFORE_CRLF.findall(crlf_data)) + crlf_data.endswith(b"\r")
     return {(len(crlf_data), head), (len(crlf_data) - dropped, head)}
+
+
+def header_keys_streamed(pieces: Iterable[bytes]) -> tuple[set[tuple[int, str]], int] | None:
+    """:func:`header_keys` of a message given in IMAP form in pieces, and its size;
+    bounded memory.
+
+    ``None`` when no header section ends within :data:`HEAD_SCAN_LIMIT` bytes (the
+    caller then takes the message whole)."""
+    size = dropped = 0
+    head: bytes | None = None
+    start = bytearray()
+    carry = b""  # the last two bytes so far: a CR CR LF may be cut between pieces
+    for piece in pieces:
+        size += len(piece)
+        dropped += len(_CR_BEFORE_CRLF.findall(carry + piece))
+        carry = (carry + piece)[-2:]
+        if head is None:
+            start += piece
+            end = header_end(bytes(start))
+            if end > 0:
+                head = bytes(start[:end])
+                start = bytearray()
+            elif len(start) > HEAD_SCAN_LIMIT:
+                return None
+    if head is None:
+        head = bytes(start)
+    dropped += carry.endswith(b"\r")
+    key = _head_hash(head)
+    return {(size, key), (size - dropped, key)}, size
 
 
 def restore(
@@ -274,11 +319,11 @@ def _restore_imap(
             # Count what a real run would append: it skips what the folder scan finds.
             for row in todo:
                 try:
-                    data = to_crlf(vault.read_message(row.id))
+                    keys, _ = _imap_form(vault, row)
                 except IntegrityError as exc:
                     rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
                     continue
-                if header_keys(data).isdisjoint(present):
+                if keys.isdisjoint(present):
                     rep.would_restore += 1
                 else:
                     rep.already += 1
@@ -289,19 +334,21 @@ def _restore_imap(
         def items() -> Any:
             for row in todo:
                 try:
-                    data = to_crlf(vault.read_message(row.id))
+                    keys, item = _imap_form(vault, row)
                 except IntegrityError as exc:
                     rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
                     continue
-                if not header_keys(data).isdisjoint(present):
+                if not keys.isdisjoint(present):
                     vault.record_restore(target_id, row.id, None)
                     rep.already += 1
                     continue
-                queue.append((row, len(data)))
+                queue.append((row, item.size))
                 yield AppendItem(
-                    data,
+                    item.data,
                     flags=maildir_flags_to_imap(row.flags),
                     internaldate=internaldate(row, date_from),
+                    stream=item.stream,
+                    stream_size=item.stream_size,
                 )
 
         full = False
@@ -323,6 +370,24 @@ def _restore_imap(
         _commit(vault, dry_run)
         progress.done()
     return rep
+
+
+def _imap_form(vault: Vault, row: MessageRow) -> tuple[set[tuple[int, str]], AppendItem]:
+    """The keys under which ``row`` may be listed on the server, and its bytes as IMAP
+    wants them: whole for a small message, streamed from the vault (read twice, each
+    piece authenticated) for one over ``STREAM_ABOVE``. Raises IntegrityError."""
+    if row.size > STREAM_ABOVE:
+        scan = header_keys_streamed(crlf_pieces(vault.iter_message(row.id)))
+        if scan is not None:
+            keys, size = scan
+            msg_id = row.id
+
+            def pieces() -> Iterator[bytes]:
+                return crlf_pieces(vault.iter_message(msg_id))
+
+            return keys, AppendItem(b"", stream=pieces, stream_size=size)
+    data = to_crlf(vault.read_message(row.id))
+    return header_keys(data), AppendItem(data)
 
 
 def _server_folder(client: ImapClient, folder: str) -> str:

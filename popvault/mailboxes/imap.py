@@ -19,7 +19,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, TypeAlias
@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from popvault.errors import (
     AuthenticationFailed,
+    IntegrityError,
     NetworkError,
     PermanentServerError,
     ProtocolError,
@@ -360,12 +361,20 @@ def _is_atom(text: str) -> bool:
 
 
 class _Literal:
-    """A command argument sent as a literal (``{n}`` or ``{n+}``)."""
+    """A command argument sent as a literal (``{n}`` or ``{n+}``): ``data``, or ``size``
+    bytes that ``pieces()`` yields (a large message, streamed instead of held)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "pieces", "size")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        pieces: Callable[[], Iterable[bytes]] | None = None,
+        size: int | None = None,
+    ) -> None:
         self.data = data
+        self.pieces = pieces
+        self.size = len(data) if size is None else size
 
 
 Arg: TypeAlias = "bytes | _Literal"
@@ -432,11 +441,22 @@ def maildir_flags_to_imap(flags: str | None) -> list[str]:
 
 @dataclass(frozen=True)
 class AppendItem:
-    """One message for :meth:`ImapClient.append_many`."""
+    """One message for :meth:`ImapClient.append_many`.
+
+    A large message can come as ``stream`` instead of ``data``: a function giving its
+    ``stream_size`` bytes in pieces, called once for each time the message is sent
+    (bounded memory). If it raises, or gives another number of bytes, the APPEND is
+    never completed: the connection is closed and nothing is stored."""
 
     data: bytes
     flags: Sequence[str] = ()
     internaldate: float | None = None
+    stream: Callable[[], Iterable[bytes]] | None = None
+    stream_size: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.stream_size if self.stream is not None else len(self.data)
 
 
 @dataclass(frozen=True)
@@ -459,7 +479,7 @@ def _message_args(item: AppendItem) -> list[Arg]:
         parts.append(b" (" + " ".join(clean).encode("ascii") + b")")
     if item.internaldate is not None:
         parts.append(b" " + format_internaldate(item.internaldate).encode("ascii"))
-    parts += [b" ", _Literal(item.data)]
+    parts += [b" ", _Literal(item.data, item.stream, item.size if item.stream else None)]
     return parts
 
 
@@ -627,11 +647,13 @@ class ImapClient:
         or BAD, e.g. too big or over quota): the connection stays usable. The message
         is stored when this returns (as durable as the server makes it).
         """
-        tag = self._send_append(folder, data, flags, internaldate)
-        status = self._wait(tag)
+        return self._append_item(folder, AppendItem(data, flags, internaldate))
+
+    def _append_item(self, folder: str, item: AppendItem) -> int | None:
+        status = self._wait(self._send_append(folder, item))
         if status.status != "OK" and status.code_name == "TRYCREATE":
             self.create_folder(folder)
-            status = self._wait(self._send_append(folder, data, flags, internaldate))
+            status = self._wait(self._send_append(folder, item))
         return self._append_result(folder, status)
 
     def append_many(
@@ -648,8 +670,7 @@ class ImapClient:
         if "LITERAL+" not in self.capabilities:
             for i, item in enumerate(items):
                 try:
-                    uid = self.append(folder, item.data, item.flags, item.internaldate)
-                    yield AppendOutcome(i, uid, None)
+                    yield AppendOutcome(i, self._append_item(folder, item), None)
                 except MessageRejected as exc:
                     yield AppendOutcome(i, None, exc)
             return
@@ -662,17 +683,15 @@ class ImapClient:
                 return AppendOutcome(index, None, exc)
 
         for i, item in enumerate(items):
-            pending.append((i, self._send_append(folder, item.data, item.flags, item.internaldate)))
+            pending.append((i, self._send_append(folder, item)))
             while len(pending) >= window:
                 yield finish(*pending.pop(0))
         while pending:
             yield finish(*pending.pop(0))
 
-    def _send_append(
-        self, folder: str, data: bytes, flags: Sequence[str], internaldate: float | None
-    ) -> str:
+    def _send_append(self, folder: str, item: AppendItem) -> str:
         parts: list[Arg] = [b"APPEND ", _mailbox(folder)]
-        parts += _message_args(AppendItem(data, flags, internaldate))
+        parts += _message_args(item)
         return self._send(parts)
 
     def append_batches(
@@ -700,7 +719,7 @@ class ImapClient:
         index = 0
         for item in items:
             batch.append(item)
-            size += len(item.data)
+            size += item.size
             if len(batch) >= batch_count or size >= batch_bytes:
                 yield from self._multiappend(folder, batch, index)
                 index += len(batch)
@@ -721,8 +740,7 @@ class ImapClient:
             return
         for i, item in enumerate(batch):  # refused as a whole: find the culprit(s)
             try:
-                uid = self.append(folder, item.data, item.flags, item.internaldate)
-                yield AppendOutcome(first + i, uid, None)
+                yield AppendOutcome(first + i, self._append_item(folder, item), None)
             except MessageRejected as exc:
                 yield AppendOutcome(first + i, None, exc)
 
@@ -889,17 +907,18 @@ class ImapClient:
             if isinstance(part, bytes):
                 chunk += part
                 continue
-            size = len(part.data)
             if literal_plus:
-                chunk += b"{%d+}\r\n" % size
+                chunk += b"{%d+}\r\n" % part.size
                 self._sendall(bytes(chunk))
-                self._sendall(part.data)
             else:
-                chunk += b"{%d}\r\n" % size
+                chunk += b"{%d}\r\n" % part.size
                 self._sendall(bytes(chunk))
                 if self._read_until_continuation(tag) is None:
                     return tag  # refused before the literal; the status is stored
+            if part.pieces is None:
                 self._sendall(part.data)
+            else:
+                self._send_pieces(part)
             chunk = bytearray()
         chunk += b"\r\n"
         self._sendall(bytes(chunk))
@@ -961,6 +980,27 @@ class ImapClient:
         return taken
 
     # ------------------------------------------------------------------- I/O
+
+    def _send_pieces(self, part: _Literal) -> None:
+        """Stream a literal's pieces. Any failure, or a byte count other than the one
+        announced, leaves the command unfinished and closes the connection: the server
+        then drops it, so a half or altered message is never stored."""
+        assert part.pieces is not None
+        sent = 0
+        try:
+            for piece in part.pieces():
+                sent += len(piece)
+                if sent > part.size:
+                    break
+                self._sendall(piece)
+            if sent != part.size:
+                raise IntegrityError(
+                    f"a message gave {sent} bytes instead of the {part.size} announced;"
+                    " its APPEND was abandoned"
+                )
+        except BaseException:
+            self.close()
+            raise
 
     def _sendall(self, data: bytes) -> None:
         try:
@@ -1039,7 +1079,7 @@ class ImapClient:
 
 
 def _flat(part: Arg) -> bytes:
-    return part if isinstance(part, bytes) else b"{%d}" % len(part.data)
+    return part if isinstance(part, bytes) else b"{%d}" % part.size
 
 
 def _fetch_attrs(resp: Response) -> dict[str, Value] | None:

@@ -16,13 +16,15 @@ from urllib.parse import quote
 
 import pytest
 
+from popvault.app import restore as restore_mod
+from popvault.app.export import STREAM_ABOVE
 from popvault.app.restore import DateFrom, restore
-from popvault.errors import AuthenticationFailed
-from popvault.mailboxes.imap import maildir_flags_to_imap
+from popvault.errors import AuthenticationFailed, IntegrityError
+from popvault.mailboxes.imap import AppendItem, ImapClient, maildir_flags_to_imap
 from popvault.vault.index import Filter
 from popvault.vault.vault import Vault
 from tests.support.dovecot import Dovecot, DovecotError, UserInfo
-from tests.support.generate import adversarial, realistic
+from tests.support.generate import adversarial, big_message, realistic
 from tests.support.restore_helpers import (
     PASSPHRASE,
     Fetched,
@@ -33,6 +35,7 @@ from tests.support.restore_helpers import (
     dated_message,
     dovecot_imap_view,
     fetch_folder,
+    imap_settings,
     imaps_url,
     json_report,
     make_vault,
@@ -304,6 +307,79 @@ def test_messages_already_on_the_target_are_recognised_without_restore_records(
     assert dups == []
     assert (restored, already, failed) == (0, len(stored), [])
     assert len(fetched) == len(stored)
+
+
+# ------------------------------------------------------------- large messages stream
+
+
+def test_streamed_restore_gives_the_same_folder_and_keys(
+    dovecot: Dovecot,
+    dovecot_user: UserInfo,
+    stocked: tuple[Path, dict[str, Stored], list[Stored]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With every message above the streaming threshold, each goes to the server in
+    pieces read twice from the vault: bytes, flags and dates are what the whole-message
+    path gives, and the streamed target-scan keys recognise every message the server
+    holds (a twin vault restores nothing new)."""
+    monkeypatch.setattr(restore_mod, "STREAM_ABOVE", 0)
+    path, dated, stored = stocked
+    target = imaps_url(dovecot, dovecot_user)
+    restored, already, failed = run_restore(path, target, dovecot, dovecot_user.password)
+    assert (restored, already, failed) == (len(stored), 0, [])
+    check_folder(dovecot, dovecot_user, "Restored", path, dated, stored, "auto")
+    twin = tmp_path / "twin"
+    _, seeds = all_seeds()
+    make_vault(twin, seeds, source="twin")
+    assert run_restore(twin, target, dovecot, dovecot_user.password) == (0, len(stored), [])
+    assert len(fetch_folder(dovecot, dovecot_user, "Restored")) == len(stored)
+
+
+def test_a_20_mib_message_is_restored_byte_exact(
+    dovecot: Dovecot, dovecot_user: UserInfo, tmp_path: Path, cache_dir: Path
+) -> None:
+    data = b"".join(big_message(20 << 20, seed=7))
+    assert len(data) > STREAM_ABOVE
+    path = tmp_path / "big"
+    [s] = make_vault(path, [Seed(data, flags="S")])
+    target = imaps_url(dovecot, dovecot_user, "Big")
+    assert run_restore(path, target, dovecot, dovecot_user.password) == (1, 0, [])
+    [f] = fetch_folder(dovecot, dovecot_user, "Big")
+    assert f.data == dovecot_imap_view(vault_bytes(path)[s.msg_id])
+    assert f.flags == frozenset({"\\Seen"})
+    assert run_restore(path, target, dovecot, dovecot_user.password) == (0, 1, [])
+
+
+@pytest.mark.parametrize("how", ["raises", "short", "long"])
+@pytest.mark.parametrize("method", ["append_many", "append_batches"])
+def test_a_stream_that_fails_or_lies_stores_nothing(
+    dovecot: Dovecot, dovecot_user: UserInfo, how: str, method: str
+) -> None:
+    """A streamed message whose pieces fail, or give fewer or more bytes than announced,
+    is never completed on the server: the APPEND is abandoned with the connection, and
+    the messages sent with it in the same command are not stored either."""
+    head = b"Subject: streamed\r\n\r\n"
+
+    def pieces() -> Iterator[bytes]:
+        yield head
+        if how == "raises":
+            raise IntegrityError("a frame failed authentication")
+        yield b"x" * (100 if how == "short" else 2000)
+
+    folder = f"Broken-{how}-{method}"
+    with ImapClient.connect(imap_settings(dovecot, dovecot_user)) as client:
+        client.create_folder(folder)
+        good = AppendItem(b"Subject: fine\r\n\r\nbody\r\n")
+        bad = AppendItem(b"", stream=pieces, stream_size=len(head) + 1000)
+        with pytest.raises(IntegrityError):
+            list(getattr(client, method)(folder, [good, bad]))
+    stored = [f.data for f in fetch_folder(dovecot, dovecot_user, folder)]
+    assert not any(b"streamed" in d for d in stored)
+    if method == "append_batches":
+        assert stored == []  # one MULTIAPPEND command: all or nothing
+    else:
+        assert stored == [good.data]  # pipelined: the one before was complete
 
 
 # ---------------------------------------------------------------------- folder names
