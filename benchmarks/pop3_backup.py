@@ -144,6 +144,7 @@ def run(bench: Bench) -> None:
         for tool in tools:
             log(f"{tool.name}: full backup of {count} messages ...")
             tool.timeout = 300.0 if bench.quick else 1800.0
+            os.sync()  # the previous run's write-back is not charged to this one
             try:
                 full[tool.name] = tool.fetch()
             except BenchError as exc:
@@ -162,6 +163,21 @@ def run(bench: Bench) -> None:
         if "popvault" in failed or "mpop" in failed:
             raise BenchError(f"popvault or mpop failed: {failed}")
         stored = {t.name: t.stored_bytes() for t in tools}
+        # A second full round of popvault and mpop into fresh stores, in the opposite
+        # order: the first tool after delivery meets colder caches and the delivery's
+        # write-back, so each tool gets one turn in each place; the faster run counts.
+        again = _tools(bench, srv, USER, base / "round2", init_vault(bench, base / "vault2"))
+        rounds: dict[str, list[float]] = {n: [full[n].wall] for n in ("popvault", "mpop")}
+        peak_rss = {n: r.maxrss_mb for n, r in full.items()}  # the higher of the rounds
+        for tool in reversed(again[:2]):
+            log(f"{tool.name}: second full backup ...")
+            os.sync()
+            run2 = tool.fetch()
+            rounds[tool.name].append(run2.wall)
+            peak_rss[tool.name] = max(peak_rss[tool.name], run2.maxrss_mb)
+            if run2.wall < full[tool.name].wall:
+                full[tool.name] = run2
+            log(f"  {run2.wall:.1f} s, peak RSS {run2.maxrss_mb:.0f} MB")
         # fixed costs: the same tools on an empty mailbox (same vault, other account)
         empty_tools = _tools(bench, srv, EMPTY, base / "empty", vault)[:2]
         fixed: dict[str, float] = {}
@@ -178,12 +194,14 @@ def run(bench: Bench) -> None:
     pv, mp = full["popvault"], full["mpop"]
     bench.add(
         NAME,
-        "full backup: popvault / mpop (wall)",
+        "full backup: popvault / mpop (wall, faster of two rounds each)",
         pv.wall / mp.wall,
         "x",
         target="<= 1.0",
         popvault_s=round(pv.wall, 2),
         mpop_s=round(mp.wall, 2),
+        popvault_rounds_s=[round(w, 2) for w in rounds["popvault"]],
+        mpop_rounds_s=[round(w, 2) for w in rounds["mpop"]],
         **mailbox,
         **versions,
     )
@@ -246,11 +264,11 @@ def run(bench: Bench) -> None:
     bench.add(
         NAME, "popvault fixed cost: key derivation (Argon2id)", parts["key_derivation_s"], "s"
     )
-    for name, run_ in full.items():
+    for name in full:
         bench.add(
             NAME,
             f"peak RSS, full backup: {name}",
-            run_.maxrss_mb,
+            peak_rss[name],
             "MB",
             target="< 200" if name == "popvault" else "",
         )
