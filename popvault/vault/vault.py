@@ -68,6 +68,10 @@ INLINE_LIMIT = 32 << 20
 FRAME_TARGET = 1 << 20
 PACK_TARGET = 16 << 20
 DEFAULT_LEVEL = 9
+#: zstd level of the record lists and index segments written at each commit (on the
+#: writer's critical path: level 10 cost about 4% of a backup's main thread for 0.1% fewer
+#: bytes).
+RECORD_LEVEL = 3
 
 _COMMIT_NAME = re.compile(r"^commits/(\d{10})-([0-9a-f]{64})$")
 
@@ -659,7 +663,9 @@ class Vault:
 
     def _commit(self) -> str:
         records = self._records
-        rec_blob = zstandard.ZstdCompressor(level=10).compress(json.dumps(records).encode())
+        rec_blob = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(
+            json.dumps(records).encode()
+        )
         for kind in list(self._groups):
             self._flush_group(kind)
         self._store_blob("rec", rec_blob)
@@ -671,7 +677,7 @@ class Vault:
             "blobs": [[b.blob_id.hex(), b.kind, *b.fields()] for b in locs],
             "records": records,
         }
-        seg_plain = zstandard.ZstdCompressor(level=10).compress(json.dumps(seg).encode())
+        seg_plain = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(json.dumps(seg).encode())
         seg_data = seal_object(self.keys, self.vault_id, SEGMENT_MAGIC, seg_plain)
         seg_name = hashlib.sha256(seg_data).hexdigest()
         self.backend.put(f"index/{seg_name}", seg_data)
