@@ -25,10 +25,6 @@ _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?")
 _WANTED = frozenset({b"date", b"received", b"from", b"to", b"cc", b"subject", b"message-id"})
 _JOINED = frozenset({b"to", b"cc"})
-#: The start of a wanted field: its name at a line start, optional blanks, the colon.
-_WANTED_START = re.compile(
-    rb"^(" + b"|".join(re.escape(n) for n in sorted(_WANTED)) + rb")[ \t]*:", re.I | re.M
-)
 
 
 @dataclass(frozen=True)
@@ -129,25 +125,6 @@ def parse_headers(data: bytes) -> list[tuple[bytes, bytes]]:
     return fields
 
 
-def wanted_fields(data: bytes) -> list[tuple[bytes, bytes]]:
-    """The fields :func:`parse_headers` gives whose names metadata uses, found by one
-    regular-expression scan instead of a loop over every header line."""
-    head = header_section(data)
-    fields: list[tuple[bytes, bytes]] = []
-    for m in _WANTED_START.finditer(head):
-        pos = m.end()
-        parts: list[bytes] = []
-        while True:
-            nl = head.find(b"\n", pos)
-            end = len(head) if nl < 0 else nl
-            parts.append(head[pos:end].rstrip(b"\r"))
-            if nl < 0 or head[nl + 1 : nl + 2] not in (b" ", b"\t"):
-                break
-            pos = nl + 1  # a continuation line, kept with its leading blank
-        fields.append((m.group(1).lower(), b"".join(parts)))
-    return fields
-
-
 def _text(raw: bytes) -> str:
     value = raw.decode("utf-8", "replace")
     value = " ".join(value.split())
@@ -164,8 +141,9 @@ def parse_metadata(data: bytes) -> MessageMetadata:
 
 def _parse(data: bytes) -> MessageMetadata:
     found: dict[bytes, list[bytes]] = {}
-    for name, raw in wanted_fields(data):
-        found.setdefault(name, []).append(raw)
+    for name, raw in parse_headers(data):
+        if name in _WANTED:
+            found.setdefault(name, []).append(raw)
 
     def first(name: bytes) -> str:
         values = found.get(name)
