@@ -157,68 +157,75 @@ class IndexCache:
     def apply(
         self, commit: str | None, blobs: Iterable[BlobLocation], records: Iterable[dict[str, Any]]
     ) -> None:
-        """Add one commit's blob locations and records, in one transaction."""
+        """Add one commit's blob locations and records, in one transaction.
+
+        Records are applied grouped by table (one ``executemany`` each): messages before
+        the sources that update them; within a table, in record order."""
+        msgs: list[tuple[Any, ...]] = []
+        srcs: list[tuple[Any, ...]] = []
+        firsts: list[tuple[Any, ...]] = []
+        dels: list[tuple[Any, ...]] = []
+        rsts: list[tuple[Any, ...]] = []
+        for r in records:
+            t = r.get("t")
+            if t == "msg":
+                m = r.get("meta") or {}
+                msgs.append(
+                    (
+                        bytes.fromhex(r["id"]),
+                        int(r["size"]),
+                        json.dumps(r["pieces"]),
+                        m.get("date"),
+                        m.get("received"),
+                        m.get("from", ""),
+                        m.get("to", ""),
+                        m.get("cc", ""),
+                        m.get("subject", ""),
+                        m.get("message_id", ""),
+                    )
+                )
+            elif t == "src":
+                mid = bytes.fromhex(r["msg"])
+                ft = r.get("file_time")
+                if ft is None:
+                    ft = r.get("from_line_time")
+                srcs.append(
+                    (
+                        mid,
+                        r["account"],
+                        r.get("uidl"),
+                        r["source"],
+                        r.get("flags"),
+                        float(r["archived"]),
+                        r.get("file_time"),
+                        r.get("from_line_time"),
+                    )
+                )
+                firsts.append((r["archived"], r["archived"], ft, ft, ft, mid))
+            elif t == "del":
+                msg = bytes.fromhex(r["msg"]) if r.get("msg") else None
+                dels.append((r["account"], r["uidl"], msg, r["time"]))
+            elif t == "rst":
+                rsts.append((r["target"], bytes.fromhex(r["msg"]), r.get("uid"), r["time"]))
         with self.db:
             self.db.executemany(
                 "INSERT OR IGNORE INTO blobs VALUES(?,?,?,?,?,?,?,?)",
                 ((b.blob_id, b.kind, *b.fields()) for b in blobs),
             )
-            for r in records:
-                self._apply_record(r)
-            if commit is not None:
-                self.db.execute("INSERT OR IGNORE INTO commits VALUES(?)", (commit,))
-
-    def _apply_record(self, r: dict[str, Any]) -> None:
-        t = r.get("t")
-        if t == "msg":
-            m = r.get("meta") or {}
-            self.db.execute(
-                "INSERT OR IGNORE INTO messages VALUES(?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
-                (
-                    bytes.fromhex(r["id"]),
-                    int(r["size"]),
-                    json.dumps(r["pieces"]),
-                    m.get("date"),
-                    m.get("received"),
-                    m.get("from", ""),
-                    m.get("to", ""),
-                    m.get("cc", ""),
-                    m.get("subject", ""),
-                    m.get("message_id", ""),
-                ),
+            self.db.executemany(
+                "INSERT OR IGNORE INTO messages VALUES(?,?,?,?,?,?,?,?,?,?,NULL,NULL)", msgs
             )
-        elif t == "src":
-            mid = bytes.fromhex(r["msg"])
-            ft = r.get("file_time") if r.get("file_time") is not None else r.get("from_line_time")
-            self.db.execute(
-                "INSERT OR IGNORE INTO sources VALUES(?,?,?,?,?,?,?,?)",
-                (
-                    mid,
-                    r["account"],
-                    r.get("uidl"),
-                    r["source"],
-                    r.get("flags"),
-                    float(r["archived"]),
-                    r.get("file_time"),
-                    r.get("from_line_time"),
-                ),
-            )
-            self.db.execute(
+            self.db.executemany("INSERT OR IGNORE INTO sources VALUES(?,?,?,?,?,?,?,?)", srcs)
+            self.db.executemany(
                 "UPDATE messages SET first_archived = MIN(COALESCE(first_archived, ?), ?),"
                 " file_time = CASE WHEN ? IS NULL THEN file_time"
                 " ELSE MIN(COALESCE(file_time, ?), ?) END WHERE id=?",
-                (r["archived"], r["archived"], ft, ft, ft, mid),
+                firsts,
             )
-        elif t == "del":
-            msg = bytes.fromhex(r["msg"]) if r.get("msg") else None
-            self.db.execute(
-                "INSERT INTO deletions VALUES(?,?,?,?)", (r["account"], r["uidl"], msg, r["time"])
-            )
-        elif t == "rst":
-            self.db.execute(
-                "INSERT OR REPLACE INTO restores VALUES(?,?,?,?)",
-                (r["target"], bytes.fromhex(r["msg"]), r.get("uid"), r["time"]),
-            )
+            self.db.executemany("INSERT INTO deletions VALUES(?,?,?,?)", dels)
+            self.db.executemany("INSERT OR REPLACE INTO restores VALUES(?,?,?,?)", rsts)
+            if commit is not None:
+                self.db.execute("INSERT OR IGNORE INTO commits VALUES(?)", (commit,))
 
     # --- look-ups -----------------------------------------------------------------
 
