@@ -83,6 +83,10 @@ def _count(store: Path) -> int:
     return -1
 
 
+#: Runs of each no-op measurement (big mailbox and empty mailbox, alternating).
+NOOP_RUNS = 7
+
+
 def _tools(bench: Bench, srv: Server, user: str, base: Path, vault: Path) -> list[Tool]:
     """popvault and mpop always; the others unless POPVAULT_BENCH_POP3_TOOLS names a
     subset (e.g. "poplib", or "" for none): getmail6 and fetchmail take many minutes."""
@@ -178,16 +182,18 @@ def run(bench: Bench) -> None:
             if run2.wall < full[tool.name].wall:
                 full[tool.name] = run2
             log(f"  {run2.wall:.1f} s, peak RSS {run2.maxrss_mb:.0f} MB")
-        # fixed costs: the same tools on an empty mailbox (same vault, other account)
+        # Fixed costs: the same tools on an empty mailbox (same vault, other account).
+        # The per-UIDL part is a small difference of two noisy times, so each is the
+        # median of NOOP_RUNS runs, big and empty mailbox alternating (drift cancels).
         empty_tools = _tools(bench, srv, EMPTY, base / "empty", vault)[:2]
         fixed: dict[str, float] = {}
-        for tool in empty_tools:
-            fixed[tool.name] = median([tool.fetch().wall for _ in range(3)])
         noop_big: dict[str, float] = {}
-        for tool in tools[:2]:
-            noop_big[tool.name] = median(
-                [noop[tool.name].wall, *(tool.fetch().wall for _ in range(2))]
-            )
+        for big, empty in zip(tools[:2], empty_tools, strict=True):
+            walls: list[tuple[float, float]] = [
+                (big.fetch().wall, empty.fetch().wall) for _ in range(NOOP_RUNS)
+            ]
+            noop_big[big.name] = median([b for b, _ in walls])
+            fixed[big.name] = median([e for _, e in walls])
         parts = _fixed_cost_parts(bench, vault)
 
     mailbox = {"messages": count, "bytes": nbytes, "mib": round(nbytes / MB, 1)}
