@@ -15,7 +15,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -343,12 +343,10 @@ def _restore_imap(
                     rep.already += 1
                     continue
                 queue.append((row, item.size))
-                yield AppendItem(
-                    item.data,
+                yield replace(
+                    item,
                     flags=maildir_flags_to_imap(row.flags),
                     internaldate=internaldate(row, date_from),
-                    stream=item.stream,
-                    stream_size=item.stream_size,
                 )
 
         full = False
