@@ -6,9 +6,10 @@ import click
 
 from popvault.app.export import ExportFormat, export_messages
 from popvault.cli.context import Context, pass_ctx
-from popvault.cli.filters import build_filter, filter_options
+from popvault.cli.filters import filter_options
 from popvault.cli.output import human_bytes
 from popvault.errors import IntegrityError
+from popvault.vault.index import Filter
 
 
 @click.command("export")
@@ -28,16 +29,9 @@ def command(
     dest: str,
     fmt: ExportFormat,
     crlf: bool,
-    account: str | None,
-    since: str | None,
-    until: str | None,
-    from_: str | None,
-    to: str | None,
-    subject: str | None,
-    ids: str | None,
+    flt: Filter,
 ) -> None:
     """Export matching messages to DEST, each verified before it is written."""
-    flt = build_filter(account, since, until, from_, to, subject, ids)
     with ctx.open_vault() as vault:
         rep = export_messages(vault, dest, fmt, flt, crlf=crlf, progress=ctx.progress())
     if not ctx.quiet:

@@ -8,8 +8,8 @@ import json
 import click
 
 from popvault.cli.context import Context, pass_ctx
-from popvault.cli.filters import build_filter, filter_options
-from popvault.vault.index import MessageRow
+from popvault.cli.filters import filter_options
+from popvault.vault.index import Filter, MessageRow
 
 
 def _iso(t: float | None) -> str | None:
@@ -50,17 +50,10 @@ def _clip(s: str, n: int) -> str:
 @pass_ctx
 def command(
     ctx: Context,
-    account: str | None,
-    since: str | None,
-    until: str | None,
-    from_: str | None,
-    to: str | None,
-    subject: str | None,
-    ids: str | None,
+    flt: Filter,
     as_json: bool,
 ) -> None:
     """List archived messages, oldest delivery first."""
-    flt = build_filter(account, since, until, from_, to, subject, ids)
     with ctx.open_vault() as vault:
         for row in vault.messages(flt):
             if as_json:

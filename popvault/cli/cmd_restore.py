@@ -9,9 +9,10 @@ import click
 from popvault.app.restore import DateFrom, RestoreReport, restore
 from popvault.cli.cmd_backup import url_password
 from popvault.cli.context import Context, pass_ctx
-from popvault.cli.filters import build_filter, restore_filter_options
+from popvault.cli.filters import restore_filter_options
 from popvault.cli.output import human_bytes
 from popvault.errors import PartialFailure
+from popvault.vault.index import Filter
 
 DATE_FROM = click.Choice(["auto", "received", "header", "archived"])
 
@@ -60,13 +61,7 @@ def print_restore(ctx: Context, rep: RestoreReport, dry_run: bool) -> None:
 def command(
     ctx: Context,
     target: str,
-    account: str | None,
-    since: str | None,
-    until: str | None,
-    from_: str | None,
-    to: str | None,
-    subject: str | None,
-    ids: str | None,
+    flt: Filter,
     password_command: str | None,
     tls_ca_file: str | None,
     tls_fingerprint: str | None,
@@ -75,7 +70,6 @@ def command(
     as_json: bool,
 ) -> None:
     """Restore matching messages to TARGET, each exactly once (safe to re-run)."""
-    flt = build_filter(account, since, until, from_, to, subject, ids)
     with ctx.open_vault(write=not dry_run, command="popvault restore") as vault:
         rep = restore(
             vault,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -17,8 +18,12 @@ from popvault.vault.index import Filter
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: The options' parameter names, in :func:`build_filter` order.
+_FILTER_PARAMS = ("account", "since", "until", "from_", "to", "subject", "ids")
+
+
 def filter_options(f: F) -> F:
-    """The filters of list and export."""
+    """The filters of list and export, handed to the command as one ``flt: Filter``."""
     return _filters(f, "--to")
 
 
@@ -41,9 +46,16 @@ def _filters(f: F, to_flag: str) -> F:
             help="Only these message ids: one a line, or 'list --json' output.",
         ),
     ]
+
+    @functools.wraps(f)
+    def with_filter(*args: Any, **kwargs: Any) -> Any:
+        values = [kwargs.pop(name) for name in _FILTER_PARAMS]
+        return f(*args, flt=build_filter(*values), **kwargs)
+
+    command: Any = with_filter
     for opt in reversed(opts):
-        f = opt(f)
-    return f
+        command = opt(command)
+    return cast(F, command)
 
 
 def read_ids(path: str) -> frozenset[bytes]:
