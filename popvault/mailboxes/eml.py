@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from popvault.errors import MailboxFormatError
-from popvault.mailboxes.message import LARGE_FILE, MessageBytes, SourceMessage, fsync_dir, write_all
+from popvault.mailboxes.message import (
+    MessageBytes,
+    SourceMessage,
+    fsync_dir,
+    read_or_defer,
+    write_all,
+)
 
 ErrorHandler = Callable[[str, Exception], None]
 
@@ -52,13 +58,7 @@ def read_eml(
             if not stat.S_ISREG(file.stat().st_mode):
                 # a FIFO or device would block or never end
                 raise OSError(errno.EINVAL, "not a regular file")
-            large: Path | None = None
-            if file.stat().st_size > LARGE_FILE:
-                large, data = file, b""
-                with open(file, "rb"):
-                    pass  # readable now; read later, in pieces
-            else:
-                data = file.read_bytes()
+            data, large = read_or_defer(file)
         except OSError as exc:
             error = MailboxFormatError(f"cannot read {file}: {exc.strerror or exc}")
             if on_error is None:

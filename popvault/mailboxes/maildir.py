@@ -24,7 +24,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from popvault.errors import MailboxFormatError
-from popvault.mailboxes.message import LARGE_FILE, MessageBytes, SourceMessage, fsync_dir, write_all
+from popvault.mailboxes.message import (
+    MessageBytes,
+    SourceMessage,
+    fsync_dir,
+    read_or_defer,
+    write_all,
+)
 
 ErrorHandler = Callable[[str, Exception], None]
 """Called with (file path, error) for a message file that cannot be read."""
@@ -86,14 +92,8 @@ def read_maildir(
             raise MailboxFormatError(f"cannot list {d}: {exc.strerror or exc}") from exc
     entries.sort(key=lambda e: (e[0], e[1]))
     for mtime, name, file in entries:
-        large: Path | None = None
         try:
-            if file.stat().st_size > LARGE_FILE:
-                large, data = file, b""
-                with open(file, "rb"):
-                    pass  # readable now; read later, in pieces
-            else:
-                data = file.read_bytes()
+            data, large = read_or_defer(file)
         except OSError as exc:
             _report(on_error, str(file), exc)
             continue

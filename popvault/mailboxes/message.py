@@ -37,6 +37,18 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def read_or_defer(file: Path) -> tuple[bytes, Path | None]:
+    """A message file's bytes, or for a file over :data:`LARGE_FILE` no bytes and its
+    path (checked readable now; :meth:`SourceMessage.chunks` reads it in pieces).
+
+    Raises OSError."""
+    if file.stat().st_size > LARGE_FILE:
+        with open(file, "rb"):
+            pass
+        return b"", file
+    return file.read_bytes(), None
+
+
 def write_all(fd: int, data: MessageBytes) -> None:
     """Write every byte of ``data`` (bytes or pieces) to the file descriptor."""
     for piece in pieces_of(data):

@@ -79,11 +79,6 @@ def test_large_files_are_streamed_not_loaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(message_mod, "LARGE_FILE", 1000)
-    import popvault.mailboxes.eml as eml_mod
-    import popvault.mailboxes.maildir as maildir_mod
-
-    monkeypatch.setattr(maildir_mod, "LARGE_FILE", 1000)
-    monkeypatch.setattr(eml_mod, "LARGE_FILE", 1000)
     monkeypatch.setattr(message_mod, "CHUNK", 256)
     big = bytes(range(256)) * 20
     md = MaildirWriter(tmp_path / "md")
