@@ -20,12 +20,12 @@ import pytest
 
 from popvault.app.common import meta_of
 from popvault.vault.vault import Vault
+from tests.support.backup_helpers import cli_command, run_cli
 from tests.support.dovecot import Dovecot, UserInfo
 from tests.support.generate import adversarial, realistic
 from tests.support.restore_helpers import (
     PASSPHRASE,
     Seed,
-    cli_args,
     cli_env,
     dovecot_imap_view,
     fetch_folder,
@@ -33,7 +33,6 @@ from tests.support.restore_helpers import (
     json_report,
     make_vault,
     multiset,
-    run_cli,
 )
 
 KILLS = 8
@@ -96,7 +95,9 @@ def test_restore_killed_eight_times_resumes_to_exactly_once(
     total = len(stored)
     env = cli_env(cache, imap_password=dovecot_user.password)
     target = imaps_url(dovecot, dovecot_user, "INBOX")
-    args = cli_args(vault, "-q", "restore", "--to", target, "--tls-ca-file", str(dovecot.ca_file))
+    args = cli_command(
+        vault, "-q", "restore", "--to", target, "--tls-ca-file", str(dovecot.ca_file)
+    )
 
     # Five kills right after a random number of further APPENDs reached the server, three
     # at a random time after start (start-up, stale lock, folder scan, APPENDs, commit).

@@ -16,6 +16,7 @@ import pytest
 
 import popvault.vault.crypto
 from popvault.vault.vault import Vault
+from tests.support.backup_helpers import run_cli
 from tests.support.dovecot import Dovecot, UserInfo, served_bytes
 from tests.support.generate import adversarial, realistic
 from tests.support.restore_helpers import (
@@ -26,7 +27,6 @@ from tests.support.restore_helpers import (
     imaps_url,
     json_report,
     multiset,
-    run_cli,
 )
 
 REALISTIC = 2000

@@ -23,6 +23,7 @@ from popvault.errors import AuthenticationFailed, IntegrityError
 from popvault.mailboxes.imap import AppendItem, ImapClient, maildir_flags_to_imap
 from popvault.vault.index import Filter
 from popvault.vault.vault import Vault
+from tests.support.backup_helpers import run_cli
 from tests.support.dovecot import Dovecot, DovecotError, UserInfo
 from tests.support.generate import adversarial, big_message, realistic
 from tests.support.restore_helpers import (
@@ -40,7 +41,6 @@ from tests.support.restore_helpers import (
     json_report,
     make_vault,
     multiset,
-    run_cli,
     starttls_url,
 )
 

@@ -17,6 +17,7 @@ import pytest
 
 from popvault.pop3.client import Pop3Client, Pop3Settings
 from popvault.vault.vault import Vault
+from tests.support.backup_helpers import run_cli
 from tests.support.dovecot import Dovecot, served_bytes
 from tests.support.generate import adversarial, realistic
 from tests.support.restore_helpers import (
@@ -28,7 +29,6 @@ from tests.support.restore_helpers import (
     json_report,
     make_vault,
     multiset,
-    run_cli,
 )
 
 UTC = dt.UTC

@@ -141,6 +141,7 @@ def run_cli(
         timeout=timeout,
         check=False,
         cwd=REPO,
+        stdin=subprocess.DEVNULL,
     )
 
 

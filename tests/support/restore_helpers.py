@@ -29,8 +29,7 @@ import json
 import os
 import re
 import subprocess
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,24 +198,6 @@ def cli_env(
     if pop3_password is not None:
         env["POPVAULT_POP3_PASSWORD"] = pop3_password
     return env
-
-
-def cli_args(vault: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "popvault", "--vault", str(vault), *args]
-
-
-def run_cli(
-    vault: Path, args: Sequence[str], env: Mapping[str, str], *, timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli_args(vault, *args),
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def json_report(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
