@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from popvault.app.common import meta_of
 from popvault.app.config import AccountConfig
+from popvault.app.metadata import parse_metadata
 from popvault.app.progress import NullProgress, Progress
 from popvault.app.secrets import read_secret_file, run_secret_command
 from popvault.errors import (
@@ -239,7 +239,8 @@ def backup_account(
             sink = current.pop(num)
             uidl = uidl_of[num]
             res = sink.writer.finish(
-                SourceInfo(account=acct.name, source=source, uidl=uidl), meta_of(sink.writer.head)
+                SourceInfo(account=acct.name, source=source, uidl=uidl),
+                parse_metadata(sink.writer.head),
             )
             fetched[uidl] = res.msg_id
             rep.fetched += 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from popvault.app.common import meta_of
+from popvault.app.metadata import parse_metadata
 from popvault.app.progress import NullProgress, Progress
 from popvault.errors import MailboxFormatError, UsageError
 from popvault.mailboxes.eml import read_eml
@@ -116,7 +116,7 @@ def import_sources(
                     file_time=sm.file_time,
                     from_line_time=sm.from_line_time,
                 ),
-                meta_of(w.head),
+                parse_metadata(w.head),
             )
             rep.messages += 1
             rep.bytes += res.size

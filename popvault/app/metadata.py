@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass
 from email.header import decode_header
 from email.utils import parsedate_tz
+
+from popvault.vault.vault import MessageMeta
 
 HEADER_LIMIT = 1024 * 1024
 """Bytes of a message searched for the end of its header section."""
@@ -25,24 +26,6 @@ _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?")
 _WANTED = frozenset({b"date", b"received", b"from", b"to", b"cc", b"subject", b"message-id"})
 _JOINED = frozenset({b"to", b"cc"})
-
-
-@dataclass(frozen=True)
-class MessageMetadata:
-    """What listing and search show of a message; every field may be empty/``None``.
-
-    ``date`` is the Date header, ``received`` the date of the topmost (newest) Received
-    header, both as UTC epoch seconds. ``to`` and ``cc`` join repeated headers with
-    ``", "``; the other fields come from the first occurrence of their header.
-    """
-
-    date: float | None = None
-    received: float | None = None
-    from_: str = ""
-    to: str = ""
-    cc: str = ""
-    subject: str = ""
-    message_id: str = ""
 
 
 def parse_date(text: str) -> float | None:
@@ -131,15 +114,15 @@ def _text(raw: bytes) -> str:
     return " ".join(decode_words(value).split())
 
 
-def parse_metadata(data: bytes) -> MessageMetadata:
+def parse_metadata(data: bytes) -> MessageMeta:
     """Parse the metadata of one message's exact bytes. Never raises; see the module doc."""
     try:
         return _parse(data)
     except Exception:  # the contract is "never raises"; a bug here must not stop a backup
-        return MessageMetadata()
+        return MessageMeta()
 
 
-def _parse(data: bytes) -> MessageMetadata:
+def _parse(data: bytes) -> MessageMeta:
     found: dict[bytes, list[bytes]] = {}
     for name, raw in parse_headers(data):
         if name in _WANTED:
@@ -158,7 +141,7 @@ def _parse(data: bytes) -> MessageMetadata:
         _, semi, when = received_text.rpartition(";")
         received = parse_date(when) if semi else None
     date_text = first(b"date")
-    return MessageMetadata(
+    return MessageMeta(
         date=parse_date(date_text) if date_text else None,
         received=received,
         from_=first(b"from"),

@@ -78,7 +78,13 @@ _COMMIT_NAME = re.compile(r"^commits/(\d{10})-([0-9a-f]{64})$")
 
 @dataclass(frozen=True)
 class MessageMeta:
-    """Header facts stored with a message (all optional; parsed by the app layer)."""
+    """Header facts stored with a message, for listing and search (all optional; parsed
+    by the app layer, :func:`popvault.app.metadata.parse_metadata`).
+
+    ``date`` is the Date header, ``received`` the date of the topmost (newest) Received
+    header, both as UTC epoch seconds. ``to`` and ``cc`` join repeated headers with
+    ``", "``; the other fields come from the first occurrence of their header.
+    """
 
     date: float | None = None
     received: float | None = None

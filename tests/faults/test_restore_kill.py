@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from popvault.app.common import meta_of
+from popvault.app.metadata import parse_metadata
 from popvault.vault.vault import Vault
 from tests.support.backup_helpers import cli_command, run_cli
 from tests.support.dovecot import Dovecot, UserInfo
@@ -43,7 +43,7 @@ def seeds() -> list[Seed]:
     """About 300 messages: realistic mail and every adversarial case Dovecot can store,
     the adversarial ones spread through the restore order (by their file time)."""
     real = list(realistic(280, seed=77, avg_size=6 * 1024))
-    times = sorted(t for t in (meta_of(m).received for m in real) if t is not None)
+    times = sorted(t for t in (parse_metadata(m).received for m in real) if t is not None)
     assert len(times) > 100
     adv = [data for name, data in adversarial() if name != "empty"]
     step = len(times) // (len(adv) + 1)

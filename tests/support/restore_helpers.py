@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import popvault.vault.crypto
-from popvault.app.common import meta_of
+from popvault.app.metadata import parse_metadata
 from popvault.app.restore import to_crlf
 from popvault.mailboxes.imap import ImapClient, ImapSettings, TlsMode
 from popvault.vault.vault import SourceInfo, Vault
@@ -105,7 +105,7 @@ def add_to_vault(path: Path, seeds: Sequence[Seed], *, source: str = "test") -> 
                     flags=s.flags,
                     file_time=s.file_time,
                 ),
-                meta_of(s.data),
+                parse_metadata(s.data),
             )
             out.append(Stored(res.msg_id, s.data, s.flags, s.file_time))
         vault.commit()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popvault.app.metadata import MessageMetadata, parse_date, parse_metadata
+from popvault.app.metadata import parse_date, parse_metadata
+from popvault.vault.vault import MessageMeta
 
 FULL = (
     b"Received: from mx2 by mx3; Wed, 3 Jan 2024 00:00:00 +0000\r\n"
@@ -24,7 +25,7 @@ FULL = (
 
 def test_full_header() -> None:
     m = parse_metadata(FULL)
-    assert m == MessageMetadata(
+    assert m == MessageMeta(
         date=1_704_099_600.0,
         received=1_704_240_000.0,  # topmost Received: 3 Jan
         from_="Élie <elie@example.org>",
@@ -41,8 +42,8 @@ def test_lf_only_and_body_not_parsed() -> None:
 
 
 def test_empty_and_missing() -> None:
-    assert parse_metadata(b"") == MessageMetadata()
-    assert parse_metadata(b"\r\nSubject: body only\r\n") == MessageMetadata()
+    assert parse_metadata(b"") == MessageMeta()
+    assert parse_metadata(b"\r\nSubject: body only\r\n") == MessageMeta()
     m = parse_metadata(b"X-Other: 1\n\n")
     assert m.subject == "" and m.date is None and m.received is None
 
@@ -79,5 +80,5 @@ def test_parse_date() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
 def test_never_raises(data: bytes) -> None:
-    assert isinstance(parse_metadata(data), MessageMetadata)
-    assert isinstance(parse_metadata(b"Subject: =?" + data + b"\n\n"), MessageMetadata)
+    assert isinstance(parse_metadata(data), MessageMeta)
+    assert isinstance(parse_metadata(b"Subject: =?" + data + b"\n\n"), MessageMeta)
