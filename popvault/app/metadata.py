@@ -15,14 +15,14 @@ import re
 from email.header import decode_header
 from email.utils import parsedate_tz
 
+from popvault.vault.split import header_end
 from popvault.vault.vault import MessageMeta
 
 HEADER_LIMIT = 1024 * 1024
 """Bytes of a message searched for the end of its header section."""
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-#: RFC 5322 field names: printable US-ASCII except the colon.
-_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+#: What may follow a field name: blanks, then the colon.
+_COLON = re.compile(rb"[ \t]*:")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?")
 _WANTED = frozenset({b"date", b"received", b"from", b"to", b"cc", b"subject", b"message-id"})
 _JOINED = frozenset({b"to", b"cc"})
@@ -77,35 +77,48 @@ def decode_words(value: str) -> str:
 
 
 def header_section(data: bytes) -> bytes:
-    """Return the header section of ``data``: up to the first empty line, capped."""
+    """Return the header section of ``data``: up to and including the first empty
+    line, or the first :data:`HEADER_LIMIT` bytes when there is none."""
     if data.startswith((b"\n", b"\r\n")):
         return b""
-    head = data[:HEADER_LIMIT]
-    m = _HEADER_END.search(head)
-    return head[: m.start() + 1] if m else head
+    end = header_end(data, HEADER_LIMIT)
+    return data[:end] if end >= 0 else data[:HEADER_LIMIT]
 
 
-def parse_headers(data: bytes) -> list[tuple[bytes, bytes]]:
-    """Return the unfolded (lower-case name, raw value) pairs of the header section."""
-    fields: list[tuple[bytes, bytes]] = []
-    name: bytes | None = None
-    value: list[bytes] = []
-    for line in header_section(data).split(b"\n"):
-        line = line.rstrip(b"\r")
-        if line[:1] in (b" ", b"\t"):
-            if name is not None:
-                value.append(line)
-            continue
-        if name is not None:
-            fields.append((name, b"".join(value)))
-            name = None
-        key, colon, rest = line.partition(b":")
-        key = key.rstrip(b" \t")
-        if colon and _FIELD_NAME.fullmatch(key):
-            name, value = key.lower(), [rest]
-    if name is not None:
-        fields.append((name, b"".join(value)))
-    return fields
+def wanted_fields(data: bytes) -> dict[bytes, list[bytes]]:
+    """The unfolded raw values of the fields metadata uses, by lower-case name, in order.
+
+    A field line starts a line, its name (any case) may be followed by blanks before the
+    colon, and lines that start with a blank continue it; line ends are removed. Only
+    the wanted names are looked for (one search each over a lower-cased copy) instead of
+    reading every header line: mail carries dozens of Received and DKIM lines.
+    """
+    head = header_section(data)
+    low = b"\n" + head.lower()  # offsets in ``low`` are one past those in ``head``
+    hits: list[tuple[int, bytes, int]] = []
+    for name in _WANTED:
+        needle = b"\n" + name
+        pos = low.find(needle)
+        while pos >= 0:
+            m = _COLON.match(low, pos + len(needle))
+            if m is not None:
+                hits.append((pos, name, m.end() - 1))
+                if name not in _JOINED:
+                    break  # only the first is used
+            pos = low.find(needle, pos + len(needle))
+    hits.sort()
+    found: dict[bytes, list[bytes]] = {}
+    for _pos, name, value_at in hits:
+        end = low.find(b"\n", value_at)
+        while end >= 0 and low[end + 1 : end + 2] in (b" ", b"\t"):
+            end = low.find(b"\n", end + 1)
+        raw = head[value_at : end - 1 if end >= 0 else len(head)]
+        if b"\n" in raw:
+            raw = b"".join(line.rstrip(b"\r") for line in raw.split(b"\n"))
+        else:
+            raw = raw.rstrip(b"\r")
+        found.setdefault(name, []).append(raw)
+    return found
 
 
 def _text(raw: bytes) -> str:
@@ -123,10 +136,7 @@ def parse_metadata(data: bytes) -> MessageMeta:
 
 
 def _parse(data: bytes) -> MessageMeta:
-    found: dict[bytes, list[bytes]] = {}
-    for name, raw in parse_headers(data):
-        if name in _WANTED:
-            found.setdefault(name, []).append(raw)
+    found = wanted_fields(data)
 
     def first(name: bytes) -> str:
         values = found.get(name)

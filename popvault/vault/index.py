@@ -239,8 +239,15 @@ class IndexCache:
             return None
         return BlobLocation(blob_id, *row)
 
-    def has_blob(self, blob_id: bytes) -> bool:
-        return self.db.execute("SELECT 1 FROM blobs WHERE id=?", (blob_id,)).fetchone() is not None
+    def stored_blobs(self, blob_ids: Sequence[bytes]) -> set[bytes]:
+        """Those of ``blob_ids`` the index holds (in queries of at most 500 ids)."""
+        found: set[bytes] = set()
+        for i in range(0, len(blob_ids), 500):
+            part = blob_ids[i : i + 500]
+            marks = ",".join("?" * len(part))  # only placeholders go into the text
+            q = f"SELECT id FROM blobs WHERE id IN ({marks})"  # noqa: S608
+            found.update(bytes(r[0]) for r in self.db.execute(q, part))
+        return found
 
     def has_message(self, msg_id: bytes) -> bool:
         row = self.db.execute("SELECT 1 FROM messages WHERE id=?", (msg_id,)).fetchone()

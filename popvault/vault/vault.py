@@ -509,12 +509,12 @@ class Vault:
     def has_message(self, msg_id: bytes) -> bool:
         return msg_id in self._pending_msgs or self.cache.has_message(msg_id)
 
-    def _has_blob(self, blob_id: bytes) -> bool:
-        return blob_id in self._pending_blobs or self.cache.has_blob(blob_id)
-
     def _store_blob(self, kind: str, data: bytes) -> str:
+        """Queue a blob for its frame unless this commit already holds it; blobs that an
+        earlier commit stored are dropped when the frame is flushed (one look-up for the
+        whole frame instead of one per blob)."""
         blob_id = self.keys.keyed_id(data)
-        if not self._has_blob(blob_id):
+        if blob_id not in self._pending_blobs:
             self._pending_blobs.add(blob_id)
             group = self._groups.setdefault(kind, _FrameGroup())
             group.blobs.append((blob_id, kind, data))
@@ -527,6 +527,11 @@ class Vault:
         group = self._groups.pop(kind, None)
         if group is None or not group.blobs:
             return
+        stored = self.cache.stored_blobs([b[0] for b in group.blobs])
+        if stored:
+            group.blobs = [b for b in group.blobs if b[0] not in stored]
+            if not group.blobs:
+                return
         if self._pack is None:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
@@ -669,21 +674,18 @@ class Vault:
 
     def _commit(self) -> str:
         records = self._records
-        rec_blob = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(
-            json.dumps(records).encode()
-        )
+        records_json = json.dumps(records)  # encoded once: the segment holds it too
+        rec_blob = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(records_json.encode())
         for kind in list(self._groups):
             self._flush_group(kind)
         self._store_blob("rec", rec_blob)
         self._flush_group("rec")
         self._finish_pack()
         locs = self._written_locs
-        seg = {
-            "version": 1,
-            "blobs": [[b.blob_id.hex(), b.kind, *b.fields()] for b in locs],
-            "records": records,
-        }
-        seg_plain = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(json.dumps(seg).encode())
+        blobs = [[b.blob_id.hex(), b.kind, *b.fields()] for b in locs]
+        # json.dumps({"version": 1, "blobs": blobs, "records": records}), same bytes
+        seg_json = f'{{"version": 1, "blobs": {json.dumps(blobs)}, "records": {records_json}}}'
+        seg_plain = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(seg_json.encode())
         seg_data = seal_object(self.keys, self.vault_id, SEGMENT_MAGIC, seg_plain)
         seg_name = hashlib.sha256(seg_data).hexdigest()
         self.backend.put(f"index/{seg_name}", seg_data)
@@ -1128,7 +1130,7 @@ class MessageWriter:
         """The header section (for metadata parsing), available after writes."""
         if self._streaming:
             return self._head
-        end = header_end(bytes(self._buf[: HEADER_MAX + 4]))
+        end = header_end(self._buf, HEADER_MAX + 4)
         return bytes(self._buf[: end if end >= 0 else HEADER_MAX])
 
     @property

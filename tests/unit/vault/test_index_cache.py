@@ -307,3 +307,20 @@ def test_a_damaged_cache_file_is_replaced(tmp_path: Path) -> None:
     finally:
         cache.close()
     assert path.read_bytes().startswith(b"SQLite format 3")
+
+
+def test_stored_blobs_answers_for_many_ids_at_once() -> None:
+    """The frame-flush look-up: which of a batch of ids (more than one query's worth)
+    the index holds."""
+    _backend, v = memory_vault()
+    with v:
+        for i in range(700):
+            v.add_message(text_message(i, body=b"x" * i), SourceInfo("a", "pop3", uidl=str(i)))
+        v.commit()
+        held = [bytes(r[0]) for r in v.cache.db.execute("SELECT id FROM blobs")]
+        assert len(held) > 1000
+        absent = [os.urandom(32) for _ in range(300)]
+        ask = absent[:150] + held + absent[150:]
+        assert v.cache.stored_blobs(ask) == set(held)
+        assert v.cache.stored_blobs(absent) == set()
+        assert v.cache.stored_blobs([]) == set()
