@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popvault.app.metadata import parse_date, parse_metadata
+from popvault.app.metadata import header_section, parse_date, parse_metadata, wanted_fields
 from popvault.vault.vault import MessageMeta
 
 FULL = (
@@ -82,3 +84,73 @@ def test_parse_date() -> None:
 def test_never_raises(data: bytes) -> None:
     assert isinstance(parse_metadata(data), MessageMeta)
     assert isinstance(parse_metadata(b"Subject: =?" + data + b"\n\n"), MessageMeta)
+
+
+def reference_fields(data: bytes) -> dict[bytes, list[bytes]]:
+    """The definition ``wanted_fields`` must match: read every header line in turn
+    (unfolding continuation lines, skipping lines that are not ``name: value``) and keep
+    the first value of each wanted field, every value of To and Cc."""
+    fields: list[tuple[bytes, bytes]] = []
+    name: bytes | None = None
+    value: list[bytes] = []
+    for line in header_section(data).split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line[:1] in (b" ", b"\t"):
+            if name is not None:
+                value.append(line)
+            continue
+        if name is not None:
+            fields.append((name, b"".join(value)))
+            name = None
+        key, colon, rest = line.partition(b":")
+        key = key.rstrip(b" \t")
+        if colon and re.fullmatch(rb"[\x21-\x39\x3b-\x7e]+", key):
+            name, value = key.lower(), [rest]
+    if name is not None:
+        fields.append((name, b"".join(value)))
+    found: dict[bytes, list[bytes]] = {}
+    for key, raw in fields:
+        wanted = key in (b"date", b"received", b"from", b"subject", b"message-id")
+        if key in (b"to", b"cc") or (wanted and key not in found):
+            found.setdefault(key, []).append(raw)
+    return found
+
+
+_HEADER_PIECES = st.sampled_from(
+    [
+        b"From: a",
+        b"from :b",
+        b"TO: c",
+        b"to\t: d",
+        b"Cc: e",
+        b"Subject: s",
+        b"subject",
+        b"Date: Mon, 1 Jan 2024 10:00:00 +0100",
+        b"Received: x; Tue, 2 Jan 2024 0:0:0 +0000",
+        b"Message-ID: <m>",
+        b"X-From: no",
+        b"From x@y Mon Jan 1",
+        b"Tox: no",
+        b"to-do: no",
+        b" folded",
+        b"\tfolded",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b": empty name",
+        b"garbage",
+        b" ",
+    ]
+)
+
+
+@given(st.lists(_HEADER_PIECES, max_size=30), st.binary(max_size=8))
+@settings(max_examples=500)
+def test_wanted_fields_match_reading_every_line(pieces: list[bytes], tail: bytes) -> None:
+    data = b"".join(pieces) + tail
+    assert wanted_fields(data) == reference_fields(data)
+
+
+def test_wanted_fields_of_the_full_header() -> None:
+    assert wanted_fields(FULL) == reference_fields(FULL)
+    assert wanted_fields(FULL)[b"to"] == [b" a@example.org, b@example.org", b" c@example.org"]
