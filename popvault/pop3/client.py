@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import select
 import socket
 import ssl
 from collections import deque
@@ -48,12 +49,21 @@ _Uidls = list[tuple[int, str]]
 _Caps = dict[str, list[str]]
 
 _RECV_SIZE = 256 * 1024
+#: Bytes already received that one read gathers before parsing (see Pop3Client._gather).
+_GATHER = 64 * 1024
 _MAX_SASL_ROUNDS = 8
 _TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
 
 
 def _discard(_: bytes) -> None:
     return None
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether a read would return at once (bytes decrypted and held, or on the wire)."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 class Pop3Client:
@@ -74,6 +84,9 @@ class Pop3Client:
         self._deletions = 0
         self._broken: PopvaultError | None = None
         self._greeting = ""
+        # an end of stream or read error met while gathering, for the next read
+        self._eof = False
+        self._deferred: OSError | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._sock is not None else "closed"
@@ -562,7 +575,12 @@ class Pop3Client:
     def _recv(self, label: str) -> None:
         sock = self._check_open(label)
         try:
-            data = sock.recv(_RECV_SIZE)
+            if self._deferred is not None:
+                exc, self._deferred = self._deferred, None
+                raise exc
+            data = b"" if self._eof else sock.recv(_RECV_SIZE)
+            if data and len(data) < _GATHER:
+                data = self._gather(sock, data)
         except TimeoutError:
             err: PopvaultError = NetworkError(
                 f"{self.host}: no reply to {label} within {self._settings.timeout}s"
@@ -579,6 +597,29 @@ class Pop3Client:
             self._broken = err
             raise err
         self._parser.feed(data)
+
+    def _gather(self, sock: socket.socket, first: bytes) -> bytes:
+        """``first`` plus whatever else has already arrived, up to about _GATHER bytes.
+
+        Servers often send TLS records of a few KB and each ``recv`` returns one; parsing
+        and storing them one by one costs more than the reads. Only bytes that are
+        already here are taken (never a wait for more); an end of stream or an error seen
+        here is kept for the next read, so the bytes before it are parsed first.
+        """
+        parts = [first]
+        total = len(first)
+        while total < _GATHER and _readable(sock):
+            try:
+                more = sock.recv(_RECV_SIZE)
+            except OSError as exc:  # e.g. a reset right after a reply: that reply counts
+                self._deferred = exc
+                break
+            if not more:
+                self._eof = True
+                break
+            parts.append(more)
+            total += len(more)
+        return b"".join(parts) if len(parts) > 1 else first
 
     def _send(self, data: bytes, label: str) -> None:
         sock = self._check_open(label)

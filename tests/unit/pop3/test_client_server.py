@@ -335,3 +335,40 @@ def test_starttls_required_but_not_offered(server: ScriptedPop3Server) -> None:
     with pytest.raises(TLSError, match="STLS"):
         Pop3Client.connect(settings_for(server, tls="starttls"))
     assert "PASS ***" not in server.commands
+
+
+def test_reads_gather_what_has_arrived(cert: SelfSignedCert) -> None:
+    """A reply that arrived as many small TLS records (one ``recv`` each) is parsed in
+    few chunks, byte-exact; an end of stream right behind it does not hide the reply."""
+    import socket
+    import ssl
+    import threading
+
+    body = b"".join(b"line %05d with .dots\r\n" % i for i in range(2000))
+    pieces = [b"+OK\r\n", *(body[i : i + 40] for i in range(0, len(body), 40))]
+    pieces.append(b".\r\n+OK bye\r\n")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with cert.server_context().wrap_socket(conn, server_side=True) as tls:
+                for piece in pieces:
+                    tls.sendall(piece)  # one TLS record each
+
+        server = threading.Thread(target=serve)
+        server.start()
+        ctx = ssl.create_default_context(cafile=str(cert.cert_file))
+        raw = socket.create_connection(listener.getsockname())
+        ours = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        server.join(10)  # every record is on its way or here; the server has closed
+    with ours:
+        client = Pop3Client(settings_for_host("127.0.0.1"), ours)
+        chunks: list[bytes] = []
+        assert client.retr(1, chunks.append) == len(body)
+        assert b"".join(chunks) == body
+        assert len(chunks) < len(pieces) // 10  # gathered: not one chunk per record
+        client.quit()  # its +OK was read before the end of stream
+
+
+def settings_for_host(host: str) -> Pop3Settings:
+    return Pop3Settings(host=host, user="alice", password=PASSWORD, tls="none", timeout=5.0)
