@@ -98,7 +98,22 @@ def _decode_exact(encoded: bytes) -> bytes | None:
         decoded = binascii.a2b_base64(flat, strict_mode=True)
     except binascii.Error:
         return None
-    return decoded if binascii.b2a_base64(decoded, newline=False) == flat else None
+    return decoded if _canonical(decoded, flat) else None
+
+
+def _canonical(decoded: bytes, flat: bytes) -> bool:
+    """Whether ``flat``, which strict decoding turned into ``decoded``, is exactly
+    ``b2a_base64(decoded)``.
+
+    Strict decoding admits only the alphabet and well-placed padding, so it is one to one
+    except for the unused low bits of the last group of four characters (``QR==`` and
+    ``QQ==`` both decode to ``A``): checking the length and re-encoding the last group
+    decides it, without re-encoding the whole attachment.
+    """
+    if len(flat) != (len(decoded) + 2) // 3 * 4:
+        return False
+    last = len(decoded) % 3 or 3
+    return not decoded or binascii.b2a_base64(decoded[-last:], newline=False) == flat[-4:]
 
 
 #: Every byte to its class: base64 alphabet "a", CR and LF themselves, anything else "!".

@@ -104,3 +104,24 @@ def test_full_lines_end_of_a_real_attachment() -> None:
     data = enc + b"\r\n--boundary--\r\n"
     last_full = len(enc) - len(enc.rsplit(b"\r\n", 2)[-2]) - 2  # before the short last line
     assert _full_lines_end(data, 0, len(data), 76, b"\r\n") == last_full
+
+
+_B64_TEXT = st.one_of(
+    st.binary(max_size=40).map(lambda b: base64.b64encode(b)),
+    st.lists(st.sampled_from(list(_ALPHABET + b"=")), max_size=16).map(bytes),
+)
+
+
+@given(_B64_TEXT, st.integers(0, 15), st.sampled_from(list(_ALPHABET + b"=")))
+@settings(max_examples=1000)
+def test_canonical_matches_full_reencoding(flat: bytes, at: int, byte: int) -> None:
+    """The last-group check says yes exactly when re-encoding everything gives ``flat``."""
+    import binascii
+
+    if flat and at < len(flat) and at % 2:  # spoil one character half of the time
+        flat = flat[:at] + bytes([byte]) + flat[at + 1 :]
+    try:
+        decoded = binascii.a2b_base64(flat, strict_mode=True)
+    except binascii.Error:
+        return
+    assert split._canonical(decoded, flat) == (binascii.b2a_base64(decoded, newline=False) == flat)
