@@ -2,5 +2,4 @@
 
 from popvault.cli.main import main
 
-if __name__ == "__main__":  # not when a helper process imports it (multiprocessing spawn)
-    main()
+main()

@@ -57,7 +57,6 @@ from popvault.vault.pack import (
     PackWriter,
     pack_object_name,
 )
-from popvault.vault.prepare import Base64Piece, PreparedMessage
 from popvault.vault.split import ATT_CHUNK, CHUNK, HEADER_MAX, header_end, split_message, wrap_lines
 
 FORMAT_NAME = "popvault-vault"
@@ -510,12 +509,11 @@ class Vault:
     def has_message(self, msg_id: bytes) -> bool:
         return msg_id in self._pending_msgs or self.cache.has_message(msg_id)
 
-    def _store_blob(self, kind: str, data: bytes, blob_id: bytes | None = None) -> str:
+    def _store_blob(self, kind: str, data: bytes) -> str:
         """Queue a blob for its frame unless this commit already holds it; blobs that an
         earlier commit stored are dropped when the frame is flushed (one look-up for the
-        whole frame instead of one per blob). ``blob_id`` when already computed."""
-        if blob_id is None:
-            blob_id = self.keys.keyed_id(data)
+        whole frame instead of one per blob)."""
+        blob_id = self.keys.keyed_id(data)
         if blob_id not in self._pending_blobs:
             self._pending_blobs.add(blob_id)
             group = self._groups.setdefault(kind, _FrameGroup())
@@ -577,49 +575,22 @@ class Vault:
         w.write(data)
         return w.finish(source, meta)
 
-    def add_prepared(
-        self,
-        data: bytes,
-        prepared: PreparedMessage,
-        source: SourceInfo,
-        meta: MessageMeta | None = None,
-    ) -> AddResult:
-        """Add a message :func:`prepare_message` has split and keyed (pending until
-        :meth:`commit`): the same as :meth:`add_message` of ``data``, without the work.
-
-        ``prepared`` must come from ``data`` and this vault's MAC key: its ids are taken
-        as they are (reads, ``check --read-data`` and the read-back before any deletion
-        verify them against the stored bytes)."""
-        if prepared.size != len(data):
-            raise ValueError("prepared message does not match its bytes")
-
-        def pieces() -> list[Any]:
-            out: list[Any] = []
-            for piece in prepared.pieces:
-                if isinstance(piece, Base64Piece):
-                    ids = [self._store_blob("att", chunk, bid) for bid, chunk in piece.chunks]
-                    eol = "crlf" if piece.eol == b"\r\n" else "lf"
-                    out.append(["b", ids, piece.line_length, eol])
-                else:
-                    raw = data[piece.start : piece.end]
-                    out.append(["r", self._store_blob(piece.kind, raw, piece.blob_id)])
-            return out
-
-        return self._finish_message(prepared.msg_id, len(data), pieces, source, meta)
-
     def _finish_message(
         self,
         msg_id: bytes,
         size: int,
-        pieces: Callable[[], list[Any]],
+        pieces: list[Any] | None,
+        segments: Iterable[tuple[str, bytes, int, bytes]] | None,
         source: SourceInfo,
         meta: MessageMeta | None,
     ) -> AddResult:
-        """File one message: ``pieces`` stores its blobs, called only when it is new."""
         with self._mutex:
             self._require_writable()
             new = not self.has_message(msg_id)
             if new:
+                if pieces is None:
+                    assert segments is not None
+                    pieces = self._pieces(segments)
                 self._pending_msgs.add(msg_id)
                 self.pending_bytes += size
                 self._records.append(
@@ -627,7 +598,7 @@ class Vault:
                         "t": "msg",
                         "id": msg_id.hex(),
                         "size": size,
-                        "pieces": pieces(),
+                        "pieces": pieces,
                         "meta": (meta or MessageMeta()).to_json(),
                     }
                 )
@@ -1200,11 +1171,8 @@ class MessageWriter:
         msg_id = self._hasher.digest()
         if self._streaming:
             self._drain(final=True)
-            streamed = self._pieces
-            return self._vault._finish_message(msg_id, self._size, lambda: streamed, source, meta)
+            return self._vault._finish_message(msg_id, self._size, self._pieces, None, source, meta)
         data = bytes(self._buf)
         self._buf = bytearray()
         segs = ((s.kind, s.data, s.line_length, s.eol) for s in split_message(data))
-        return self._vault._finish_message(
-            msg_id, self._size, lambda: self._vault._pieces(segs), source, meta
-        )
+        return self._vault._finish_message(msg_id, self._size, None, segs, source, meta)
