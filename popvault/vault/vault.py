@@ -189,6 +189,8 @@ class _FrameGroup:
     def __init__(self) -> None:
         self.blobs: list[tuple[bytes, str, bytes]] = []
         self.size = 0
+        #: Leading blobs already looked up in the index (none of them is stored yet).
+        self.checked = 0
 
 
 class Vault:
@@ -510,9 +512,10 @@ class Vault:
         return msg_id in self._pending_msgs or self.cache.has_message(msg_id)
 
     def _store_blob(self, kind: str, data: bytes) -> str:
-        """Queue a blob for its frame unless this commit already holds it; blobs that an
-        earlier commit stored are dropped when the frame is flushed (one look-up for the
-        whole frame instead of one per blob)."""
+        """Queue a blob for its frame unless this commit already holds it. Blobs that an
+        earlier commit stored are dropped when the group reaches a frame's worth (one
+        look-up for the group instead of one per blob); the frame is sealed only when a
+        frame's worth of new blobs remains, so duplicates do not make frames smaller."""
         blob_id = self.keys.keyed_id(data)
         if blob_id not in self._pending_blobs:
             self._pending_blobs.add(blob_id)
@@ -520,18 +523,28 @@ class Vault:
             group.blobs.append((blob_id, kind, data))
             group.size += len(data)
             if group.size >= FRAME_TARGET:
-                self._flush_group(kind)
+                self._drop_stored(group)
+                if group.size >= FRAME_TARGET:
+                    self._flush_group(kind)
         return blob_id.hex()
+
+    def _drop_stored(self, group: _FrameGroup) -> None:
+        """Remove the group's blobs that the index already holds (looked up once each)."""
+        fresh = group.blobs[group.checked :]
+        stored = self.cache.stored_blobs([b[0] for b in fresh])
+        if stored:
+            kept = [b for b in fresh if b[0] not in stored]
+            group.blobs[group.checked :] = kept
+            group.size = sum(len(b[2]) for b in group.blobs)
+        group.checked = len(group.blobs)
 
     def _flush_group(self, kind: str) -> None:
         group = self._groups.pop(kind, None)
-        if group is None or not group.blobs:
+        if group is None:
             return
-        stored = self.cache.stored_blobs([b[0] for b in group.blobs])
-        if stored:
-            group.blobs = [b for b in group.blobs if b[0] not in stored]
-            if not group.blobs:
-                return
+        self._drop_stored(group)
+        if not group.blobs:
+            return
         if self._pack is None:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))

@@ -37,3 +37,38 @@ def test_frames_round_trip_and_pick_their_codec() -> None:
         assert plain[0] == codec
         assert decompress_frame(plain, "test frame") == payload
     assert len(compress_frame(text, DEFAULT_LEVEL)) < len(text) // 10
+
+
+def test_duplicates_of_earlier_commits_do_not_shrink_frames() -> None:
+    """Blobs an earlier commit stored are dropped when a group reaches a frame's worth,
+    and the frame is sealed only once a frame's worth of new blobs remains: a mailbox
+    full of duplicates still gets full frames (smaller ones compress worse)."""
+    from popvault.vault.vault import SourceInfo
+    from tests.support.vaults import memory_vault, random_bytes, text_message
+
+    bodies = [random_bytes(100_000, seed) for seed in range(40)]
+    _backend, v = memory_vault()
+    with v:
+        for i, body in enumerate(bodies[:20]):
+            v.add_message(text_message(i, body=body), SourceInfo("a", "x", uidl=f"old{i}"))
+        v.commit()
+        first = {bytes(r[0]) for r in v.cache.db.execute("SELECT id FROM blobs")}
+        for i in range(20):  # an old body (stored) after each new one
+            new = text_message(100 + i, body=bodies[20 + i])
+            old = text_message(200 + i, body=bodies[i])
+            v.add_message(new, SourceInfo("a", "x", uidl=f"new{i}"))
+            v.add_message(old, SourceInfo("a", "x", uidl=f"dup{i}"))
+        v.commit()
+        frames: dict[tuple[str, int], int] = {}
+        for blob_id, pack, frame, length in v.cache.db.execute(
+            "SELECT id, pack, frame, length FROM blobs WHERE kind = 'txt'"
+        ):
+            if bytes(blob_id) not in first:
+                frames[(pack, frame)] = frames.get((pack, frame), 0) + length
+        sizes = sorted(frames.values())
+        assert sum(sizes) == 20 * 100_000  # every new body once, no old one again
+        assert all(size >= FRAME_TARGET for size in sizes[1:])  # only the last is short
+        for i, body in enumerate(bodies):
+            assert body in v.read_message(
+                v.known_uidls("a")[f"{'old' if i < 20 else 'new'}{i % 20}"]
+            )
