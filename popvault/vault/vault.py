@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -1126,13 +1127,14 @@ class MessageWriter:
 
     Up to INLINE_LIMIT bytes are buffered and split in memory (attachment dedup); past
     that the header is stored and the rest goes out as 1 MiB ``txt`` blobs as it comes,
-    so memory stays bounded for any message size. Keyed hash computed incrementally.
+    so memory stays bounded for any message size. The keyed hash of a streamed message
+    is computed as it comes; that of a buffered one at the end, in one call.
     """
 
     def __init__(self, vault: Vault) -> None:
         self._vault = vault
         self._buf = bytearray()
-        self._hasher = vault.keys.hasher()
+        self._hasher: hmac.HMAC | None = None  # from the start of streaming
         self._size = 0
         self._streaming = False
         self._pieces: list[Any] = []
@@ -1156,7 +1158,8 @@ class MessageWriter:
         view = memoryview(chunk)
         for i in range(0, len(view), CHUNK):
             piece = view[i : i + CHUNK]
-            self._hasher.update(piece)
+            if self._hasher is not None:
+                self._hasher.update(piece)
             self._size += len(piece)
             self._buf += piece
             if not self._streaming and len(self._buf) > INLINE_LIMIT:
@@ -1165,6 +1168,8 @@ class MessageWriter:
                 self._drain(final=False)
 
     def _start_streaming(self) -> None:
+        self._hasher = self._vault.keys.hasher()
+        self._hasher.update(self._buf)  # everything so far: nothing has left the buffer
         self._head = self.head
         self._streaming = True
         with self._vault._mutex:
@@ -1181,11 +1186,13 @@ class MessageWriter:
 
     def finish(self, source: SourceInfo, meta: MessageMeta | None = None) -> AddResult:
         """Add the message (pending until commit). Returns its id and whether it is new."""
-        msg_id = self._hasher.digest()
         if self._streaming:
+            assert self._hasher is not None
+            msg_id = self._hasher.digest()
             self._drain(final=True)
             return self._vault._finish_message(msg_id, self._size, self._pieces, None, source, meta)
         data = bytes(self._buf)
         self._buf = bytearray()
+        msg_id = self._vault.keys.keyed_id(data)
         segs = ((s.kind, s.data, s.line_length, s.eol) for s in split_message(data))
         return self._vault._finish_message(msg_id, self._size, None, segs, source, meta)
