@@ -116,14 +116,10 @@ def _canonical(decoded: bytes, flat: bytes) -> bool:
     return not decoded or binascii.b2a_base64(decoded[-last:], newline=False) == flat[-4:]
 
 
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 #: Every byte to its class: base64 alphabet "a", CR and LF themselves, anything else "!".
 _CLASSES = bytes(
-    0x61
-    if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/")
-    else c
-    if c in (13, 10)
-    else 0x21
-    for c in range(256)
+    ord("a") if c in _ALPHABET else c if c in b"\r\n" else ord("!") for c in range(256)
 )
 #: Bytes of full lines compared at a time (bounds the memory the check takes).
 _CHECK_BLOCK = 1 << 20
@@ -146,8 +142,9 @@ def _full_lines_end(body: bytes, start: int, end: int, length: int, eol: bytes) 
         crs = body[start + length : limit : step]
         lines = min(lines, len(crs) - len(crs.lstrip(b"\r")))
     full_end = start + lines * step
-    block = max(1, _CHECK_BLOCK // step) * step
-    expected = (b"a" * length + eol) * (block // step)
+    per_block = max(1, min(lines, _CHECK_BLOCK // step))  # no more than the run needs
+    expected = (b"a" * length + eol) * per_block
+    block = per_block * step
     for pos in range(start, full_end, block):
         stop = min(pos + block, full_end)
         if body[pos:stop].translate(_CLASSES) != expected[: stop - pos]:
