@@ -2,4 +2,5 @@
 
 from popvault.cli.main import main
 
-main()
+if __name__ == "__main__":  # not when a helper process imports it (multiprocessing spawn)
+    main()

@@ -21,6 +21,8 @@ from typing import Any
 
 from popvault.app.config import AccountConfig
 from popvault.app.metadata import parse_metadata
+from popvault.app.prepare import Preparer
+from popvault.app.prepare import Result as PrepareResult
 from popvault.app.progress import NullProgress, Progress
 from popvault.app.secrets import read_secret_file, run_secret_command
 from popvault.errors import (
@@ -31,10 +33,15 @@ from popvault.errors import (
 from popvault.pop3.client import Pop3Client
 from popvault.pop3.errors import UidlNotSupported
 from popvault.pop3.settings import Pop3Settings
-from popvault.vault.vault import MessageWriter, SourceInfo, Vault
+from popvault.vault.vault import AddResult, MessageWriter, SourceInfo, Vault
 
 BATCH_MESSAGES = 2000
 BATCH_BYTES = 128 << 20
+#: A run fetching at least this many messages prepares them in a helper process
+#: (popvault.app.prepare); fewer are not worth starting one.
+PREPARE_MIN = 200
+#: Messages larger than this are streamed into the vault, never held whole for a helper.
+PREPARE_MAX = 4 << 20
 #: Waits before retrying a login refused with [IN-USE] or [SYS/TEMP] within one run.
 RETRY_DELAYS: tuple[float, ...] = (2.0, 10.0)
 DAY = 86400.0
@@ -143,16 +150,29 @@ def _size_ok(listed: int | None, got: int, lines: int) -> bool:
     return got - lines - 2 <= listed <= got + 2
 
 
-class _Counting:
-    """A sink that feeds a MessageWriter and counts line feeds (for the size check)."""
+class _Sink:
+    """Where one message's bytes go as they arrive; counts line feeds (size check).
 
-    def __init__(self, writer: MessageWriter) -> None:
-        self.writer = writer
+    Collected whole for the preparer, or streamed into a MessageWriter: a large message
+    (by LIST), one that outgrows PREPARE_MAX on the way, or any without a preparer."""
+
+    def __init__(self, vault: Vault, collect: bool) -> None:
+        self.vault = vault
+        self.buf: bytearray | None = bytearray() if collect else None
+        self.writer: MessageWriter | None = None if collect else vault.new_message()
         self.lines = 0
 
     def __call__(self, chunk: bytes) -> None:
         self.lines += chunk.count(b"\n")
-        self.writer.write(chunk)
+        if self.buf is None:
+            assert self.writer is not None
+            self.writer.write(chunk)
+            return
+        self.buf += chunk
+        if len(self.buf) > PREPARE_MAX:  # LIST understated it: stream it after all
+            self.writer = self.vault.new_message()
+            self.writer.write(bytes(self.buf))
+            self.buf = None
 
 
 def backup_account(
@@ -228,20 +248,39 @@ def backup_account(
             return rep
         mismatched: set[str] = set()
         fetched: dict[str, bytes] = {}
-        current: dict[int, _Counting] = {}
+        current: dict[int, _Sink] = {}
+        preparer = _preparer(vault, len(todo))
 
         def begin(num: int) -> Callable[[bytes], None]:
-            sink = _Counting(vault.new_message())
-            current[num] = sink
+            collect = preparer is not None and sizes.get(num, 0) <= PREPARE_MAX
+            sink = current[num] = _Sink(vault, collect)
             return sink
 
         def end(num: int, nbytes: int) -> None:
             sink = current.pop(num)
             uidl = uidl_of[num]
+            if sink.buf is not None and preparer is not None:
+                preparer.submit(bytes(sink.buf), (num, uidl, nbytes, sink.lines))
+                for item in preparer.ready():
+                    file_prepared(*item)
+                return
+            assert sink.writer is not None
             res = sink.writer.finish(
                 SourceInfo(account=acct.name, source=source, uidl=uidl),
                 parse_metadata(sink.writer.head),
             )
+            filed(num, uidl, nbytes, sink.lines, res)
+
+        def file_prepared(data: bytes, tag: _Tag, result: PrepareResult | None) -> None:
+            num, uidl, nbytes, lines = tag
+            src = SourceInfo(account=acct.name, source=source, uidl=uidl)
+            if result is None:  # the helper failed: the ordinary way, same outcome
+                res = vault.add_message(data, src, parse_metadata(data))
+            else:
+                res = vault.add_prepared(data, result[0], src, result[1])
+            filed(num, uidl, nbytes, lines, res)
+
+        def filed(num: int, uidl: str, nbytes: int, lines: int, res: AddResult) -> None:
             fetched[uidl] = res.msg_id
             rep.fetched += 1
             rep.bytes += nbytes
@@ -249,7 +288,7 @@ def backup_account(
                 rep.new += 1
             else:
                 rep.duplicates += 1
-            if not _size_ok(sizes.get(num), nbytes, sink.lines):
+            if not _size_ok(sizes.get(num), nbytes, lines):
                 mismatched.add(uidl)
                 rep.warnings.append(
                     f"#{num} {uidl}: LIST said {sizes.get(num)} bytes, received {nbytes};"
@@ -262,10 +301,17 @@ def backup_account(
             client.retr_many([n for n, _ in todo], begin, end, window=acct.pipeline_window)
         finally:
             # whatever arrived whole is kept, even when the session broke
-            with vault.mutex:
-                if not vault.broken:
-                    vault.commit()
-            progress.done()
+            try:
+                if preparer is not None and not vault.broken:
+                    for item in preparer.ready(wait=True):
+                        file_prepared(*item)
+            finally:
+                if preparer is not None:
+                    preparer.close()
+                with vault.mutex:
+                    if not vault.broken:
+                        vault.commit()
+                progress.done()
         for w in rep.warnings:
             progress.warn(f"account {acct.name}: {w}")
         doomed: list[tuple[int, str]] = []
@@ -310,6 +356,19 @@ def backup_account(
     finally:
         rep.seconds = round(time.monotonic() - t0, 3)
     return rep
+
+
+#: What the preparer carries with each message: number, UIDL, bytes and lines received.
+_Tag = tuple[int, str, int, int]
+
+
+def _preparer(vault: Vault, count: int) -> Preparer[_Tag] | None:
+    """A helper process for a fetch of ``count`` messages, when it pays: enough messages,
+    and a second CPU for it to run on."""
+    cpus = os.cpu_count() or 1
+    if count < PREPARE_MIN or cpus < 2:
+        return None
+    return Preparer(vault.keys.mac, workers=min(2, cpus - 1))
 
 
 def _header_id(client: Pop3Client, num: int, size: int) -> str:

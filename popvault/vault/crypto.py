@@ -63,7 +63,9 @@ class MasterKeys:
 
     def keyed_id(self, data: bytes) -> bytes:
         """HMAC-SHA256(mac, data): the id of a message or blob (format §5.1)."""
-        return hmac.digest(self.mac, data, "sha256")  # one-shot: no HMAC object
+        return hmac.digest(
+            self.mac, data, "sha256"
+        )  # one-shot: no HMAC object (as prepare.keyed_id)
 
     def hasher(self) -> hmac.HMAC:
         """An incremental keyed-id hasher, for streamed messages."""

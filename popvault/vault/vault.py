@@ -58,6 +58,7 @@ from popvault.vault.pack import (
     PackWriter,
     pack_object_name,
 )
+from popvault.vault.prepare import Base64Piece, PreparedMessage
 from popvault.vault.split import ATT_CHUNK, CHUNK, HEADER_MAX, header_end, split_message, wrap_lines
 
 FORMAT_NAME = "popvault-vault"
@@ -512,12 +513,14 @@ class Vault:
     def has_message(self, msg_id: bytes) -> bool:
         return msg_id in self._pending_msgs or self.cache.has_message(msg_id)
 
-    def _store_blob(self, kind: str, data: bytes) -> str:
+    def _store_blob(self, kind: str, data: bytes, blob_id: bytes | None = None) -> str:
         """Queue a blob for its frame unless this commit already holds it. Blobs that an
         earlier commit stored are dropped when the group reaches a frame's worth (one
         look-up for the group instead of one per blob); the frame is sealed only when a
-        frame's worth of new blobs remains, so duplicates do not make frames smaller."""
-        blob_id = self.keys.keyed_id(data)
+        frame's worth of new blobs remains, so duplicates do not make frames smaller.
+        ``blob_id`` when already computed."""
+        if blob_id is None:
+            blob_id = self.keys.keyed_id(data)
         if blob_id not in self._pending_blobs:
             self._pending_blobs.add(blob_id)
             group = self._groups.setdefault(kind, _FrameGroup())
@@ -589,22 +592,49 @@ class Vault:
         w.write(data)
         return w.finish(source, meta)
 
+    def add_prepared(
+        self,
+        data: bytes,
+        prepared: PreparedMessage,
+        source: SourceInfo,
+        meta: MessageMeta | None = None,
+    ) -> AddResult:
+        """Add a message :func:`prepare_message` has split and keyed (pending until
+        :meth:`commit`): the same as :meth:`add_message` of ``data``, without the work.
+
+        ``prepared`` must come from ``data`` and this vault's MAC key: its ids are taken
+        as they are (reads, ``check --read-data`` and the read-back before any deletion
+        verify them against the stored bytes)."""
+        if prepared.size != len(data):
+            raise ValueError("prepared message does not match its bytes")
+
+        def pieces() -> list[Any]:
+            out: list[Any] = []
+            for piece in prepared.pieces:
+                if isinstance(piece, Base64Piece):
+                    ids = [self._store_blob("att", chunk, bid) for bid, chunk in piece.chunks]
+                    eol = "crlf" if piece.eol == b"\r\n" else "lf"
+                    out.append(["b", ids, piece.line_length, eol])
+                else:
+                    raw = data[piece.start : piece.end]
+                    out.append(["r", self._store_blob(piece.kind, raw, piece.blob_id)])
+            return out
+
+        return self._finish_message(prepared.msg_id, len(data), pieces, source, meta)
+
     def _finish_message(
         self,
         msg_id: bytes,
         size: int,
-        pieces: list[Any] | None,
-        segments: Iterable[tuple[str, bytes, int, bytes]] | None,
+        pieces: Callable[[], list[Any]],
         source: SourceInfo,
         meta: MessageMeta | None,
     ) -> AddResult:
+        """File one message: ``pieces`` stores its blobs, called only when it is new."""
         with self._mutex:
             self._require_writable()
             new = not self.has_message(msg_id)
             if new:
-                if pieces is None:
-                    assert segments is not None
-                    pieces = self._pieces(segments)
                 self._pending_msgs.add(msg_id)
                 self.pending_bytes += size
                 self._records.append(
@@ -612,7 +642,7 @@ class Vault:
                         "t": "msg",
                         "id": msg_id.hex(),
                         "size": size,
-                        "pieces": pieces,
+                        "pieces": pieces(),
                         "meta": (meta or MessageMeta()).to_json(),
                     }
                 )
@@ -1190,9 +1220,12 @@ class MessageWriter:
             assert self._hasher is not None
             msg_id = self._hasher.digest()
             self._drain(final=True)
-            return self._vault._finish_message(msg_id, self._size, self._pieces, None, source, meta)
+            streamed = self._pieces
+            return self._vault._finish_message(msg_id, self._size, lambda: streamed, source, meta)
         data = bytes(self._buf)
         self._buf = bytearray()
         msg_id = self._vault.keys.keyed_id(data)
         segs = ((s.kind, s.data, s.line_length, s.eol) for s in split_message(data))
-        return self._vault._finish_message(msg_id, self._size, None, segs, source, meta)
+        return self._vault._finish_message(
+            msg_id, self._size, lambda: self._vault._pieces(segs), source, meta
+        )

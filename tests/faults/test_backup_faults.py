@@ -401,3 +401,37 @@ def test_backup_account_raises_on_dropped_session(
         backup_account(v, scripted_account(server, delete=True), PASSWORD)
     assert server.mailbox.messages() == MESSAGES
     verify(server, vault_path, cache_dir)
+
+
+# ------------------------------------------------------------------ the helper process
+
+
+def test_helper_prepared_run_keeps_what_arrived_before_a_drop(
+    server: ScriptedPop3Server,
+    vault_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Messages go to a helper process; message 3's LIST size understates it, so it
+    outgrows the helper limit on the way and is streamed instead; the session drops in
+    the middle of RETR 7. Everything that arrived whole is filed from the helper and
+    committed, nothing is deleted, and the next run completes the set and deletes."""
+    monkeypatch.setattr(backup_mod, "PREPARE_MIN", 1)
+    monkeypatch.setattr(backup_mod, "PREPARE_MAX", 64 << 10)
+    assert len(MESSAGES[2][1]) > 64 << 10
+    server.faults = Faults(drop_retr=(7, 100), list_size_lies={3: 1000})
+    acct = scripted_account(server, delete=True)
+    rep = backup(vault_path, cache_dir, acct)
+    assert rep.exit_code == 75
+    assert rep.error is not None and "RETR 7" in rep.error
+    assert not dele_numbers(server.commands)
+    stored = verify(server, vault_path, cache_dir)
+    assert sorted(stored) == uidls(MESSAGES[:6])
+    assert stored[MESSAGES[2][0]] == MESSAGES[2][1]
+
+    server.faults = Faults()
+    rep = backup(vault_path, cache_dir, acct)
+    assert (rep.exit_code, rep.fetched, rep.deleted) == (0, len(MESSAGES) - 6, len(MESSAGES))
+    stored = verify(server, vault_path, cache_dir)
+    assert sorted(stored) == uidls(MESSAGES)
+    assert server.mailbox.messages() == []

@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from popvault.app import backup as backup_mod
 from popvault.app.backup import DAY, AccountReport, backup_account
 from popvault.app.config import AccountConfig
+from popvault.app.prepare import Preparer
 from popvault.errors import AuthenticationFailed, TLSError
 from popvault.pop3.client import Pop3Client
 from popvault.vault.vault import Vault
@@ -102,15 +104,40 @@ def sessions(dc: Dovecot, user: UserInfo, n: int) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------ the library
 
 
+@pytest.mark.parametrize("prepare", ["direct", "helper", "failing helper"])
 def test_pop3s_full_then_incremental_byte_exact(
-    dovecot: Dovecot, dovecot_user: UserInfo, vault: Vault
+    dovecot: Dovecot,
+    dovecot_user: UserInfo,
+    vault: Vault,
+    monkeypatch: pytest.MonkeyPatch,
+    prepare: str,
 ) -> None:
+    """Byte-exact whichever way messages are filed: directly, prepared in a helper
+    process, or with a helper that fails on every batch (each is then added directly)."""
+    filed = _count_prepared(monkeypatch)
+    helpers: list[Preparer[Any]] = []
+    if prepare != "direct":
+        monkeypatch.setattr(backup_mod, "PREPARE_MIN", 1)
+        monkeypatch.setattr(backup_mod, "PREPARE_MAX", 64 << 10)  # larger ones: streamed
+    if prepare == "failing helper":
+        # a helper whose key is not bytes raises on every message it is given
+        def failing(_vault: Vault, _count: int) -> Preparer[Any]:
+            helpers.append(Preparer(None))  # type: ignore[arg-type]
+            return helpers[-1]
+
+        monkeypatch.setattr(backup_mod, "_preparer", failing)
     delivered = ADVERSARIAL + REALISTIC
     uidls = dovecot.deliver(dovecot_user, delivered)
     acct = account(dovecot, dovecot_user)
     rep = backup_account(vault, acct, dovecot_user.password)
     n = len(delivered)
     assert (rep.listed, rep.fetched, rep.new, rep.deleted, rep.warnings) == (n, n, n, 0, [])
+    if prepare == "helper":
+        assert 0 < len(filed) < n  # the largest messages are streamed, never handed over
+    else:
+        assert filed == []
+    if prepare == "failing helper":
+        assert isinstance(helpers[0].failed, TypeError)
     assert rep.bytes == sum(len(served_bytes(m)) for m in delivered)
     assert_byte_exact(vault, "dc", uidls, delivered)
 
@@ -125,6 +152,19 @@ def test_pop3s_full_then_incremental_byte_exact(
     assert sessions(dovecot, dovecot_user, 3) == [(n, 0), (0, 0), (2, 0)]
     assert dovecot.message_count(dovecot_user) == n + 2  # keep: nothing deleted
     assert_vault_sound(vault)
+
+
+def _count_prepared(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Record the ids of messages filed from a helper's preparation."""
+    filed: list[bytes] = []
+    real = Vault.add_prepared
+
+    def counting(self: Vault, data: bytes, prepared: Any, *args: Any) -> Any:
+        filed.append(prepared.msg_id)
+        return real(self, data, prepared, *args)
+
+    monkeypatch.setattr(Vault, "add_prepared", counting)
+    return filed
 
 
 @pytest.mark.parametrize("tls", ["starttls", "none"])

@@ -1,0 +1,111 @@
+"""The helper process that prepares messages for a backup (popvault.app.prepare).
+
+A real spawned helper: results come back in submission order with their tags, equal to
+preparing in this process; and when the helper fails (it raises, or it is killed) every
+message still comes back, without a result, so the caller adds it directly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from popvault.app.metadata import parse_metadata
+from popvault.app.prepare import Preparer
+from popvault.vault.prepare import prepare_message
+from tests.support.vaults import attachment_message, random_bytes, text_message
+
+MAC = bytes(range(32))
+MESSAGES = [
+    attachment_message(random_bytes(20_000 + i, i), n=i) if i % 5 == 0 else text_message(i)
+    for i in range(60)
+]
+
+
+def test_results_in_order_and_equal_to_preparing_here() -> None:
+    got = []
+    with Preparer[int](MAC, batch_count=7, batch_bytes=50_000) as prep:
+        for i, data in enumerate(MESSAGES):
+            prep.submit(data, i)
+            got += list(prep.ready())
+        got += list(prep.ready(wait=True))
+        assert prep.failed is None
+    assert [tag for _, tag, _ in got] == list(range(len(MESSAGES)))
+    for data, tag, result in got:
+        assert data == MESSAGES[tag]
+        assert result == (prepare_message(MAC, data), parse_metadata(data))
+
+
+def test_a_failing_helper_gives_every_message_back_without_result() -> None:
+    with Preparer[int](None, batch_count=4) as prep:  # type: ignore[arg-type]
+        for i, data in enumerate(MESSAGES[:10]):
+            prep.submit(data, i)
+        got = list(prep.ready(wait=True))
+        assert isinstance(prep.failed, TypeError)
+    assert [(data, tag, result) for data, tag, result in got] == [
+        (data, i, None) for i, data in enumerate(MESSAGES[:10])
+    ]
+
+
+def test_a_killed_helper_gives_the_rest_back_without_result() -> None:
+    with Preparer[int](MAC, batch_count=5) as prep:
+        for i, data in enumerate(MESSAGES[:5]):
+            prep.submit(data, i)
+        first = list(prep.ready(wait=True))
+        assert all(result is not None for _, _, result in first)
+        for pid in list(prep._pool._processes):  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+        for i, data in enumerate(MESSAGES[5:20], 5):
+            prep.submit(data, i)
+        rest = list(prep.ready(wait=True))
+        assert prep.failed is not None
+    assert [tag for _, tag, _ in rest] == list(range(5, 20))
+    assert all(result is None for _, _, result in rest)
+
+
+def test_at_most_max_pending_bytes_are_out() -> None:
+    """ready() waits once more than max_pending bytes are out, so memory is bounded."""
+    with Preparer[int](MAC, batch_count=1, max_pending=100_000) as prep:
+        returned = 0
+        for i, data in enumerate(MESSAGES):
+            prep.submit(data, i)
+            returned += len(list(prep.ready()))
+            assert prep._pending <= 100_000 + len(data)
+        returned += len(list(prep.ready(wait=True)))
+    assert returned == len(MESSAGES)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+def test_helper_exits_when_its_writer_is_killed() -> None:
+    """kill -9 of the writer must not leave its helper running (holding its pipes)."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time\n"
+        "from popvault.app.prepare import Preparer\n"
+        "p = Preparer(bytes(32))\n"
+        "p.submit(b'Subject: x\\r\\n\\r\\nbody\\r\\n', 0)\n"
+        "assert list(p.ready(wait=True))[0][2] is not None\n"
+        "print(*p._pool._processes, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as writer:
+        assert writer.stdout is not None
+        helpers = [int(pid) for pid in writer.stdout.readline().split()]
+        assert helpers and not any(_gone(pid) for pid in helpers)
+        writer.kill()
+        writer.wait()
+        deadline = time.monotonic() + 10
+        while not all(_gone(pid) for pid in helpers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(_gone(pid) for pid in helpers)
+        assert writer.stdout.read() == b""  # and nothing holds the writer's output open
