@@ -308,6 +308,11 @@ def backup_account(
             finally:
                 if preparer is not None:
                     preparer.close()
+                    if preparer.failed is not None:
+                        rep.warnings.append(
+                            f"the helper process failed ({preparer.failed!r}); its messages"
+                            " were added directly"
+                        )
                 with vault.mutex:
                     if not vault.broken:
                         vault.commit()
