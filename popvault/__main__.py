@@ -1,6 +1,6 @@
 """``python -m popvault``: the same as the ``popvault`` command."""
 
-from popvault.cli.main import main
+if __name__ == "__main__":  # a helper process imports this module too (spawn): it must not run
+    from popvault.cli.main import main
 
-if __name__ == "__main__":  # not when a helper process imports it (multiprocessing spawn)
     main()

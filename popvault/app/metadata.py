@@ -15,8 +15,8 @@ import re
 from email.header import decode_header
 from email.utils import parsedate_tz
 
+from popvault.vault.meta import MessageMeta
 from popvault.vault.split import header_end
-from popvault.vault.vault import MessageMeta
 
 HEADER_LIMIT = 1024 * 1024
 """Bytes of a message searched for the end of its header section."""

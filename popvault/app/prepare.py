@@ -25,8 +25,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Generic, TypeVar
 
 from popvault.app.metadata import parse_metadata
+from popvault.vault.meta import MessageMeta
 from popvault.vault.prepare import PreparedMessage, prepare_message
-from popvault.vault.vault import MessageMeta
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ ORPHAN_CHECK = 0.2
 _mac = b""
 
 
-def _start_helper(mac: bytes) -> None:
+def _start_helper(mac: bytes, writer: int) -> None:
     """In the helper: keep the key; stay silent; end when the writer is gone."""
     global _mac
     _mac = mac
@@ -49,13 +49,14 @@ def _start_helper(mac: bytes) -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_when_orphaned, args=(writer,), daemon=True).start()
 
 
-def _exit_when_orphaned(parent: int) -> None:
+def _exit_when_orphaned(writer: int) -> None:
     """A writer killed with SIGKILL cannot stop its helper, and the helper's queues never
-    report it gone (it holds both ends): notice being re-parented, and exit."""
-    while os.getppid() == parent:
+    report it gone (it holds both ends): notice being re-parented, and exit. The writer's
+    pid comes from the writer: it may be gone before this helper has started."""
+    while os.getppid() == writer:
         time.sleep(ORPHAN_CHECK)
     os._exit(0)
 
@@ -78,9 +79,9 @@ class Preparer(Generic[T]):
         mac: bytes,
         *,
         workers: int = 1,
-        batch_bytes: int = 1 << 20,
+        batch_bytes: int = 256 << 10,
         batch_count: int = 64,
-        max_pending: int = 32 << 20,
+        max_pending: int = 8 << 20,
     ) -> None:
         # spawn, not fork: the caller has threads (compression), and a forked child
         # would inherit their locks in whatever state they were
@@ -88,7 +89,7 @@ class Preparer(Generic[T]):
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_helper,
-            initargs=(mac,),
+            initargs=(mac, os.getpid()),
         )
         self._batch: list[tuple[bytes, T]] = []
         self._batch_size = 0

@@ -51,6 +51,7 @@ from popvault.vault.crypto import (
     seal_object,
 )
 from popvault.vault.index import Filter, IndexCache, MessageRow
+from popvault.vault.meta import MessageMeta as MessageMeta  # part of this module's API
 from popvault.vault.pack import (
     HEADER_SIZE,
     BlobLocation,
@@ -76,36 +77,6 @@ DEFAULT_LEVEL = 9
 RECORD_LEVEL = 3
 
 _COMMIT_NAME = re.compile(r"^commits/(\d{10})-([0-9a-f]{64})$")
-
-
-@dataclass(frozen=True)
-class MessageMeta:
-    """Header facts stored with a message, for listing and search (all optional; parsed
-    by the app layer, :func:`popvault.app.metadata.parse_metadata`).
-
-    ``date`` is the Date header, ``received`` the date of the topmost (newest) Received
-    header, both as UTC epoch seconds. ``to`` and ``cc`` join repeated headers with
-    ``", "``; the other fields come from the first occurrence of their header.
-    """
-
-    date: float | None = None
-    received: float | None = None
-    from_: str = ""
-    to: str = ""
-    cc: str = ""
-    subject: str = ""
-    message_id: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "date": self.date,
-            "received": self.received,
-            "from": self.from_,
-            "to": self.to,
-            "cc": self.cc,
-            "subject": self.subject,
-            "message_id": self.message_id,
-        }
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from popvault.app.metadata import parse_metadata
 from popvault.app.prepare import Preparer
 from popvault.vault.prepare import prepare_message
@@ -83,18 +85,21 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def test_helper_exits_when_its_writer_is_killed() -> None:
-    """kill -9 of the writer must not leave its helper running (holding its pipes)."""
+@pytest.mark.parametrize("when", ["after its first result", "while it starts"])
+def test_helper_exits_when_its_writer_is_killed(when: str) -> None:
+    """kill -9 of the writer must not leave its helper running (holding its pipes), even
+    when the writer dies before the helper has finished starting."""
     import subprocess
     import sys
     import time
 
+    wait = "assert list(p.ready(wait=True))[0][2] is not None\n" if when.startswith("after") else ""
     code = (
         "import sys, time\n"
         "from popvault.app.prepare import Preparer\n"
-        "p = Preparer(bytes(32))\n"
+        "p = Preparer(bytes(32), batch_count=1)\n"
         "p.submit(b'Subject: x\\r\\n\\r\\nbody\\r\\n', 0)\n"
-        "assert list(p.ready(wait=True))[0][2] is not None\n"
+        f"{wait}"
         "print(*p._pool._processes, flush=True)\n"
         "time.sleep(60)\n"
     )
