@@ -81,7 +81,7 @@ class Preparer(Generic[T]):
         workers: int = 1,
         batch_bytes: int = 256 << 10,
         batch_count: int = 64,
-        max_pending: int = 8 << 20,
+        max_pending: int = 4 << 20,
     ) -> None:
         # spawn, not fork: the caller has threads (compression), and a forked child
         # would inherit their locks in whatever state they were
