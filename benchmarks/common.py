@@ -70,6 +70,13 @@ class ChildRun:
     maxrss_mb: float
     returncode: int
     stderr: str
+    #: Peak summed RSS of the child and every process it started (sampled).
+    tree_rss_mb: float = 0.0
+
+    @property
+    def peak_mb(self) -> float:
+        """The memory it took: its own peak, or its process tree's if that is higher."""
+        return max(self.maxrss_mb, self.tree_rss_mb)
 
 
 def _check(value: float, target: str) -> bool | None:
@@ -192,7 +199,14 @@ def run_child(
     if not text:
         raise BenchError(f"launcher failed for {' '.join(argv[:4])}: {err.strip()[-2000:]}")
     m = json.loads(text)
-    run = ChildRun(list(argv), m["wall"], m["maxrss_kb"] / 1024, m["returncode"], err)
+    run = ChildRun(
+        list(argv),
+        m["wall"],
+        m["maxrss_kb"] / 1024,
+        m["returncode"],
+        err,
+        m.get("tree_rss_kb", 0) / 1024,
+    )
     if check and run.returncode != 0:
         raise BenchError(
             f"{' '.join(argv[:4])} ... exited {run.returncode}: {run.stderr.strip()[-2000:]}"

@@ -6,13 +6,36 @@ of the process that forked it (the high-water mark of the parent's memory surviv
 exec), so a command forked straight from a benchmark process holding hundreds of MB
 would report at least that. Forked from this small process instead, the floor is its
 RSS (about 8 MB). Only ``os``, ``sys``, ``time`` and ``json`` are imported, and
-``-S`` skips site-packages, to keep that floor low.
+``-S`` skips site-packages, to keep that floor low. ``ru_maxrss`` is one process's peak;
+a command that starts helpers (popvault backup does) is also measured as a whole: the
+summed RSS of its process tree, sampled every SAMPLE seconds.
 """
 
 import json
 import os
 import sys
 import time
+
+#: Seconds between samples of the process tree's RSS.
+SAMPLE = 0.05
+
+
+def _session_rss_kb(session: int) -> int:
+    """Resident kB of every process in ``session`` but this one: the measured command
+    and whatever it started (run_child gives the launcher a session of its own)."""
+    total = 0
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # field 6, the session id
+            total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024  # field 24, rss
+    return total
 
 
 def main() -> None:
@@ -37,13 +60,20 @@ def main() -> None:
             os.execvp(argv[0], argv)  # noqa: S606 - the command to measure
         finally:
             os._exit(127)
-    _pid, status, usage = os.wait4(pid, 0)
+    tree_kb = 0
+    while True:  # poll, sampling the RSS of the command's whole process tree meanwhile
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            break
+        tree_kb = max(tree_kb, _session_rss_kb(os.getsid(0)))
+        time.sleep(SAMPLE)
     wall = time.perf_counter() - t0
     with open(result_file, "w") as f:
         json.dump(
             {
                 "wall": wall,
                 "maxrss_kb": usage.ru_maxrss,
+                "tree_rss_kb": tree_kb,
                 "returncode": os.waitstatus_to_exitcode(status),
             },
             f,

@@ -154,7 +154,7 @@ def run(bench: Bench) -> None:
             except BenchError as exc:
                 failed[tool.name] = f"{exc} ({_count(tool.store)} messages stored by then)"
                 continue
-            log(f"  {full[tool.name].wall:.1f} s, peak RSS {full[tool.name].maxrss_mb:.0f} MB")
+            log(f"  {full[tool.name].wall:.1f} s, peak RSS {full[tool.name].peak_mb:.0f} MB")
         for tool in tools:
             if tool.name in failed:
                 continue
@@ -172,16 +172,16 @@ def run(bench: Bench) -> None:
         # write-back, so each tool gets one turn in each place; the faster run counts.
         again = _tools(bench, srv, USER, base / "round2", init_vault(bench, base / "vault2"))
         rounds: dict[str, list[float]] = {n: [full[n].wall] for n in ("popvault", "mpop")}
-        peak_rss = {n: r.maxrss_mb for n, r in full.items()}  # the higher of the rounds
+        peak_rss = {n: r.peak_mb for n, r in full.items()}  # the higher of the rounds
         for tool in reversed(again[:2]):
             log(f"{tool.name}: second full backup ...")
             os.sync()
             run2 = tool.fetch()
             rounds[tool.name].append(run2.wall)
-            peak_rss[tool.name] = max(peak_rss[tool.name], run2.maxrss_mb)
+            peak_rss[tool.name] = max(peak_rss[tool.name], run2.peak_mb)
             if run2.wall < full[tool.name].wall:
                 full[tool.name] = run2
-            log(f"  {run2.wall:.1f} s, peak RSS {run2.maxrss_mb:.0f} MB")
+            log(f"  {run2.wall:.1f} s, peak RSS {run2.peak_mb:.0f} MB")
         # Fixed costs: the same tools on an empty mailbox (same vault, other account).
         # The per-UIDL part is a small difference of two noisy times, so each is the
         # median of NOOP_RUNS runs, big and empty mailbox alternating (drift cancels).
