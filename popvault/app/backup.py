@@ -369,11 +369,11 @@ _Tag = tuple[int, str, int, int]
 
 def _preparer(vault: Vault, count: int) -> Preparer[_Tag] | None:
     """A helper process for a fetch of ``count`` messages, when it pays: enough messages,
-    and a second CPU for it to run on."""
-    cpus = os.cpu_count() or 1
-    if count < PREPARE_MIN or cpus < 2:
+    and a second CPU for it to run on. One: the thread reading POP3 is the limit, and
+    each helper costs about 30 MB."""
+    if count < PREPARE_MIN or (os.cpu_count() or 1) < 2:
         return None
-    return Preparer(vault.keys.mac, workers=min(2, cpus - 1))
+    return Preparer(vault.keys.mac)
 
 
 def _header_id(client: Pop3Client, num: int, size: int) -> str:
