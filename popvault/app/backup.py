@@ -41,7 +41,7 @@ BATCH_BYTES = 128 << 20
 #: (popvault.app.prepare); fewer are not worth starting one.
 PREPARE_MIN = 200
 #: Messages larger than this are streamed into the vault, never held whole for a helper.
-PREPARE_MAX = 1 << 20
+PREPARE_MAX = 512 << 10
 #: Waits before retrying a login refused with [IN-USE] or [SYS/TEMP] within one run.
 RETRY_DELAYS: tuple[float, ...] = (2.0, 10.0)
 DAY = 86400.0

@@ -79,9 +79,9 @@ class Preparer(Generic[T]):
         mac: bytes,
         *,
         workers: int = 1,
-        batch_bytes: int = 256 << 10,
+        batch_bytes: int = 128 << 10,
         batch_count: int = 64,
-        max_pending: int = 4 << 20,
+        max_pending: int = 2 << 20,
     ) -> None:
         # spawn, not fork: the caller has threads (compression), and a forked child
         # would inherit their locks in whatever state they were

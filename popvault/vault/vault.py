@@ -69,7 +69,7 @@ COMMIT_MAGIC = b"PVCMIT01"
 #: Messages up to this size are split in memory (attachment dedup); larger ones stream.
 INLINE_LIMIT = 32 << 20
 FRAME_TARGET = 1 << 20
-PACK_TARGET = 16 << 20
+PACK_TARGET = 8 << 20
 DEFAULT_LEVEL = 9
 #: zstd level of the record lists and index segments written at each commit (on the
 #: writer's critical path: level 10 cost about 4% of a backup's main thread for 0.1% fewer
