@@ -15,8 +15,10 @@ ordinary way: nothing is lost and nothing changes. Memory is bounded: at most
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -59,6 +61,27 @@ def _exit_when_orphaned(writer: int) -> None:
     while os.getppid() == writer:
         time.sleep(ORPHAN_CHECK)
     os._exit(0)
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """While a helper starts, hide the path of the program's main script from spawn.
+
+    spawn imports the parent's main script in the child (for functions defined there);
+    the helper needs none, and the ``popvault`` console script imports the whole CLI,
+    about 12 MB the helper would carry for nothing. (``python -m popvault`` is imported
+    by module name instead, and that module imports nothing unless run.)
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def _prepare_batch(batch: list[bytes]) -> list[Result]:
@@ -115,7 +138,8 @@ class Preparer(Generic[T]):
         fut: Future[list[Result]] | None = None
         if self._pool is not None and self.failed is None:
             try:
-                fut = self._pool.submit(_prepare_batch, [data for data, _ in batch])
+                with _main_script_hidden():  # the helper starts at the first submit
+                    fut = self._pool.submit(_prepare_batch, [data for data, _ in batch])
             except Exception as exc:  # the helper is gone (BrokenProcessPool) or shut down
                 self.failed = exc
         self._out.append((fut, batch, size))

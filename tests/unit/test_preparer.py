@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,25 @@ def test_helper_exits_when_its_writer_is_killed(when: str) -> None:
             time.sleep(0.05)
         assert all(_gone(pid) for pid in helpers)
         assert writer.stdout.read() == b""  # and nothing holds the writer's output open
+
+
+def test_helper_does_not_import_the_main_script(tmp_path: Path) -> None:
+    """spawn would import the program's script in the helper (the ``popvault`` console
+    script imports the whole CLI): the helper starts without it."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "imported"
+    script = tmp_path / "prog.py"
+    script.write_text(
+        "import sys\n"
+        f"if __name__ != '__main__':\n    open({str(marker)!r}, 'w').close()\n"
+        "from popvault.app.prepare import Preparer\n"
+        "if __name__ == '__main__':\n"
+        "    with Preparer(bytes(32), batch_count=1) as p:\n"
+        "        p.submit(b'Subject: x\\r\\n\\r\\nbody\\r\\n', 0)\n"
+        "        assert list(p.ready(wait=True))[0][2] is not None\n"
+        "    assert __file__.endswith('prog.py')  # given back after the helper started\n"
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=60)
+    assert not marker.exists()
