@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 
 from popvault.vault.backend import Backend, MemoryBackend
 from popvault.vault.crypto import TEST_KDF
@@ -168,3 +169,35 @@ def listing(vault: Vault) -> list[tuple[object, ...]]:
 
 def message_ids(vault: Vault) -> set[bytes]:
     return {r.id for r in vault.messages()}
+
+
+def _around_base64(
+    prefix: bytes,
+    suffix: bytes,
+    seed: int,
+    size: int,
+    line_length: int,
+    eol: bytes,
+    damage: tuple[int, bytes] | None,
+) -> bytes:
+    block = wrap_b64(random_bytes(size, seed), line_length, eol)
+    if damage is not None:
+        at = damage[0] % len(block)
+        block = block[:at] + damage[1] + block[at + len(damage[1]) :]
+    return prefix + block + suffix
+
+
+#: Arbitrary bytes around a base64 block of 12-20 KB (any common wrapping), sometimes
+#: damaged anywhere: attachments that split, and near misses that must not.
+bytes_around_base64 = st.builds(
+    _around_base64,
+    prefix=st.binary(max_size=300),
+    suffix=st.binary(max_size=300),
+    seed=st.integers(0, 2**32),
+    size=st.integers(12_000, 20_000),
+    line_length=st.sampled_from([60, 64, 72, 75, 76, 77]),
+    eol=st.sampled_from([b"\r\n", b"\n"]),
+    damage=st.one_of(
+        st.none(), st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=3))
+    ),
+)

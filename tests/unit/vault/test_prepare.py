@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from popvault.vault.prepare import Base64Piece, RawPiece, encoded_length, prepare_message
 from popvault.vault.split import split_message
@@ -19,6 +18,7 @@ from popvault.vault.vault import MessageMeta, SourceInfo, Vault
 from tests.support.generate import adversarial
 from tests.support.vaults import (
     attachment_message,
+    bytes_around_base64,
     memory_vault,
     random_bytes,
     text_message,
@@ -77,31 +77,9 @@ def test_prepared_filing_of_adversarial_messages(name: str) -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    prefix=st.binary(max_size=300),
-    suffix=st.binary(max_size=300),
-    seed=st.integers(0, 2**32),
-    size=st.integers(12_000, 20_000),
-    line_length=st.sampled_from([60, 64, 76, 77]),
-    eol=st.sampled_from([b"\r\n", b"\n"]),
-    damage=st.one_of(
-        st.none(), st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=3))
-    ),
-)
-def test_prepared_filing_around_base64(
-    prefix: bytes,
-    suffix: bytes,
-    seed: int,
-    size: int,
-    line_length: int,
-    eol: bytes,
-    damage: tuple[int, bytes] | None,
-) -> None:
-    block = wrap_b64(random_bytes(size, seed), line_length, eol)
-    if damage is not None:
-        at = damage[0] % len(block)
-        block = block[:at] + damage[1] + block[at + len(damage[1]) :]
-    assert_same_filing(prefix + block + suffix)
+@given(bytes_around_base64)
+def test_prepared_filing_around_base64(data: bytes) -> None:
+    assert_same_filing(data)
 
 
 def test_pieces_cover_the_message_in_order() -> None:

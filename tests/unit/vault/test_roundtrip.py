@@ -25,6 +25,7 @@ from popvault.vault.vault import MessageMeta, SourceInfo, Vault
 from tests.support.vaults import (
     add_batch,
     attachment_message,
+    bytes_around_base64,
     create,
     memory_vault,
     message_ids,
@@ -177,31 +178,8 @@ def test_arbitrary_bytes_roundtrip(messages: list[bytes]) -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    prefix=st.binary(max_size=300),
-    suffix=st.binary(max_size=300),
-    seed=st.integers(0, 2**32),
-    size=st.integers(12_000, 20_000),
-    line_length=st.sampled_from([60, 64, 72, 75, 76, 77]),
-    eol=st.sampled_from([b"\r\n", b"\n"]),
-    damage=st.one_of(
-        st.none(), st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=3))
-    ),
-)
-def test_bytes_around_base64_roundtrip(
-    prefix: bytes,
-    suffix: bytes,
-    seed: int,
-    size: int,
-    line_length: int,
-    eol: bytes,
-    damage: tuple[int, bytes] | None,
-) -> None:
-    block = wrap_b64(random_bytes(size, seed), line_length, eol)
-    if damage is not None:
-        at = damage[0] % len(block)
-        block = block[:at] + damage[1] + block[at + len(damage[1]) :]
-    data = prefix + block + suffix
+@given(bytes_around_base64)
+def test_bytes_around_base64_roundtrip(data: bytes) -> None:
     _backend, v = memory_vault()
     with v:
         mid = v.add_message(data, SourceInfo("acct", "pop3")).msg_id
