@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from popvault.errors import IntegrityError, WrongPassphrase
+from popvault.vault.prepare import keyed_id
 
 SALT_SIZE = 32
 TAG_SIZE = 16
@@ -63,9 +64,7 @@ class MasterKeys:
 
     def keyed_id(self, data: bytes) -> bytes:
         """HMAC-SHA256(mac, data): the id of a message or blob (format §5.1)."""
-        return hmac.digest(
-            self.mac, data, "sha256"
-        )  # one-shot: no HMAC object (as prepare.keyed_id)
+        return keyed_id(self.mac, data)
 
     def hasher(self) -> hmac.HMAC:
         """An incremental keyed-id hasher, for streamed messages."""
