@@ -89,7 +89,7 @@ def _prepare_batch(batch: list[bytes]) -> list[Result]:
 
 
 class Preparer(Generic[T]):
-    """Prepares submitted messages in ``workers`` helper processes; see the module doc.
+    """Prepares submitted messages in one helper process; see the module doc.
 
     ``submit(data, tag)`` queues a message (``tag`` is the caller's, given back with it);
     ``ready()`` yields ``(data, tag, result)`` for the messages done so far, in submission
@@ -101,7 +101,6 @@ class Preparer(Generic[T]):
         self,
         mac: bytes,
         *,
-        workers: int = 1,
         batch_bytes: int = 128 << 10,
         batch_count: int = 64,
         max_pending: int = 2 << 20,
@@ -109,7 +108,7 @@ class Preparer(Generic[T]):
         # spawn, not fork: the caller has threads (compression), and a forked child
         # would inherit their locks in whatever state they were
         self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max_workers=workers,
+            max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_helper,
             initargs=(mac, os.getpid()),
