@@ -1,4 +1,4 @@
-"""The searchable header facts stored with a message (format §7.3 ``meta``).
+"""The searchable header facts stored with a message (``meta`` of format §9.2).
 
 A module of its own, importing nothing heavy, so that a helper process that parses
 metadata (popvault.app.prepare) does not load the vault's storage code.
