@@ -1,6 +1,21 @@
-"""``python -m popvault``: the same as the ``popvault`` command."""
+"""``python -m popvault`` and the ``popvault`` command's entry point.
 
-if __name__ == "__main__":  # a helper process imports this module too (spawn): it must not run
+:func:`run` holds back SIGINT, SIGTERM and SIGHUP before the program's modules load (a
+signal then ends the run cleanly, exit 130/143/129, instead of with a traceback), then
+runs the CLI. A helper process imports this module too (spawn): importing it runs nothing.
+"""
+
+from __future__ import annotations
+
+
+def run() -> None:
+    from popvault import interrupts
+
+    interrupts.hold_during_start()
     from popvault.cli.main import main
 
     main()
+
+
+if __name__ == "__main__":
+    run()

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from popvault import interrupts
 from popvault.app.config import AccountConfig
 from popvault.app.metadata import parse_metadata
 from popvault.app.prepare import Preparer
@@ -66,12 +67,15 @@ class AccountReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    #: What to do about ``error`` (the error's hint), for the CLI; not in the JSON report.
+    hint: str | None = None
     #: UIDLs listed on the server in this run (for migrate's completeness report).
     server_uidls: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("server_uidls")
+        d.pop("hint")
         return d
 
 
@@ -252,6 +256,7 @@ def backup_account(
         preparer = _preparer(vault, len(todo))
 
         def begin(num: int) -> Callable[[bytes], None]:
+            interrupts.checkpoint()  # accounts in other threads stop here (--jobs)
             collect = preparer is not None and sizes.get(num, 0) <= PREPARE_MAX
             sink = current[num] = _Sink(vault, collect)
             return sink
@@ -297,12 +302,20 @@ def backup_account(
             progress.advance(1, nbytes)
             _maybe_commit(vault)
 
+        stopped = False
         try:
             client.retr_many([n for n, _ in todo], begin, end, window=acct.pipeline_window)
+        except (interrupts.Interrupted, KeyboardInterrupt):
+            stopped = True
+            raise
         finally:
-            # whatever arrived whole is kept, even when the session broke
+            # whatever arrived whole is kept, even when the session broke; on an
+            # interrupt, what is already filed is committed and the rest is dropped
+            # without waiting for the helper (the next run fetches it again). Every
+            # message is filed whole or not at all (Vault holds signals back meanwhile),
+            # and a commit refuses records whose blobs are not stored.
             try:
-                if preparer is not None and not vault.broken:
+                if preparer is not None and not vault.broken and not stopped:
                     for item in preparer.ready(wait=True):
                         file_prepared(*item)
             finally:
@@ -348,13 +361,16 @@ def backup_account(
             doomed = [d for d in doomed if d not in kept]
             for num, _u in doomed:
                 client.dele(num)
-        client.quit()
-        if doomed:
-            with vault.mutex:
-                for _num, u in doomed:
-                    vault.record_deletion(acct.name, u, archived_id[u])
-                vault.commit()
-            rep.deleted = len(doomed)
+        # deletions take effect at QUIT: from there on, finish recording them before an
+        # interrupt may stop the run (a QUIT answered late is bounded by the timeout)
+        with interrupts.critical():
+            client.quit()
+            if doomed:
+                with vault.mutex:
+                    for _num, u in doomed:
+                        vault.record_deletion(acct.name, u, archived_id[u])
+                    vault.commit()
+                rep.deleted = len(doomed)
     except BaseException:
         client.close()
         raise
@@ -443,6 +459,7 @@ def run_backup(
             r = AccountReport(account=acct.name, host=acct.host, status="failed")
             r.exit_code = exc.exit_code
             r.error = exc.message
+            r.hint = exc.hint
             return r
 
     if jobs <= 1 or len(accounts) <= 1:

@@ -11,6 +11,16 @@ or the passphrase) and sees message bytes the caller already has. If the helper 
 any way, the messages it held come back without a result and the caller adds them the
 ordinary way: nothing is lost and nothing changes. Memory is bounded: at most
 ``max_pending`` bytes are out at a time.
+
+Stopping is bounded too (an interrupted backup must exit within seconds, and must never
+wait forever on its helper): the helper ignores the terminal's SIGINT and SIGHUP (its
+writer decides when it ends), reads batches from one pipe and writes results to another,
+and exits at the end of its input, when its writer's end of either pipe closes, or when
+its writer is gone. :meth:`Preparer.close` closes both pipes, waits at most
+``stop_timeout`` seconds, then kills it. No thread of the writer blocks its exit: the one
+that feeds the pipe is a daemon, and no queue is joined at exit (a
+``ProcessPoolExecutor`` joins its feeder thread at exit, which hangs for good when its
+worker died with a batch unread).
 """
 
 from __future__ import annotations
@@ -18,14 +28,18 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import queue
+import signal
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Generic, TypeVar
 
+from popvault import interrupts
 from popvault.app.metadata import parse_metadata
 from popvault.vault.meta import MessageMeta
 from popvault.vault.prepare import PreparedMessage, prepare_message
@@ -37,14 +51,27 @@ Result = tuple[PreparedMessage, MessageMeta]
 
 #: Seconds between a helper's checks that its writer is still there.
 ORPHAN_CHECK = 0.2
+#: A batch (at most a few hundred KiB) takes milliseconds; a helper silent this long is
+#: treated as failed (its messages are added directly).
+ANSWER_TIMEOUT = 60.0
 
-_mac = b""
+
+class _NotYet:
+    """The answer to a batch has not arrived yet."""
 
 
-def _start_helper(mac: bytes, writer: int) -> None:
-    """In the helper: keep the key; stay silent; end when the writer is gone."""
-    global _mac
-    _mac = mac
+NOT_YET = _NotYet()
+
+
+class HelperFailed(Exception):
+    """The helper stopped answering, or answered with something other than results."""
+
+
+def _helper_main(mac: bytes, writer: int, inbox: Connection, outbox: Connection) -> None:
+    """The helper process: prepare each batch read from ``inbox``, answer on ``outbox``,
+    in order; stop at the end of the input or when the writer is gone."""
+    for s in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
     # the helper inherited the writer's standard streams: it must neither write to them
     # (a failure comes back as an exception) nor hold them open after the writer is gone
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -52,12 +79,33 @@ def _start_helper(mac: bytes, writer: int) -> None:
         os.dup2(devnull, fd)
     os.close(devnull)
     threading.Thread(target=_exit_when_orphaned, args=(writer,), daemon=True).start()
+    try:
+        while True:
+            batch: list[bytes] = inbox.recv()
+            try:
+                answer: object = _prepare_batch(mac, batch)
+            except Exception as exc:  # given back: the writer adds these messages itself
+                outbox.send(_picklable(exc))
+                return
+            outbox.send(answer)
+    except (EOFError, OSError):  # the writer closed a pipe: stop
+        return
+
+
+def _picklable(exc: Exception) -> Exception:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own object, round-tripped
+    except Exception:
+        return HelperFailed(repr(exc))
+    return exc
 
 
 def _exit_when_orphaned(writer: int) -> None:
-    """A writer killed with SIGKILL cannot stop its helper, and the helper's queues never
-    report it gone (it holds both ends): notice being re-parented, and exit. The writer's
-    pid comes from the writer: it may be gone before this helper has started."""
+    """A writer killed with SIGKILL cannot stop its helper: notice being re-parented, and
+    exit. The writer's pid comes from the writer: it may be gone before this helper has
+    started."""
     while os.getppid() == writer:
         time.sleep(ORPHAN_CHECK)
     os._exit(0)
@@ -84,8 +132,21 @@ def _main_script_hidden() -> Iterator[None]:
         main.__file__ = path
 
 
-def _prepare_batch(batch: list[bytes]) -> list[Result]:
-    return [(prepare_message(_mac, data), parse_metadata(data)) for data in batch]
+def _prepare_batch(mac: bytes, batch: list[bytes]) -> list[Result]:
+    return [(prepare_message(mac, data), parse_metadata(data)) for data in batch]
+
+
+def _feed(outbox: queue.SimpleQueue[list[bytes] | None], pipe: Connection) -> None:
+    """The writer's feeding thread: batches into the helper's pipe, so that the writer
+    never blocks on a full pipe while the helper blocks on a full answer pipe."""
+    try:
+        while (batch := outbox.get()) is not None:
+            pipe.send(batch)
+    except OSError:  # the helper is gone or the pipe was closed: close() cleans up
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
 class Preparer(Generic[T]):
@@ -104,70 +165,139 @@ class Preparer(Generic[T]):
         batch_bytes: int = 128 << 10,
         batch_count: int = 64,
         max_pending: int = 2 << 20,
+        stop_timeout: float = 5.0,
     ) -> None:
-        # spawn, not fork: the caller has threads (compression), and a forked child
-        # would inherit their locks in whatever state they were
-        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_helper,
-            initargs=(mac, os.getpid()),
-        )
+        self._mac = mac
+        self._proc: BaseProcess | None = None
+        self._answers: Connection | None = None
+        self._outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._feeder: threading.Thread | None = None
+        self._closed = False
         self._batch: list[tuple[bytes, T]] = []
         self._batch_size = 0
         self._batch_bytes = batch_bytes
         self._batch_count = batch_count
         self._max_pending = max_pending
-        self._out: deque[tuple[Future[list[Result]] | None, list[tuple[bytes, T]], int]] = deque()
+        self._stop_timeout = stop_timeout
+        #: Batches out, in order: (messages, bytes, whether the helper has it).
+        self._out: deque[tuple[list[tuple[bytes, T]], int, bool]] = deque()
         self._pending = 0
         self.failed: BaseException | None = None
 
+    @property
+    def helper_pid(self) -> int | None:
+        """The helper's process id, once it has been started."""
+        return None if self._proc is None else self._proc.pid
+
+    def _start(self) -> None:
+        # spawn, not fork: the caller has threads (compression), and a forked child
+        # would inherit their locks in whatever state they were
+        ctx = multiprocessing.get_context("spawn")
+        batches_in, batches_out = ctx.Pipe(duplex=False)
+        answers_in, answers_out = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_helper_main,
+            args=(self._mac, os.getpid(), batches_in, answers_out),
+            name="popvault-helper",
+            daemon=True,
+        )
+        try:
+            with _main_script_hidden():
+                proc.start()
+        finally:
+            # the helper's ends are the helper's alone: its exit then closes the pipes
+            batches_in.close()
+            answers_out.close()
+        self._proc = proc
+        self._answers = answers_in
+        self._feeder = threading.Thread(
+            target=_feed, args=(self._outbox, batches_out), name="popvault-feed", daemon=True
+        )
+        self._feeder.start()
+
     def submit(self, data: bytes, tag: T) -> None:
-        self._batch.append((data, tag))
-        self._batch_size += len(data)
-        self._pending += len(data)
-        if len(self._batch) >= self._batch_count or self._batch_size >= self._batch_bytes:
-            self._send()
+        with interrupts.critical():
+            self._batch.append((data, tag))
+            self._batch_size += len(data)
+            self._pending += len(data)
+            if len(self._batch) >= self._batch_count or self._batch_size >= self._batch_bytes:
+                self._send()
 
     def _send(self) -> None:
         if not self._batch:
             return
         batch, size = self._batch, self._batch_size
         self._batch, self._batch_size = [], 0
-        fut: Future[list[Result]] | None = None
-        if self._pool is not None and self.failed is None:
+        sent = False
+        if self.failed is None and not self._closed:
             try:
-                with _main_script_hidden():  # the helper starts at the first submit
-                    fut = self._pool.submit(_prepare_batch, [data for data, _ in batch])
-            except Exception as exc:  # the helper is gone (BrokenProcessPool) or shut down
+                if self._proc is None:
+                    self._start()
+                self._outbox.put([data for data, _ in batch])
+                sent = True
+            except Exception as exc:  # the helper cannot start: add these directly
                 self.failed = exc
-        self._out.append((fut, batch, size))
+        self._out.append((batch, size, sent))
+
+    def _answer(self, block: bool) -> list[Result] | _NotYet | None:
+        """The next batch's results: None when it has none (the helper failed), NOT_YET
+        when ``block`` is false and they have not arrived (nothing is consumed then)."""
+        pipe = self._answers
+        if pipe is None or self.failed is not None:
+            return None
+        try:
+            if not pipe.poll(ANSWER_TIMEOUT if block else 0):
+                if not block:
+                    return NOT_YET
+                raise HelperFailed(f"no answer from the helper in {ANSWER_TIMEOUT:.0f} s")
+            answer = pipe.recv()
+        except (EOFError, OSError, HelperFailed) as exc:  # the helper died or hangs
+            self.failed = exc
+            return None
+        if isinstance(answer, BaseException):
+            self.failed = answer
+            return None
+        if not isinstance(answer, list):
+            self.failed = HelperFailed(f"unexpected answer {type(answer).__name__}")
+            return None
+        return answer
 
     def ready(self, wait: bool = False) -> Iterator[tuple[bytes, T, Result | None]]:
         if wait:
             self._send()
         while self._out:
-            fut, batch, size = self._out[0]
-            if fut is not None and not fut.done():
-                if not wait and self._pending <= self._max_pending:
+            batch, size, sent = self._out[0]
+            results: list[Result] | None = None
+            if sent:
+                answer = self._answer(wait or self._pending > self._max_pending)
+                if isinstance(answer, _NotYet):
                     return
+                results = answer
+            if results is not None and len(results) != len(batch):
+                self.failed = HelperFailed("the helper answered for the wrong messages")
+                results = None
             self._out.popleft()
             self._pending -= size
-            results: list[Result] | None = None
-            if fut is not None:
-                try:
-                    results = fut.result()
-                except Exception as exc:  # a helper died or raised: add these directly
-                    self.failed = exc
             for i, (data, tag) in enumerate(batch):
                 yield data, tag, results[i] if results is not None else None
 
     def close(self) -> None:
-        """Stop the helper; messages still out are dropped (call ``ready(wait=True)``
-        first to have them)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the helper, waiting at most ``stop_timeout`` seconds before killing it;
+        messages still out are dropped (call ``ready(wait=True)`` first to have them)."""
+        with interrupts.critical():
+            if self._closed:
+                return
+            self._closed = True
+            self._outbox.put(None)  # the feeder closes the helper's input: it ends
+            if self._answers is not None:
+                self._answers.close()  # a helper blocked on a full answer pipe ends too
+            proc = self._proc
+        if proc is None:
+            return
+        proc.join(self._stop_timeout)
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join(1.0)
 
     def __enter__(self) -> Preparer[T]:
         return self

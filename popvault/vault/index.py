@@ -19,7 +19,7 @@ from typing import Any
 
 from popvault.vault.pack import BlobLocation
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,6 +41,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS sources_unique
   ON sources(msg, account, ifnull(uidl, ''), source, archived);
 CREATE TABLE IF NOT EXISTS deletions(
   account TEXT NOT NULL, uidl TEXT NOT NULL, msg BLOB, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS incomplete(msg BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS restores(
   target TEXT NOT NULL, msg BLOB NOT NULL, uid INTEGER, time REAL NOT NULL,
   PRIMARY KEY(target, msg));
@@ -144,7 +145,16 @@ class IndexCache:
     def reset(self, vault_id: str) -> None:
         """Empty every table (before a rebuild)."""
         with self.db:
-            for t in ("meta", "commits", "blobs", "messages", "sources", "deletions", "restores"):
+            for t in (
+                "meta",
+                "commits",
+                "blobs",
+                "messages",
+                "sources",
+                "deletions",
+                "restores",
+                "incomplete",
+            ):
                 self.db.execute(f"DELETE FROM {t}")  # noqa: S608 (fixed names)
             self.set_meta("vault_id", vault_id)
             self.set_meta("schema", SCHEMA_VERSION)
@@ -162,6 +172,7 @@ class IndexCache:
         Records are applied grouped by table (one ``executemany`` each): messages before
         the sources that update them; within a table, in record order."""
         msgs: list[tuple[Any, ...]] = []
+        pieces: list[tuple[bytes, list[bytes]]] = []
         srcs: list[tuple[Any, ...]] = []
         firsts: list[tuple[Any, ...]] = []
         dels: list[tuple[Any, ...]] = []
@@ -170,6 +181,7 @@ class IndexCache:
             t = r.get("t")
             if t == "msg":
                 m = r.get("meta") or {}
+                pieces.append((bytes.fromhex(r["id"]), piece_ids(r["pieces"])))
                 msgs.append(
                     (
                         bytes.fromhex(r["id"]),
@@ -207,14 +219,21 @@ class IndexCache:
                 dels.append((r["account"], r["uidl"], msg, r["time"]))
             elif t == "rst":
                 rsts.append((r["target"], bytes.fromhex(r["msg"]), r.get("uid"), r["time"]))
+        blobs = list(blobs)
         with self.db:
             self.db.executemany(
                 "INSERT OR IGNORE INTO blobs VALUES(?,?,?,?,?,?,?,?)",
                 ((b.blob_id, b.kind, *b.fields()) for b in blobs),
             )
+            # a message stored again while incomplete brings pieces whose blobs exist
+            self.db.executemany(
+                "UPDATE messages SET pieces=? WHERE id=? AND id IN (SELECT msg FROM incomplete)",
+                ((m[2], m[0]) for m in msgs),
+            )
             self.db.executemany(
                 "INSERT OR IGNORE INTO messages VALUES(?,?,?,?,?,?,?,?,?,?,NULL,NULL)", msgs
             )
+            self._note_incomplete(pieces, {b.blob_id for b in blobs})
             self.db.executemany("INSERT OR IGNORE INTO sources VALUES(?,?,?,?,?,?,?,?)", srcs)
             self.db.executemany(
                 "UPDATE messages SET first_archived = MIN(COALESCE(first_archived, ?), ?),"
@@ -226,6 +245,28 @@ class IndexCache:
             self.db.executemany("INSERT OR REPLACE INTO restores VALUES(?,?,?,?)", rsts)
             if commit is not None:
                 self.db.execute("INSERT OR IGNORE INTO commits VALUES(?)", (commit,))
+
+    def _note_incomplete(self, pieces: list[tuple[bytes, list[bytes]]], new: set[bytes]) -> None:
+        """Within :meth:`apply`'s transaction: mark the messages of this commit whose
+        blobs are not all in the index (format §8.6: written by popvault 0.1.0 when
+        interrupted), and unmark those an arrival of the same message has completed."""
+        wanted = list({b for _, ids in pieces for b in ids if b not in new})
+        have = new | self.stored_blobs(wanted) if wanted else new
+        torn = [(m,) for m, ids in pieces if not have.issuperset(ids)]
+        if torn:
+            self.db.executemany("INSERT OR IGNORE INTO incomplete VALUES(?)", torn)
+        rows = self.db.execute(
+            "SELECT m.id, m.pieces FROM incomplete i JOIN messages m ON m.id = i.msg"
+        ).fetchall()
+        for msg, text in rows:
+            ids = piece_ids(json.loads(text))
+            if len(self.stored_blobs(ids)) == len(set(ids)):
+                self.db.execute("DELETE FROM incomplete WHERE msg=?", (msg,))
+
+    def incomplete(self) -> set[bytes]:
+        """Messages recorded in the vault whose blobs are not all in its packs: not
+        archived (format §8.3); their UIDLs count as not seen, so they are fetched again."""
+        return {bytes(r[0]) for r in self.db.execute("SELECT msg FROM incomplete")}
 
     # --- look-ups -----------------------------------------------------------------
 
@@ -250,7 +291,11 @@ class IndexCache:
         return found
 
     def has_message(self, msg_id: bytes) -> bool:
-        row = self.db.execute("SELECT 1 FROM messages WHERE id=?", (msg_id,)).fetchone()
+        """Whether the message is archived (an incomplete one is not: format §8.6)."""
+        row = self.db.execute(
+            "SELECT 1 FROM messages WHERE id=? AND id NOT IN (SELECT msg FROM incomplete)",
+            (msg_id,),
+        ).fetchone()
         return row is not None
 
     def source_exists(self, msg: bytes, account: str, uidl: str | None, source: str) -> bool:
@@ -261,9 +306,12 @@ class IndexCache:
         return self.db.execute(q, (msg, account, source)).fetchone() is not None
 
     def uidls(self, account: str) -> dict[str, bytes]:
-        """UIDL -> message id of everything archived for ``account``."""
+        """UIDL -> message id of everything archived for ``account`` (not the UIDLs
+        of incomplete messages: format §8.6)."""
         rows = self.db.execute(
-            "SELECT uidl, msg FROM sources WHERE account=? AND uidl IS NOT NULL", (account,)
+            "SELECT uidl, msg FROM sources WHERE account=? AND uidl IS NOT NULL"
+            " AND msg NOT IN (SELECT msg FROM incomplete)",
+            (account,),
         )
         return {u: m for u, m in rows}
 
@@ -391,3 +439,14 @@ class IndexCache:
 
     def accounts(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT account FROM sources ORDER BY 1")]
+
+
+def piece_ids(pieces: list[Any]) -> list[bytes]:
+    """The blob ids a message's pieces name, in order (format §7.2)."""
+    out: list[bytes] = []
+    for p in pieces:
+        if p[0] == "r":
+            out.append(bytes.fromhex(p[1]))
+        elif p[0] == "b":
+            out += [bytes.fromhex(x) for x in p[1]]
+    return out

@@ -11,6 +11,7 @@ and message's keyed id, so corrupt data raises IntegrityError instead of coming 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -28,6 +29,7 @@ from typing import Any
 
 import zstandard
 
+from popvault import interrupts
 from popvault.errors import (
     IntegrityError,
     PopvaultError,
@@ -50,7 +52,7 @@ from popvault.vault.crypto import (
     random_hex,
     seal_object,
 )
-from popvault.vault.index import Filter, IndexCache, MessageRow
+from popvault.vault.index import Filter, IndexCache, MessageRow, piece_ids
 from popvault.vault.meta import MessageMeta as MessageMeta  # part of this module's API
 from popvault.vault.pack import (
     HEADER_SIZE,
@@ -274,7 +276,8 @@ class Vault:
         v = cls(backend, vault_id, keys, cache, warn=warn)
         try:
             if write:
-                v._lock = lockmod.acquire(backend, command, warn)
+                with interrupts.critical():  # a lock taken is a lock this Vault releases
+                    v._lock = lockmod.acquire(backend, command, warn)
                 v._cleanup_leftovers()
             if sync:
                 v.sync_cache()
@@ -284,14 +287,17 @@ class Vault:
         return v
 
     def close(self) -> None:
-        """Release the lock and the cache. Pending (uncommitted) work is dropped."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-        self.cache.close()
+        """Release the lock and the cache. Pending (uncommitted) work is dropped. Not
+        torn by a signal (the lock is always released); waits for a commit that another
+        thread is making."""
+        with interrupts.critical(), self._mutex:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            self.cache.close()
 
     def __enter__(self) -> Vault:
         return self
@@ -475,6 +481,20 @@ class Vault:
 
     # ---------------------------------------------------------------- writing
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around every change of pending state: one thread at a time, no signal in the
+        middle (:func:`popvault.interrupts.critical`), and any failure half-way marks the
+        vault broken, so that a torn state (a blob queued but its frame lost, a pack
+        written but not listed) can never be committed."""
+        with interrupts.critical(), self._mutex:
+            self._require_writable()
+            try:
+                yield
+            except BaseException:
+                self._broken = True
+                raise
+
     def _require_writable(self) -> None:
         if self._lock is None:
             raise PopvaultError("vault was opened read-only")
@@ -602,8 +622,7 @@ class Vault:
         meta: MessageMeta | None,
     ) -> AddResult:
         """File one message: ``pieces`` stores its blobs, called only when it is new."""
-        with self._mutex:
-            self._require_writable()
+        with self._writing():
             new = not self.has_message(msg_id)
             if new:
                 self._pending_msgs.add(msg_id)
@@ -642,8 +661,7 @@ class Vault:
 
     def record_deletion(self, account: str, uidl: str, msg_id: bytes | None) -> None:
         """Note that ``uidl`` was deleted from the server (pending until commit)."""
-        with self._mutex:
-            self._require_writable()
+        with self._writing():
             self._records.append(
                 {
                     "t": "del",
@@ -656,8 +674,7 @@ class Vault:
 
     def record_restore(self, target: str, msg_id: bytes, uid: int | None) -> None:
         """Note that a message was restored to ``target`` (pending until commit)."""
-        with self._mutex:
-            self._require_writable()
+        with self._writing():
             self._records.append(
                 {"t": "rst", "target": target, "msg": msg_id.hex(), "uid": uid, "time": time.time()}
             )
@@ -697,6 +714,7 @@ class Vault:
         self._flush_group("rec")
         self._finish_pack()
         locs = self._written_locs
+        self._assert_complete(records, locs)
         blobs = [[b.blob_id.hex(), b.kind, *b.fields()] for b in locs]
         # json.dumps({"version": 1, "blobs": blobs, "records": records}), same bytes
         seg_json = f'{{"version": 1, "blobs": {json.dumps(blobs)}, "records": {records_json}}}'
@@ -728,6 +746,26 @@ class Vault:
         self._pending_msgs.clear()
         self._pending_srcs.clear()
         return cname
+
+    def _assert_complete(self, records: list[dict[str, Any]], locs: list[BlobLocation]) -> None:
+        """Refuse a commit whose records name a blob that is neither in one of its packs
+        nor in a pack an earlier commit lists (format §8.1): a bug in the writer becomes
+        a refused commit, never a vault whose messages have no data."""
+        named: set[bytes] = set()
+        for r in records:
+            if r["t"] == "msg":
+                named.update(piece_ids(r["pieces"]))
+        named.difference_update(loc.blob_id for loc in locs)
+        if not named:
+            return
+        missing = named - self.cache.stored_blobs(list(named))
+        if missing:
+            raise IntegrityError(
+                f"refusing to commit: {len(missing)} blob(s) the new records name are in"
+                f" no pack (first {min(missing).hex()[:12]}); nothing was committed",
+                hint="this is a bug in popvault, please report it; the vault is unchanged"
+                " and the next run starts over from the last commit",
+            )
 
     # ---------------------------------------------------------------- reading
 
@@ -942,7 +980,14 @@ class Vault:
         for p in packs:
             if p not in present:
                 rep.problems.append(f"pack {p[:12]} is missing")
-        for p in present - set(packs):
+        uncommitted = sorted(present - set(packs))
+        writer = lockmod.running_writer(self.backend) if self._lock is None else None
+        if uncommitted and writer is not None:
+            rep.notes.append(
+                f"a writer is running ({writer}): its {len(uncommitted)} pack(s) not"
+                " committed yet are work in progress, not problems"
+            )
+        for p in [] if writer is not None else uncommitted:
             rep.notes.append(f"pack {p[:12]} belongs to no commit (left by an interrupted run)")
         rep.packs = len(packs)
         bad_blobs: set[bytes] = set()
@@ -956,7 +1001,7 @@ class Vault:
         rep.blobs = len(cached)
         for row in self.cache.messages():
             rep.messages += 1
-            ids = _piece_ids(row.pieces)
+            ids = piece_ids(row.pieces)
             if any(b in bad_blobs or (seg_locs and b not in seg_locs) for b in ids):
                 rep.affected.add(row.id)
                 continue
@@ -1071,16 +1116,6 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     return body
 
 
-def _piece_ids(pieces: list[Any]) -> list[bytes]:
-    out: list[bytes] = []
-    for p in pieces:
-        if p[0] == "r":
-            out.append(bytes.fromhex(p[1]))
-        elif p[0] == "b":
-            out += [bytes.fromhex(x) for x in p[1]]
-    return out
-
-
 def unlock(backend: Backend, vault_id: str, passphrase: bytes) -> MasterKeys:
     """Try every key slot; WrongPassphrase (12) when none opens."""
     slots = backend.list("keys")
@@ -1173,13 +1208,13 @@ class MessageWriter:
         self._hasher.update(self._buf)  # everything so far: nothing has left the buffer
         self._head = self.head
         self._streaming = True
-        with self._vault._mutex:
+        with self._vault._writing():
             if 0 < len(self._head) <= HEADER_MAX and header_end(self._head) > 0:
                 self._pieces.append(["r", self._vault._store_blob("hdr", self._head)])
                 del self._buf[: len(self._head)]
 
     def _drain(self, final: bool) -> None:
-        with self._vault._mutex:
+        with self._vault._writing():
             while len(self._buf) >= CHUNK or (final and self._buf):
                 part = bytes(self._buf[:CHUNK])
                 del self._buf[:CHUNK]

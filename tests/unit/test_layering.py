@@ -1,5 +1,5 @@
 """Imports only point down (STYLE.md): vault, pop3 and mailboxes never import each other,
-nor app or cli; app never imports cli. Shared leaves: errors, tlspin."""
+nor app or cli; app never imports cli. Shared leaves: errors, interrupts, tlspin."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import popvault
 
 ROOT = Path(popvault.__file__).parent
-SHARED = {"errors", "tlspin"}
+SHARED = {"errors", "interrupts", "tlspin"}
 ALLOWED: dict[str, set[str]] = {
     "vault": {"vault"},
     "pop3": {"pop3"},

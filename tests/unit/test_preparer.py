@@ -56,8 +56,9 @@ def test_a_killed_helper_gives_the_rest_back_without_result() -> None:
             prep.submit(data, i)
         first = list(prep.ready(wait=True))
         assert all(result is not None for _, _, result in first)
-        for pid in list(prep._pool._processes):  # type: ignore[union-attr]
-            os.kill(pid, signal.SIGKILL)
+        pid = prep.helper_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
         for i, data in enumerate(MESSAGES[5:20], 5):
             prep.submit(data, i)
         rest = list(prep.ready(wait=True))
@@ -101,7 +102,7 @@ def test_helper_exits_when_its_writer_is_killed(when: str) -> None:
         "p = Preparer(bytes(32), batch_count=1)\n"
         "p.submit(b'Subject: x\\r\\n\\r\\nbody\\r\\n', 0)\n"
         f"{wait}"
-        "print(*p._pool._processes, flush=True)\n"
+        "print(p.helper_pid, flush=True)\n"
         "time.sleep(60)\n"
     )
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as writer:

@@ -1,0 +1,160 @@
+"""Interrupts as a clean stop: SIGINT, SIGTERM and SIGHUP, at any instant.
+
+The ``popvault`` command installs :func:`handlers`. A signal then raises
+:class:`Interrupted` in the main thread (Python runs signal handlers there only), so a
+blocking read or wait ends at once, and the ``finally`` blocks on the way out commit what
+is whole, stop the helper process and release the writer lock. Code that must not be
+torn in the middle (a vault's pending state between two consistent points: a blob queued
+but its frame not yet in a pack, a pack written but not yet listed) runs inside
+:func:`critical`: a signal arriving there is held and raised when the outermost section
+ends, after the state is consistent again. Threads other than the main one never receive
+the exception; they stop at their next :func:`checkpoint`.
+
+:class:`Interrupted` derives from ``BaseException``, like ``KeyboardInterrupt``: the
+``except Exception`` and ``except PopvaultError`` clauses that turn one account's or
+one message's failure into a report must not turn an interrupt into "continue with the
+next one". Its exit code is 128 + the signal number (130 SIGINT, 143 SIGTERM, 129
+SIGHUP), as shells report a process killed by that signal.
+
+A second signal while the first is being handled abandons what the first one finishes
+(the commit in progress is atomic: it either happens whole or not at all); a third one
+while a critical section holds a signal back ends the process by the signal's default
+action (nothing in a critical section leaves the vault unreadable; a lock left by a dead
+process is broken by the next writer on the same host).
+
+Library users who install no handlers keep Python's defaults (``KeyboardInterrupt``,
+which the vault also survives: a change torn by it marks the open vault broken, so it is
+never committed); :func:`critical` then costs a counter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
+
+#: The signals that stop a run cleanly.
+SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal; ``exit_code`` is 128 + its number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        try:
+            self.signal_name = signal.Signals(signum).name
+        except ValueError:
+            self.signal_name = f"signal {signum}"
+        super().__init__(f"interrupted by {self.signal_name}")
+
+
+class _State:
+    def __init__(self) -> None:
+        self.depth = 0  # critical sections the main thread is in
+        self.held: int | None = None  # a signal that arrived inside one
+        self.requested: int | None = None  # the first signal of this run
+        self.early: int | None = None  # a signal that arrived while starting up
+
+
+_state = _State()
+
+
+def _handler(signum: int, _frame: FrameType | None) -> None:
+    first = _state.requested is None
+    if first:
+        _state.requested = signum
+    if _state.depth > 0:
+        if _state.held is not None:
+            # a third signal while one is held: the user insists; let the next one kill
+            signal.signal(signum, signal.SIG_DFL)
+        _state.held = signum
+        return
+    raise Interrupted(signum)
+
+
+def _early(signum: int, _frame: FrameType | None) -> None:
+    if _state.early is None:
+        _state.early = signum
+
+
+def _python_default(s: signal.Signals) -> signal.Handlers | Callable[[int, FrameType | None], Any]:
+    return signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL
+
+
+def hold_during_start() -> None:
+    """Note SIGINT, SIGTERM and SIGHUP instead of acting on them until :func:`handlers`
+    takes over (which then raises :class:`Interrupted` at once): called first thing by
+    the command's entry point, so that a signal while the program's modules load ends
+    it cleanly instead of with a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for s in SIGNALS:
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, _early)
+
+
+@contextlib.contextmanager
+def handlers() -> Iterator[None]:
+    """Turn SIGINT, SIGTERM and SIGHUP into :class:`Interrupted` while the block runs
+    (main thread only); the previous handlers are restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    _state.requested = None
+    _state.held = None
+    try:
+        for s in SIGNALS:
+            # a signal the parent process chose to ignore (nohup) stays ignored
+            if previous[s] is not signal.SIG_IGN:
+                signal.signal(s, _handler)
+        early, _state.early = _state.early, None
+        if early is not None:
+            _state.requested = early
+            raise Interrupted(early)
+        yield
+    finally:
+        for s, h in previous.items():
+            # after the run, Python's own handling again (not the start-up holder)
+            signal.signal(s, _python_default(s) if h is _early else h)
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """Hold signals back while the block runs (see the module doc); re-entrant. Other
+    threads run the block as it is: signals never interrupt them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _state.depth += 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+        if _state.depth == 0 and _state.held is not None:
+            signum, _state.held = _state.held, None
+            raise Interrupted(signum)
+
+
+def requested() -> int | None:
+    """The signal that asked this run to stop, if one did."""
+    return _state.requested
+
+
+def checkpoint() -> None:
+    """Raise :class:`Interrupted` if a stop was requested; for threads, at safe points."""
+    if _state.requested is not None:
+        raise Interrupted(_state.requested)
+
+
+def raise_held() -> None:
+    """Raise a signal held back by an enclosing critical section now (for code inside
+    one that reaches a point where stopping is safe)."""
+    if _state.held is not None and _state.depth == 0:
+        signum, _state.held = _state.held, None
+        raise Interrupted(signum)
