@@ -248,8 +248,8 @@ class IndexCache:
 
     def _note_incomplete(self, pieces: list[tuple[bytes, list[bytes]]], new: set[bytes]) -> None:
         """Within :meth:`apply`'s transaction: mark the messages of this commit whose
-        blobs are not all in the index (format §8.6: written by popvault 0.1.0 when
-        interrupted), and unmark those an arrival of the same message has completed."""
+        blobs are not all in the index (format §8.6: written by earlier versions of popvault
+        when interrupted), and unmark those a new arrival of the same message completed."""
         wanted = list({b for _, ids in pieces for b in ids if b not in new})
         have = new | self.stored_blobs(wanted) if wanted else new
         torn = [(m,) for m, ids in pieces if not have.issuperset(ids)]

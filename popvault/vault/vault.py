@@ -1012,7 +1012,16 @@ class Vault:
                 except IntegrityError as exc:
                     rep.problems.append(exc.message)
                     rep.affected.add(row.id)
-        if rep.affected and not rep.problems:
+        torn = self.cache.incomplete()
+        if torn:
+            rep.problems.append(
+                f"{len(torn)} message(s) were recorded without all of their data (left by an"
+                " interrupted run of an earlier popvault): they are not archived; the next"
+                " backup fetches them again while they are on the server (an import, from"
+                " its source)"
+            )
+            rep.affected |= torn
+        elif rep.affected and not rep.problems:
             rep.problems.append(f"{len(rep.affected)} message(s) reference damaged data")
         return rep
 

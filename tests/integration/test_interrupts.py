@@ -31,6 +31,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from pathlib import Path
 
 import pytest
 
+from popvault.app.backup import backup_account
+from popvault.app.config import AccountConfig
 from popvault.mailboxes.mbox import MboxWriter
 from popvault.vault.vault import Vault
 from tests.support.backup_helpers import (
@@ -359,3 +362,127 @@ def test_a_lock_is_never_left_by_a_signal_while_it_is_taken(backup_setup: Setup,
         backup_setup, name, signal.SIGINT, hook=_hook_script(signal.SIGINT, step, "lock")
     )
     assert trial.code == 130, trial.stderr
+
+
+def test_a_vault_damaged_by_the_old_bug_is_found_by_check_and_healed_by_backup(
+    backup_setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before this fix, Ctrl-C could commit messages without their blobs; `check` found
+    them (exit 20) but the next backup counted their UIDLs as seen and never fetched
+    them again. A vault damaged exactly so (pending frame groups dropped before a commit
+    that still names their blobs) is now reported by `check` and completed by `backup`."""
+    vault, cache = backup_setup.fresh("damaged")
+    config = backup_setup.args[1]
+    table = tomllib.loads(Path(config).read_text())["accounts"]["dc"]
+    acct = AccountConfig(
+        name="dc",
+        **{k: v for k, v in table.items() if k != "password_env"},
+    )
+    real_commit = Vault.commit
+    torn: list[int] = []
+
+    def tearing_commit(self: Vault) -> str | None:
+        if not torn and self._groups:
+            torn.append(sum(len(g.blobs) for g in self._groups.values()))
+            self._groups.clear()  # what a KeyboardInterrupt in _flush_group did
+        return real_commit(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(Vault, "_assert_complete", lambda *_a: None)
+        m.setattr(Vault, "commit", tearing_commit)
+        with Vault.open(vault, PASSPHRASE.encode(), write=True, cache_dir=cache) as v:
+            rep = backup_account(v, acct, backup_setup.env["INTR_POP3_PASSWORD"])
+    assert torn and torn[0] > 0 and rep.fetched == len(MESSAGES)
+
+    env = cli_env(cache, **backup_setup.env)
+    check = subprocess.run(
+        _command(vault, ["check"], None), env=env, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 20, check.stderr
+    assert "without all of their data" in check.stderr
+    with _open(vault, cache) as v:
+        damaged = v.cache.incomplete()
+    assert damaged
+
+    done = _run(vault, cache, backup_setup.args, backup_setup.env)
+    assert done.returncode == 0, done.stderr
+    check = subprocess.run(
+        _command(vault, ["check", "--read-data"], None),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    with _open(vault, cache.parent / "fresh-cache") as v:
+        assert v.cache.incomplete() == set()
+        held = {v.read_message(row.id, use_cache=False) for row in v.messages()}
+        assert len(v.known_uidls("dc")) == len(MESSAGES)
+    assert held == set(backup_setup.expected)
+
+
+def _maildir_files(path: Path) -> list[Path]:
+    return [f for sub in ("new", "cur") if (path / sub).is_dir() for f in (path / sub).iterdir()]
+
+
+@pytest.mark.parametrize("command", ["restore", "export", "list", "check"])
+def test_long_commands_stop_with_130_on_ctrl_c(
+    import_setup: Setup, tmp_path: Path, command: str
+) -> None:
+    """Readers and restore: SIGINT mid-run exits 130 with one error line, leaves no lock,
+    and (restore) the next run completes the target with every message exactly once."""
+    vault = tmp_path / "vault"
+    shutil.copytree(import_setup.root / "probe", vault)
+    cache = tmp_path / "cache"
+    target = tmp_path / "target"
+    args = {
+        "restore": ["restore", "--to", f"maildir:{target}"],
+        "export": ["export", str(target), "--format", "mbox"],
+        "list": ["list"],
+        "check": ["check", "--read-data"],
+    }[command]
+    started = {
+        "restore": lambda: len(_maildir_files(target)) > 10,
+        "export": lambda: target.exists() and target.stat().st_size > 0,
+        "list": lambda: True,
+        "check": lambda: True,
+    }[command]
+    proc = subprocess.Popen(
+        _command(vault, args, None),
+        env=cli_env(cache),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        if command == "list":
+            assert proc.stdout.readline()  # it is writing
+        deadline = time.monotonic() + 60
+        while not started() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        if command == "check":
+            time.sleep(0.3)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _out, err_bytes = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = err_bytes.decode()
+    assert "Traceback" not in err
+    if command != "check":  # check may have finished: it only has to stop cleanly
+        assert proc.returncode == 130, (proc.returncode, err)
+    if proc.returncode == 130:
+        assert took < EXIT_BOUND
+        assert "popvault: error: interrupted (SIGINT)" in err
+    assert not (vault / "lock").exists()
+    if command == "restore":
+        done = _run(vault, cache, args, {})
+        assert done.returncode == 0, done.stderr
+        with _open(vault, tmp_path / "fresh") as v:
+            held = sorted(v.read_message(row.id) for row in v.messages())
+        restored = sorted(f.read_bytes() for f in _maildir_files(target))
+        assert restored == held  # every message once, unchanged (file = message)
