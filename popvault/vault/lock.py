@@ -99,3 +99,20 @@ def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Lock
             ),
         )
     raise VaultLocked("could not take the vault lock", hint="try again")
+
+
+def running_writer(backend: Backend) -> str | None:
+    """Who holds the writer lock, when that writer may still be running:
+    ``"popvault backup, process 4242 on myhost since 2024-05-01 10:00:00"``.
+
+    None when there is no lock, it is unreadable, or it is stale (its process no longer
+    runs on this host). A lock of another host counts as running: it cannot be told."""
+    try:
+        held = json.loads(backend.get(LOCK_NAME))
+        host, pid = str(held["host"]), int(held["pid"])
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held["time"])))
+    except Exception:
+        return None
+    if host == socket.gethostname() and not _alive(pid, held.get("start")):
+        return None
+    return f"{held.get('command', 'popvault')}, process {pid} on {host} since {since}"
