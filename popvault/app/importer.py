@@ -1,14 +1,23 @@
 """Import use case: mbox, Maildir and .eml sources into the vault (``popvault import``).
 
-Sources are checked before anything is added, so bad input leaves the vault as it was.
-Messages are committed in batches; an unreadable file inside a Maildir is reported and
-the rest continue (the run then ends as partial, exit 3).
+Sources are checked before anything is added, so bad input leaves the vault as it was:
+what is not a mailbox or a message (a config file, a document) is refused unless the
+caller forces it. Messages are committed in batches; an unreadable file inside a Maildir
+is reported and the rest continue (the run then ends as partial, exit 3).
+
+Re-importing an mbox that popvault exported finds the messages it came from: an mbox
+message the vault does not hold as read is looked up again in the forms the export may
+have changed (CRLF line endings turned into LF, a final line ending added), and when the
+vault holds exactly one of those byte sequences, that is the message imported
+(docs/formats.md, "Import").
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,10 +25,11 @@ from typing import Literal
 from popvault.app.metadata import parse_metadata
 from popvault.app.progress import NullProgress, Progress
 from popvault.errors import MailboxFormatError, UsageError
-from popvault.mailboxes.eml import read_eml
+from popvault.mailboxes.eml import looks_like_message, read_eml, read_head
 from popvault.mailboxes.maildir import read_maildir
 from popvault.mailboxes.mbox import read_mbox
 from popvault.mailboxes.message import SourceMessage
+from popvault.vault.crypto import MasterKeys
 from popvault.vault.vault import SourceInfo, Vault
 
 SourceKind = Literal["mbox", "maildir", "eml"]
@@ -37,12 +47,33 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
 
 
-def detect(path: str) -> SourceKind:
-    """What kind of mailbox ``path`` is; UsageError/MailboxFormatError if none."""
+#: What ``import`` takes, for the error that refuses anything else.
+EXPECTED = (
+    "an mbox (a file starting with 'From '), a Maildir (a folder with cur/ and new/),"
+    " a folder of .eml files, or one message (a file starting with header lines such as"
+    " 'From: ...' and 'Subject: ...', then an empty line)"
+)
+
+
+def detect(path: str, *, force: bool = False) -> SourceKind:
+    """What kind of mailbox ``path`` is; UsageError/MailboxFormatError if none.
+
+    A file that is neither an mbox nor looks like a message (see
+    :func:`popvault.mailboxes.eml.looks_like_message`), and a folder that is neither a
+    Maildir nor holds any ``.eml`` file, raise MailboxFormatError (exit 1); with
+    ``force`` such a file is taken as one message and such a folder as an empty one.
+    """
     p = Path(path)
     if p.is_dir():
         if (p / "cur").is_dir() or (p / "new").is_dir():
             return "maildir"
+        if not force and not any(
+            f.suffix.lower() == ".eml" and not f.is_dir() for f in p.rglob("*")
+        ):
+            raise MailboxFormatError(
+                f"{path} is neither a Maildir (no cur/ or new/) nor a folder of .eml files;"
+                f" import takes {EXPECTED}"
+            )
         return "eml"
     if not p.exists():
         raise UsageError(f"{path}: no such file or directory")
@@ -50,22 +81,26 @@ def detect(path: str) -> SourceKind:
         # reading a FIFO or device would block or never end
         raise MailboxFormatError(f"{path} is not a regular file, a Maildir or a folder")
     try:
-        with open(p, "rb") as f:
-            head = f.read(5)
+        head = read_head(p)
     except OSError as exc:
         raise MailboxFormatError(f"{path}: cannot read: {exc.strerror}") from None
-    if head == b"From ":
+    if head.startswith(b"From "):
         return "mbox"
     if p.suffix.lower() in (".mbox", ".mbx") or p.name.lower() in ("mbox", "inbox"):
         raise MailboxFormatError(
             f"{path} does not start with a 'From ' line: not an mbox",
             hint="import a single message as a .eml file instead",
         )
+    if not force and not looks_like_message(head):
+        raise MailboxFormatError(
+            f"{path} is neither a mailbox nor an email message; import takes {EXPECTED}",
+            hint="if it is a message all the same, add --force to import it as one",
+        )
     return "eml"
 
 
 def _read(
-    path: str, kind: SourceKind, mbox_format: str, errors: list[str]
+    vault: Vault, path: str, kind: SourceKind, mbox_format: str, errors: list[str]
 ) -> Iterator[SourceMessage]:
     def on_error(file: str, exc: Exception) -> None:
         text = str(exc)
@@ -75,10 +110,86 @@ def _read(
         fmt: Literal["auto", "mboxrd", "mboxo"] = (
             "mboxo" if mbox_format == "mboxo" else "mboxrd" if mbox_format == "mboxrd" else "auto"
         )
-        return read_mbox(path, fmt)
+        return _as_before_export(vault, read_mbox(path, fmt))
     if kind == "maildir":
         return read_maildir(path, on_error=on_error)
     return read_eml(path, on_error=on_error)
+
+
+#: A form an mbox message may have had before popvault's export: (CRLF line endings
+#: put back, how many bytes of a final line ending the export added).
+_Form = tuple[bool, int]
+
+
+def _reformed(chunks: Iterable[bytes], crlf: bool, strip: int) -> Iterator[bytes]:
+    """The bytes of ``chunks`` in a form: every LF as CRLF when ``crlf`` (each LF on its
+    own, so chunk borders do not matter), minus the last ``strip`` bytes."""
+    held = b""
+    for chunk in chunks:
+        buf = held + chunk
+        cut = max(len(buf) - 2, 0)
+        out, held = buf[:cut], buf[cut:]
+        if out:
+            yield out.replace(b"\n", b"\r\n") if crlf else out
+    rest = held[: len(held) - strip]
+    if rest:
+        yield rest.replace(b"\n", b"\r\n") if crlf else rest
+
+
+def _form_ids(keys: MasterKeys, chunks: Iterable[bytes]) -> list[tuple[bytes, _Form]]:
+    """The keyed ids of the forms of one mbox message, in order of preference, in one
+    pass over its bytes (bounded memory for any size): as read; with CRLF put back; and
+    without a final line ending the export may have added (``\r\n`` of ``--crlf``,
+    ``\n`` of an LF export, itself from an LF or a CRLF message)."""
+    plain, crlf = keys.hasher(), keys.hasher()
+    held = b""
+    for chunk in chunks:
+        buf = held + chunk
+        cut = max(len(buf) - 2, 0)
+        out, held = buf[:cut], buf[cut:]
+        plain.update(out)
+        crlf.update(out.replace(b"\n", b"\r\n"))
+    forms: list[_Form] = [(False, 0), (True, 0)]
+    if held.endswith(b"\r\n"):
+        forms.append((False, 2))
+    if held.endswith(b"\n"):
+        forms += [(False, 1), (True, 1)]
+    ids: list[tuple[bytes, _Form]] = []
+    for use_crlf, strip in forms:
+        h = (crlf if use_crlf else plain).copy()
+        rest = held[: len(held) - strip]
+        h.update(rest.replace(b"\n", b"\r\n") if use_crlf else rest)
+        ids.append((h.digest(), (use_crlf, strip)))
+    return ids
+
+
+def _as_before_export(vault: Vault, messages: Iterable[SourceMessage]) -> Iterator[SourceMessage]:
+    """Each mbox message as read, or, when the vault does not hold it so but holds one
+    of its other forms (see :func:`_form_ids`), in that form: re-importing an mbox that
+    popvault exported adds nothing new. Bytes the vault does not know in any form are
+    imported exactly as read."""
+    if not vault.commit_names():  # an empty vault holds no message exported from it
+        yield from messages
+        return
+    for sm in messages:
+        if sm.stream is None and vault.has_message(vault.keys.keyed_id(sm.data)):
+            yield sm
+            continue
+        ids = _form_ids(vault.keys, sm.chunks())
+        if vault.has_message(ids[0][0]):
+            yield sm
+            continue
+        form = next((f for mid, f in ids[1:] if vault.has_message(mid)), None)
+        if form is None:
+            yield sm
+        elif sm.stream is None:
+            yield dataclasses.replace(sm, data=b"".join(_reformed([sm.data], *form)))
+        else:
+            yield dataclasses.replace(sm, stream=functools.partial(_reformed_message, sm, form))
+
+
+def _reformed_message(sm: SourceMessage, form: _Form) -> Iterator[bytes]:
+    return _reformed(sm.chunks(), *form)
 
 
 def import_sources(
@@ -87,20 +198,23 @@ def import_sources(
     *,
     account: str = "import",
     mbox_format: str = "auto",
+    force: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
     """Add every message of ``sources`` to the vault under ``account``; commits in batches.
 
-    Durable on return: everything counted in the report is committed.
+    Every source is checked first (:func:`detect`; ``force`` takes files that do not
+    look like messages too). Durable on return: everything counted in the report is
+    committed.
     """
     progress = progress or NullProgress()
-    kinds = [(s, detect(s)) for s in sources]
+    kinds = [(s, detect(s, force=force)) for s in sources]
     rep = ImportReport()
     batch_bytes = batch_messages = 0
     for path, kind in kinds:
         total = os.path.getsize(path) if kind == "mbox" else None
         progress.start(f"{kind}:{path}", None, total)
-        for sm in _read(path, kind, mbox_format, rep.errors):
+        for sm in _read(vault, path, kind, mbox_format, rep.errors):
             w = vault.new_message()
             try:
                 for piece in sm.chunks():

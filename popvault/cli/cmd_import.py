@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from popvault.app.importer import import_sources
+from popvault.app.importer import detect, import_sources
 from popvault.cli.context import Context, pass_ctx
 from popvault.cli.output import human_bytes
 from popvault.errors import PartialFailure
@@ -22,13 +22,28 @@ from popvault.errors import PartialFailure
     show_default=True,
     help="How '>From ' lines in mbox files are read.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Import a file that does not look like a message all the same (as one message).",
+)
 @pass_ctx
-def command(ctx: Context, sources: tuple[str, ...], account: str, mbox_format: str) -> None:
+def command(
+    ctx: Context, sources: tuple[str, ...], account: str, mbox_format: str, force: bool
+) -> None:
     """Import messages from mbox files, Maildirs and .eml files or folders."""
+    ctx.check_vault()
+    for source in sources:  # refuse what is not mail before asking for a passphrase
+        detect(source, force=force)
     with ctx.open_vault(write=True, command="popvault import") as vault:
         progress = ctx.progress()
         rep = import_sources(
-            vault, list(sources), account=account, mbox_format=mbox_format, progress=progress
+            vault,
+            list(sources),
+            account=account,
+            mbox_format=mbox_format,
+            force=force,
+            progress=progress,
         )
     if not ctx.quiet:
         click.echo(

@@ -5,6 +5,10 @@ bytes and the writer writes the given bytes unchanged (CRLF, bare LF, NUL, 8-bit
 final newline: all kept). The writer creates each file atomically (temporary file,
 fsync, hard link to the final name so an existing file is never replaced, directory
 fsync) with mode 0600.
+
+:func:`looks_like_message` is how ``import`` tells a message from any other file given
+on its own (a config file, a document): a header section of ``Name: value`` lines with
+at least one of the usual fields, ending in an empty line.
 """
 
 from __future__ import annotations
@@ -29,6 +33,39 @@ from popvault.mailboxes.message import (
 ErrorHandler = Callable[[str, Exception], None]
 
 _UNSAFE = re.compile(r"[\x00-\x1f/\\\x7f]")
+
+#: How much of a file :func:`looks_like_message` reads: real header sections (many
+#: Received and DKIM fields) stay far below this.
+HEAD_LIMIT = 256 * 1024
+#: A header field: a name of printable ASCII but ':' (RFC 5322 §2.2; obsolete syntax
+#: allows blanks before the colon), then the colon.
+_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+#: Fields of which a message has at least one; a file of ``Name: value`` lines
+#: without any of them is some other text (a YAML or TOML file, a note).
+USUAL_FIELDS = frozenset(
+    {
+        b"from",
+        b"sender",
+        b"to",
+        b"cc",
+        b"bcc",
+        b"date",
+        b"subject",
+        b"received",
+        b"message-id",
+        b"return-path",
+        b"delivered-to",
+        b"reply-to",
+        b"in-reply-to",
+        b"references",
+        b"mime-version",
+        b"content-type",
+        b"x-original-to",
+        b"envelope-to",
+        b"dkim-signature",
+        b"authentication-results",
+    }
+)
 
 
 def read_eml(
@@ -66,6 +103,46 @@ def read_eml(
             on_error(str(file), error)
             continue
         yield SourceMessage(data=data, source=f"eml:{file}", path=large)
+
+
+def looks_like_message(data: bytes) -> bool:
+    """Whether ``data`` (the first :data:`HEAD_LIMIT` bytes of a file, or all of it)
+    starts like an RFC 5322 message.
+
+    True when it begins with a header section: one or more ``Name: value`` fields (a
+    line starting with a space or tab continues the field before it), at least one of
+    them one of :data:`USUAL_FIELDS`, up to an empty line (LF or CRLF) or, for a message
+    without a body, the end of ``data`` when ``data`` is shorter than the limit.
+    """
+    usual = False
+    fields = 0
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        if end < 0:
+            if len(data) >= HEAD_LIMIT:
+                return False  # a header section longer than we look at: not a message
+            end = len(data)
+        line = data[pos:end].removesuffix(b"\r")
+        pos = end + 1
+        if not line:
+            return usual  # the empty line that ends the header section
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                return False  # a continuation of nothing
+            continue  # a folded field
+        m = _FIELD.match(line)
+        if m is None:
+            return False
+        fields += 1
+        usual = usual or m.group(1).lower() in USUAL_FIELDS
+    return usual and len(data) < HEAD_LIMIT
+
+
+def read_head(path: str | os.PathLike[str]) -> bytes:
+    """The first :data:`HEAD_LIMIT` bytes of the file at ``path`` (OSError if unreadable)."""
+    with open(path, "rb") as f:
+        return f.read(HEAD_LIMIT)
 
 
 def safe_name(name: str) -> str:
