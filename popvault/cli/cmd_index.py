@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from popvault.cli.context import Context, pass_ctx
+from popvault.cli.group import HelpGroup
 
 
-@click.group("index")
+@click.group("index", cls=HelpGroup)
 def command() -> None:
     """Manage the local index cache (it can always be rebuilt)."""
 

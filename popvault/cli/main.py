@@ -16,6 +16,7 @@ import click
 
 from popvault import __version__
 from popvault.cli.context import Context
+from popvault.cli.group import HelpGroup, StdoutClosed
 from popvault.cli.output import error
 from popvault.errors import PopvaultError
 
@@ -37,7 +38,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(HelpGroup):
     """A group that imports a command's module only when the command is used."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -151,9 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         error("interrupted; everything committed so far is safe")
         code = 130
-    except BrokenPipeError:
-        sys.stderr.close()
-        code = 0
+    except (BrokenPipeError, StdoutClosed):
+        code = _stdout_closed()
     except OSError as exc:
         error(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
         code = 1
@@ -162,5 +162,22 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         error(f"internal error: {type(exc).__name__}: {exc}", "please report this as a bug")
         code = 1
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed()
     sys.exit(code)
+
+
+def _stdout_closed() -> int:
+    """Whoever read our stdout stopped reading (``| head``): that is fine, exit 0.
+
+    Points stdout at /dev/null so that flushing what is still buffered, here and at
+    interpreter exit, cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (an in-process test runner)
+        pass
+    return 0
