@@ -232,9 +232,16 @@ def find_config_vault(config: str | None) -> str | None:
     return load_config(path, required=required).vault
 
 
-def config_top_value(config: str | None, key: str) -> str | None:
+def cli_config(config: str | None) -> Config:
+    """The config file the CLI uses: ``config`` (must exist), else the default path
+    (may be missing: then an empty Config with ``path`` None)."""
     path, required = _config_path(config)
-    if not required and not path.exists():
-        return None
-    value = getattr(load_config(path, required=required), key)
-    return value if isinstance(value, str) else None
+    return load_config(path, required=required)
+
+
+def config_passphrase_applies(cfg: Config, vault_in_use: str) -> bool:
+    """Whether the config's passphrase source is for the vault in use: only for its own
+    vault, the one ``vault =`` names (compared as resolved paths)."""
+    if cfg.vault is None:
+        return False
+    return Path(vault_in_use).expanduser().resolve() == Path(cfg.vault)

@@ -1,9 +1,12 @@
 """Where secrets come from: passphrase and password sources, in documented order.
 
-Passphrase order (docs/cli.md): ``--passphrase-file``, ``--passphrase-command``, the
-``POPVAULT_PASSPHRASE`` environment variable, the config file's ``passphrase_file`` and
-``passphrase_command``, then an interactive prompt supplied by the caller. Secrets are
-never logged; a command's stderr passes through to the user.
+Passphrase order (docs/cli.md, "Where the passphrase comes from"): ``--passphrase-file``,
+``--passphrase-command``, the ``POPVAULT_PASSPHRASE`` environment variable, the config
+file's ``passphrase_file`` and ``passphrase_command`` (which the caller passes only for
+the config's own vault), then an interactive prompt supplied by the caller. The first
+source that is set is used, and named in :attr:`Passphrase.source` so that errors can
+say where a wrong passphrase came from. Secrets are never logged; a command's stderr
+passes through to the user.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import shlex
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from popvault.errors import UsageError
@@ -48,6 +52,65 @@ def run_secret_command(command: str, what: str) -> str:
     return text[0]
 
 
+@dataclass(frozen=True)
+class Passphrase:
+    """A passphrase and where it came from."""
+
+    value: bytes = field(repr=False)
+    #: The source, for messages: ``POPVAULT_PASSPHRASE``, ``--passphrase-file FILE``,
+    #: ``passphrase_command in CONFIG``, ``the prompt``, ...
+    source: str
+    #: The file it was read from (``--passphrase-file`` or the config's), else None.
+    file: str | None = None
+    #: Typed at the interactive prompt (so asking again makes sense).
+    prompted: bool = False
+
+
+def find_passphrase(
+    file: str | None,
+    command: str | None,
+    prompt: Callable[[bool], str] | None,
+    *,
+    confirm: bool = False,
+    env: str = "POPVAULT_PASSPHRASE",
+    config_file: str | None = None,
+    config_command: str | None = None,
+    config_path: str | None = None,
+    option_prefix: str = "--passphrase",
+) -> Passphrase:
+    """The passphrase from the first source that is set: the options (``file``,
+    ``command``), the environment variable ``env``, the config file's ``config_file`` /
+    ``config_command`` (from the file ``config_path``), then ``prompt``. UsageError
+    (exit 2) when none is set, a source fails, or the passphrase is empty."""
+    in_config = f" in {config_path}" if config_path else " in the config"
+    if file:
+        value = read_secret_file(file)
+        found = Passphrase(b"", f"{option_prefix}-file {file}", file=file)
+    elif command:
+        value = run_secret_command(command, "passphrase")
+        found = Passphrase(b"", f"{option_prefix}-command")
+    elif os.environ.get(env):
+        value = os.environ[env]
+        found = Passphrase(b"", env)
+    elif config_file:
+        value = read_secret_file(config_file)
+        found = Passphrase(b"", f"passphrase_file {config_file}{in_config}", file=config_file)
+    elif config_command:
+        value = run_secret_command(config_command, "passphrase")
+        found = Passphrase(b"", f"passphrase_command{in_config}")
+    elif prompt is not None:
+        value = prompt(confirm)
+        found = Passphrase(b"", "the prompt", prompted=True)
+    else:
+        raise UsageError(
+            "no passphrase given",
+            hint=f"use {option_prefix}-file, {option_prefix}-command or {env}",
+        )
+    if not value:
+        raise UsageError(f"the passphrase is empty (it came from {found.source})")
+    return Passphrase(value.encode("utf-8"), found.source, found.file, found.prompted)
+
+
 def get_passphrase(
     file: str | None,
     command: str | None,
@@ -57,27 +120,17 @@ def get_passphrase(
     env: str = "POPVAULT_PASSPHRASE",
     config_file: str | None = None,
     config_command: str | None = None,
+    option_prefix: str = "--passphrase",
 ) -> bytes:
-    """The vault passphrase from the first source that is set: the options, the
-    environment variable, the config file's ``passphrase_file`` / ``passphrase_command``,
-    then the prompt (see module doc)."""
-    if file:
-        value = read_secret_file(file)
-    elif command:
-        value = run_secret_command(command, "passphrase")
-    elif os.environ.get(env):
-        value = os.environ[env]
-    elif config_file:
-        value = read_secret_file(config_file)
-    elif config_command:
-        value = run_secret_command(config_command, "passphrase")
-    elif prompt is not None:
-        value = prompt(confirm)
-    else:
-        raise UsageError(
-            "no passphrase given",
-            hint=f"use --passphrase-file, --passphrase-command or {env}",
-        )
-    if not value:
-        raise UsageError("the passphrase is empty")
-    return value.encode("utf-8")
+    """The passphrase's bytes from the first source that is set (see
+    :func:`find_passphrase`)."""
+    return find_passphrase(
+        file,
+        command,
+        prompt,
+        confirm=confirm,
+        env=env,
+        config_file=config_file,
+        config_command=config_command,
+        option_prefix=option_prefix,
+    ).value

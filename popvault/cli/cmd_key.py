@@ -9,21 +9,20 @@ import click
 
 from popvault.app.secrets import get_passphrase
 from popvault.cli.context import Context, _interactive, pass_ctx
+from popvault.cli.group import HelpGroup
+from popvault.cli.output import ask_secret
 from popvault.errors import UsageError
 from popvault.vault.vault import import_key_export
 
 
-@click.group("key")
+@click.group("key", cls=HelpGroup)
 def command() -> None:
     """Manage the vault's keys."""
 
 
 def _new_passphrase(file: str | None, command: str | None) -> bytes:
     def prompt(confirm: bool) -> str:
-        value: str = click.prompt(
-            "New passphrase", hide_input=True, confirmation_prompt=True, err=True
-        )
-        return value
+        return ask_secret("New passphrase", confirm=True)
 
     return get_passphrase(
         file,
@@ -31,6 +30,7 @@ def _new_passphrase(file: str | None, command: str | None) -> bytes:
         prompt if _interactive() else None,
         confirm=True,
         env="POPVAULT_NEW_PASSPHRASE",
+        option_prefix="--new-passphrase",
     )
 
 
@@ -43,12 +43,23 @@ def passwd(
 ) -> None:
     """Change the passphrase: the new key slot is written and verified before the old
     one is removed. The new passphrase also comes from POPVAULT_NEW_PASSPHRASE."""
-    old = ctx.passphrase()
+    ctx.open_vault(sync=False).close()  # a wrong current passphrase: before asking the new
+    old = ctx.passphrase_source()
     new = _new_passphrase(new_passphrase_file, new_passphrase_command)
     with ctx.open_vault(write=True, command="popvault key passwd") as vault:
-        vault.change_passphrase(old, new)
+        vault.change_passphrase(old.value, new)
     if not ctx.quiet:
         click.echo("passphrase changed", err=True)
+    if old.file is not None:
+        ctx.warn(
+            f"{old.file} still holds the old passphrase: write the new one into it, or"
+            " commands reading it will fail with 'wrong passphrase'"
+        )
+    elif not old.prompted:
+        ctx.warn(
+            f"{old.source} still gives the old passphrase: change it too, or commands"
+            " using it will fail with 'wrong passphrase'"
+        )
 
 
 @command.command("export")

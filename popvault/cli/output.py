@@ -1,12 +1,20 @@
-"""Terminal output: error lines, progress bars (tqdm, stderr, only on a terminal)."""
+"""Terminal output: error lines, secret prompts, progress bars (tqdm, stderr, only on a
+terminal)."""
 
 from __future__ import annotations
 
+import getpass
 import sys
 from typing import Any
 
 import click
 from tqdm import tqdm
+
+from popvault.errors import UsageError
+
+#: How often a prompt asks (for a non-empty answer, two entries that match, or a
+#: passphrase that opens the vault) before the command gives up.
+PROMPT_TRIES = 3
 
 
 def error(message: str, hint: str | None = None) -> None:
@@ -17,6 +25,43 @@ def error(message: str, hint: str | None = None) -> None:
 
 def warning(message: str) -> None:
     click.echo(f"popvault: warning: {message}", err=True)
+
+
+def ask_secret(label: str, *, confirm: bool = False) -> str:
+    """Ask for a secret on the terminal without echo (``LABEL: ``); with ``confirm``
+    twice, asking again when the two entries differ.
+
+    Gives up after :data:`PROMPT_TRIES` empty answers or mismatches with UsageError
+    (exit 2), and also when the input ends (Ctrl-D), so every failure is a
+    ``popvault: error:`` line. Ctrl-C raises KeyboardInterrupt as anywhere else.
+    """
+    for attempt in range(1, PROMPT_TRIES + 1):
+        value = _ask(label, label.lower())
+        if not confirm:
+            return value
+        if _ask("Repeat for confirmation", label.lower()) == value:
+            return value
+        if attempt < PROMPT_TRIES:
+            warning("the two entries do not match; try again")
+    raise UsageError(
+        f"the two entries of the {label.lower()} did not match {PROMPT_TRIES} times",
+        hint="run the command again and type the same text twice",
+    )
+
+
+def _ask(label: str, what: str) -> str:
+    for _ in range(PROMPT_TRIES):
+        try:
+            value = getpass.getpass(f"{label}: ")
+        except EOFError:
+            click.echo(err=True)
+            raise UsageError(
+                f"no {what} entered: the input ended",
+                hint="type it and press Enter (Ctrl-D ends the input)",
+            ) from None
+        if value:
+            return value
+    raise UsageError(f"no {what} entered ({PROMPT_TRIES} empty answers)")
 
 
 class CliProgress:
