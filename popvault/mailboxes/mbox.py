@@ -54,7 +54,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Literal
 
-from popvault.errors import MailboxFormatError
+from popvault.errors import MailboxFormatError, PopvaultError, UsageError
 from popvault.mailboxes.message import (
     CHUNK,
     LARGE_FILE,
@@ -247,6 +247,8 @@ class MboxWriter:
     so on return the whole mbox is durable and a crash before that leaves the old file
     (or none) untouched. :meth:`abort`, or leaving a ``with`` block by an exception,
     removes the temporary file. See the module docstring for the transforms applied.
+    A missing folder raises UsageError (exit 2), any other failure to create or rename
+    the file PopvaultError (exit 1), both naming ``path``, not the temporary file.
     """
 
     def __init__(self, path: str | os.PathLike[str], crlf: bool = False) -> None:
@@ -254,7 +256,15 @@ class MboxWriter:
         self.crlf = crlf
         self._eol = b"\r\n" if crlf else b"\n"
         directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        if not directory.is_dir():
+            raise UsageError(
+                f"cannot write the mbox {path}: the folder {directory} does not exist",
+                hint="create the folder first, or give another path",
+            )
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise PopvaultError(f"cannot write the mbox {path}: {exc.strerror or exc}") from None
         self._tmp = Path(tmp)
         os.fchmod(fd, 0o600)
         self._file: BinaryIO | None = os.fdopen(fd, "wb", buffering=1024 * 1024)
@@ -310,7 +320,13 @@ class MboxWriter:
             os.fsync(f.fileno())
         finally:
             f.close()
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise PopvaultError(
+                f"cannot write the mbox {self.path}: {exc.strerror or exc}"
+            ) from None
         fsync_dir(self.path.parent)
 
     def abort(self) -> None:
