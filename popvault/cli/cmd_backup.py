@@ -12,7 +12,7 @@ from popvault.app.backup import BackupReport, resolve_password, run_backup
 from popvault.app.config import AccountConfig, default_config_path, load_config
 from popvault.app.secrets import run_secret_command
 from popvault.cli.context import Context, _interactive, pass_ctx
-from popvault.cli.output import human_bytes
+from popvault.cli.output import ask_secret, error, human_bytes
 from popvault.errors import PartialFailure, PopvaultError, UsageError
 from popvault.pop3.settings import parse_pop3_url
 
@@ -49,8 +49,7 @@ def url_password(command: str | None, what: str = "POP3") -> str:
     if os.environ.get(env):
         return os.environ[env]
     if _interactive():
-        value: str = click.prompt(f"{what} password", hide_input=True, err=True)
-        return value
+        return ask_secret(f"{what} password")
     raise UsageError(f"no {what} password", hint=f"set {env} or use --password-command")
 
 
@@ -63,7 +62,7 @@ def print_report(ctx: Context, report: BackupReport, as_json: bool) -> None:
         )
     for a in report.accounts:
         if a.error is not None:
-            click.echo(f"popvault: error: account {a.account}: {a.error}", err=True)
+            error(f"account {a.account}: {a.error}", a.hint)
         elif not ctx.quiet and not as_json:
             if a.would_fetch or a.would_delete:
                 click.echo(

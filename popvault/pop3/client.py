@@ -140,7 +140,10 @@ class Pop3Client:
             sock.close()
             raise TLSError(
                 f"{host}: server certificate refused: {exc.verify_message}",
-                hint="set tls_ca_file to the server's CA, or pin it with tls_fingerprint",
+                hint=f"if {host} has a private CA or a self-signed certificate, trust the CA"
+                " with tls_ca_file or pin the certificate with tls_fingerprint in the"
+                " account's config section (options --tls-ca-file / --tls-fingerprint of"
+                " 'backup --url', --pop3-tls-ca-file / --pop3-tls-fingerprint of 'migrate')",
             ) from None
         except ssl.SSLError as exc:
             sock.close()
