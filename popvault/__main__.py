@@ -12,9 +12,14 @@ def run() -> None:
     from popvault import interrupts
 
     interrupts.hold_during_start()
-    from popvault.cli.main import main
+    try:
+        from popvault.cli.main import main
 
-    main()
+        main()
+    finally:
+        # the run's exit code is decided: a signal while the interpreter shuts down
+        # (which restores the default actions) must not replace it by "killed"
+        interrupts.block_until_exit()
 
 
 if __name__ == "__main__":

@@ -32,9 +32,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import FrameType
-from typing import Any
 
 #: The signals that stop a run cleanly.
 SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -59,6 +58,7 @@ class _State:
         self.held: int | None = None  # a signal that arrived inside one
         self.requested: int | None = None  # the first signal of this run
         self.early: int | None = None  # a signal that arrived while starting up
+        self.starting = False  # between hold_during_start() and handlers()
 
 
 _state = _State()
@@ -78,24 +78,28 @@ def _handler(signum: int, _frame: FrameType | None) -> None:
 
 
 def _early(signum: int, _frame: FrameType | None) -> None:
-    if _state.early is None:
+    if _state.starting and _state.early is None:
         _state.early = signum
-
-
-def _python_default(s: signal.Signals) -> signal.Handlers | Callable[[int, FrameType | None], Any]:
-    return signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL
 
 
 def hold_during_start() -> None:
     """Note SIGINT, SIGTERM and SIGHUP instead of acting on them until :func:`handlers`
     takes over (which then raises :class:`Interrupted` at once): called first thing by
     the command's entry point, so that a signal while the program's modules load ends
-    it cleanly instead of with a traceback."""
+    it cleanly instead of with a traceback. After :func:`handlers` ends, this holder is
+    back: a signal while the finished run exits changes nothing."""
     if threading.current_thread() is not threading.main_thread():
         return
+    _state.starting = True
     for s in SIGNALS:
         if signal.getsignal(s) is not signal.SIG_IGN:
             signal.signal(s, _early)
+
+
+def block_until_exit() -> None:
+    """Block SIGINT, SIGTERM and SIGHUP for the rest of the process (its last step)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
 
 
 @contextlib.contextmanager
@@ -114,14 +118,16 @@ def handlers() -> Iterator[None]:
             if previous[s] is not signal.SIG_IGN:
                 signal.signal(s, _handler)
         early, _state.early = _state.early, None
+        _state.starting = False
         if early is not None:
             _state.requested = early
             raise Interrupted(early)
         yield
     finally:
         for s, h in previous.items():
-            # after the run, Python's own handling again (not the start-up holder)
-            signal.signal(s, _python_default(s) if h is _early else h)
+            # the command's entry point keeps holding (and ignoring) a signal that comes
+            # after the run, while it exits with the run's own code
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager

@@ -11,10 +11,12 @@ concurrently (``jobs``); one failing account does not stop the others.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -304,9 +306,11 @@ def backup_account(
 
         stopped = False
         try:
-            client.retr_many([n for n, _ in todo], begin, end, window=acct.pipeline_window)
-        except (interrupts.Interrupted, KeyboardInterrupt):
-            stopped = True
+            with _fetching(client):
+                client.retr_many([n for n, _ in todo], begin, end, window=acct.pipeline_window)
+        except BaseException as exc:
+            # an interrupt; or, in a --jobs thread, the connection cut because of one
+            stopped = isinstance(exc, KeyboardInterrupt) or interrupts.requested() is not None
             raise
         finally:
             # whatever arrived whole is kept, even when the session broke; on an
@@ -377,6 +381,32 @@ def backup_account(
     finally:
         rep.seconds = round(time.monotonic() - t0, 3)
     return rep
+
+
+#: The POP3 sessions fetching right now, for an interrupt to cut (``run_backup``).
+_sessions: set[Pop3Client] = set()
+_sessions_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fetching(client: Pop3Client) -> Iterator[None]:
+    """While ``client`` fetches, an interrupt may cut it (never later: from QUIT on,
+    a deletion must be recorded)."""
+    with _sessions_lock:
+        _sessions.add(client)
+    try:
+        yield
+    finally:
+        with _sessions_lock:
+            _sessions.discard(client)
+
+
+def _cut_sessions() -> None:
+    """Make the accounts fetching in other threads stop now: a read blocked on a slow
+    or silent server would otherwise hold the interrupt up until its timeout."""
+    with _sessions_lock:
+        for client in _sessions:
+            client.abort()
 
 
 #: What the preparer carries with each message: number, UIDL, bytes and lines received.
@@ -466,5 +496,11 @@ def run_backup(
         reports = [one(a) for a in accounts]
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            reports = list(pool.map(one, accounts))
+            try:
+                reports = list(pool.map(one, accounts))
+            except (interrupts.Interrupted, KeyboardInterrupt):
+                # the threads stop at their next message; those waiting on a server now
+                pool.shutdown(wait=False, cancel_futures=True)
+                _cut_sessions()
+                raise
     return BackupReport(reports)

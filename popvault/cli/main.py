@@ -14,7 +14,7 @@ import traceback
 
 import click
 
-from popvault import __version__
+from popvault import __version__, interrupts
 from popvault.cli.context import Context
 from popvault.cli.group import HelpGroup, StdoutClosed
 from popvault.cli.output import error
@@ -132,14 +132,26 @@ def cli(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn errors into exit codes (never a traceback)."""
     try:
-        rv = cli.main(args=argv, prog_name="popvault", standalone_mode=False)
+        with interrupts.handlers():
+            rv = cli.main(args=argv, prog_name="popvault", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
     except PopvaultError as exc:
         error(exc.message, exc.hint)
         code = exc.exit_code
-    except click.exceptions.Abort:
-        error("aborted")
-        code = 1
+    except interrupts.Interrupted as exc:
+        error(
+            f"interrupted ({exc.signal_name}); everything committed so far is safe",
+            "run the same command again to go on where it stopped",
+        )
+        code = exc.exit_code
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C (KeyboardInterrupt) and end of input at a prompt into Abort
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            error("interrupted (SIGINT); everything committed so far is safe")
+            code = 130
+        else:
+            error("the input ended at a prompt", "give the answer on the terminal or as an option")
+            code = 2
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else "popvault"
         error(exc.format_message(), f"run '{command} --help' for the options")
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except KeyboardInterrupt:
-        error("interrupted; everything committed so far is safe")
+        error("interrupted (SIGINT); everything committed so far is safe")
         code = 130
     except (BrokenPipeError, StdoutClosed):
         code = _stdout_closed()

@@ -208,6 +208,17 @@ class Pop3Client:
             except OSError:
                 pass
 
+    def abort(self) -> None:
+        """Make a read or write blocked in another thread fail at once (an interrupt
+        while accounts run in parallel); the session then ends without QUIT, so the
+        server applies no deletion. Never raises."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def quit(self) -> None:
         """End the session with QUIT, which is when the server applies deletions.
 

@@ -714,8 +714,8 @@ class Vault:
         self._flush_group("rec")
         self._finish_pack()
         locs = self._written_locs
-        self._assert_complete(records, locs)
         blobs = [[b.blob_id.hex(), b.kind, *b.fields()] for b in locs]
+        self._assert_complete(records, {str(b[0]) for b in blobs})
         # json.dumps({"version": 1, "blobs": blobs, "records": records}), same bytes
         seg_json = f'{{"version": 1, "blobs": {json.dumps(blobs)}, "records": {records_json}}}'
         seg_plain = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(seg_json.encode())
@@ -747,22 +747,28 @@ class Vault:
         self._pending_srcs.clear()
         return cname
 
-    def _assert_complete(self, records: list[dict[str, Any]], locs: list[BlobLocation]) -> None:
+    def _assert_complete(self, records: list[dict[str, Any]], written: set[str]) -> None:
         """Refuse a commit whose records name a blob that is neither in one of its packs
-        nor in a pack an earlier commit lists (format §8.1): a bug in the writer becomes
-        a refused commit, never a vault whose messages have no data."""
-        named: set[bytes] = set()
+        (``written``: hex ids) nor in a pack an earlier commit lists (format §8.2, step
+        3): a bug in the writer becomes a refused commit, never a vault whose messages
+        have no data."""
+        named: set[str] = set()
         for r in records:
             if r["t"] == "msg":
-                named.update(piece_ids(r["pieces"]))
-        named.difference_update(loc.blob_id for loc in locs)
+                for p in r["pieces"]:
+                    if p[0] == "r":
+                        named.add(p[1])
+                    elif p[0] == "b":
+                        named.update(p[1])
+        named -= written
         if not named:
             return
-        missing = named - self.cache.stored_blobs(list(named))
+        stored = self.cache.stored_blobs([bytes.fromhex(h) for h in named])
+        missing = named - {b.hex() for b in stored}
         if missing:
             raise IntegrityError(
                 f"refusing to commit: {len(missing)} blob(s) the new records name are in"
-                f" no pack (first {min(missing).hex()[:12]}); nothing was committed",
+                f" no pack (first {min(missing)[:12]}); nothing was committed",
                 hint="this is a bug in popvault, please report it; the vault is unchanged"
                 " and the next run starts over from the last commit",
             )
@@ -1098,9 +1104,12 @@ class Vault:
                 continue
         if not old_slots:
             raise WrongPassphrase("wrong passphrase")
-        self.add_passphrase(new, kdf)
-        for slot in old_slots:
-            self.backend.delete(slot)
+        # not torn by a signal: a user told "interrupted" must not find both passphrases
+        # working, nor be told that the change failed when it is done
+        with interrupts.critical():
+            self.add_passphrase(new, kdf)
+            for slot in old_slots:
+                self.backend.delete(slot)
 
     def export_keys(self) -> str:
         return export_keys(self.keys, self.vault_id)

@@ -33,7 +33,7 @@ import textwrap
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ import pytest
 from popvault.app.backup import backup_account
 from popvault.app.config import AccountConfig
 from popvault.mailboxes.mbox import MboxWriter
+from popvault.pop3.server import Faults, ScriptedPop3Server
 from popvault.vault.vault import Vault
 from tests.support.backup_helpers import (
     PASSPHRASE,
@@ -283,8 +284,8 @@ def _trial(
     return trial
 
 
-def _full_run_seconds(setup: Setup) -> float:
-    vault, cache = setup.fresh("baseline")
+def _full_run_seconds(setup: Setup, label: str) -> float:
+    vault, cache = setup.fresh(f"baseline-{label}")
     t0 = time.monotonic()
     done = _run(vault, cache, setup.args, setup.env)
     took = time.monotonic() - t0
@@ -294,7 +295,7 @@ def _full_run_seconds(setup: Setup) -> float:
 
 def _sweep(setup: Setup, label: str, signum: int, count: int) -> list[Trial]:
     """``count`` trials with delays spread evenly over an uninterrupted run's length."""
-    full = _full_run_seconds(setup)
+    full = _full_run_seconds(setup, label)
     rng = random.Random(f"{SEED}-{label}")
     trials = []
     for i in range(count):
@@ -441,7 +442,7 @@ def test_long_commands_stop_with_130_on_ctrl_c(
         "list": ["list"],
         "check": ["check", "--read-data"],
     }[command]
-    started = {
+    started: Callable[[], bool] = {
         "restore": lambda: len(_maildir_files(target)) > 10,
         "export": lambda: target.exists() and target.stat().st_size > 0,
         "list": lambda: True,
@@ -486,3 +487,61 @@ def test_long_commands_stop_with_130_on_ctrl_c(
             held = sorted(v.read_message(row.id) for row in v.messages())
         restored = sorted(f.read_bytes() for f in _maildir_files(target))
         assert restored == held  # every message once, unchanged (file = message)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_does_not_wait_for_a_silent_server(
+    backup_setup: Setup, tmp_path: Path, jobs: int
+) -> None:
+    """A server that never answers RETR (a fault Dovecot cannot produce: our scripted
+    server) holds a read for up to its 60 s timeout. Ctrl-C must not wait for it, also
+    when it is read by another thread (``--jobs``), while a second account backs up from
+    Dovecot: exit 130 within the bound, what Dovecot gave is committed and checks clean."""
+    messages = small_messages(20, seed=5)
+    faults = Faults(hang_on="RETR")
+    with ScriptedPop3Server(messages, user="silent", password="pw", faults=faults) as server:
+        table = tomllib.loads(Path(backup_setup.args[1]).read_text())["accounts"]
+        table["silent"] = {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "user": "silent",
+            "tls": "none",
+            "password_env": "INTR_SILENT_PASSWORD",
+            "timeout": 60,
+        }
+        config = write_config(tmp_path / "config.toml", table)
+        vault, cache = backup_setup.fresh(f"silent-{jobs}")
+        argv = ["--config", str(config), "backup", "--jobs", str(jobs)]
+        if jobs == 1:
+            argv += ["silent"]
+        proc = subprocess.Popen(
+            _command(vault, argv, None),
+            env=cli_env(cache, INTR_SILENT_PASSWORD="pw", **backup_setup.env),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not any(c.startswith("RETR") for c in server.commands):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.01)
+            time.sleep(1.0 if jobs > 1 else 0.1)  # Dovecot's account gets going
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=EXIT_BOUND * 3)
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert took < EXIT_BOUND, f"exit took {took:.1f} s"
+    assert "Traceback" not in err
+    assert not (vault / "lock").exists()
+    with _open(vault, cache.parent / "fresh-cache") as v:
+        assert v.check(read_data=True).ok
+        assert set(v.known_uidls("silent")) == set()
+        if jobs > 1:
+            assert v.known_uidls("dc")  # the other account's work was committed

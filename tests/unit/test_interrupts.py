@@ -98,6 +98,12 @@ def test_a_signal_during_start_up_is_raised_when_the_handlers_take_over() -> Non
         with pytest.raises(Interrupted) as info, interrupts.handlers():
             pytest.fail("the held signal was not raised")
         assert info.value.exit_code == 143
+        # after the run the holder is back: a late signal cannot change the exit code
+        assert signal.getsignal(signal.SIGTERM) is interrupts._early
+        _signal(signal.SIGTERM)
+        assert interrupts.requested() == signal.SIGTERM  # the run's, not a new one
+        with interrupts.handlers():  # a next run in this process starts clean
+            pass
     finally:
         for s, h in before.items():
             signal.signal(s, h)
