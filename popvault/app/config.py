@@ -241,7 +241,9 @@ def cli_config(config: str | None) -> Config:
 
 def config_passphrase_applies(cfg: Config, vault_in_use: str) -> bool:
     """Whether the config's passphrase source is for the vault in use: only for its own
-    vault, the one ``vault =`` names (compared as resolved paths)."""
+    vault, the one ``vault =`` names (compared as resolved paths). A config without
+    ``vault =`` names no vault, so its passphrase source serves whichever vault is given
+    (as it always did: a cron job with ``--vault`` and such a config keeps working)."""
     if cfg.vault is None:
-        return False
+        return True
     return Path(vault_in_use).expanduser().resolve() == Path(cfg.vault)

@@ -116,6 +116,9 @@ def _read(
     return read_eml(path, on_error=on_error)
 
 
+#: Bytes of a message looked at for its Message-ID (header sections are smaller).
+_HEAD = 256 << 10
+
 #: A form an mbox message may have had before popvault's export: (CRLF line endings
 #: put back, how many bytes of a final line ending the export added).
 _Form = tuple[bool, int]
@@ -172,6 +175,14 @@ def _as_before_export(vault: Vault, messages: Iterable[SourceMessage]) -> Iterat
         yield from messages
         return
     for sm in messages:
+        # a message popvault exported carries the Message-ID of the one it came from:
+        # one with a Message-ID the vault does not know (new mail) is not worth hashing
+        # in other forms (two more passes over its bytes)
+        head = sm.data if sm.stream is None else next(iter(sm.chunks()), b"")
+        header = parse_metadata(head[:_HEAD]).message_id
+        if header and not vault.has_message_id(header):
+            yield sm
+            continue
         if sm.stream is None and vault.has_message(vault.keys.keyed_id(sm.data)):
             yield sm
             continue

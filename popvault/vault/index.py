@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS sources(
   archived REAL NOT NULL, file_time REAL, from_line_time REAL);
 CREATE INDEX IF NOT EXISTS sources_account ON sources(account, uidl, msg);
 CREATE INDEX IF NOT EXISTS sources_msg ON sources(msg);
+CREATE INDEX IF NOT EXISTS messages_message_id ON messages(message_id);
 CREATE UNIQUE INDEX IF NOT EXISTS sources_unique
   ON sources(msg, account, ifnull(uidl, ''), source, archived);
 CREATE TABLE IF NOT EXISTS deletions(
@@ -295,6 +296,13 @@ class IndexCache:
         row = self.db.execute(
             "SELECT 1 FROM messages WHERE id=? AND id NOT IN (SELECT msg FROM incomplete)",
             (msg_id,),
+        ).fetchone()
+        return row is not None
+
+    def has_message_id(self, header: str) -> bool:
+        """Whether an archived message carries this Message-ID header value."""
+        row = self.db.execute(
+            "SELECT 1 FROM messages WHERE message_id=? LIMIT 1", (header,)
         ).fetchone()
         return row is not None
 

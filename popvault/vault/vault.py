@@ -504,6 +504,11 @@ class Vault:
     def has_message(self, msg_id: bytes) -> bool:
         return msg_id in self._pending_msgs or self.cache.has_message(msg_id)
 
+    def has_message_id(self, header: str) -> bool:
+        """Whether a committed message has this Message-ID header (metadata, never
+        identity: a cheap first look before comparing keyed ids)."""
+        return bool(header) and self.cache.has_message_id(header)
+
     def _store_blob(self, kind: str, data: bytes, blob_id: bytes | None = None) -> str:
         """Queue a blob for its frame unless this commit already holds it. Blobs that an
         earlier commit stored are dropped when the group reaches a frame's worth (one

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,11 +180,12 @@ def test_the_config_passphrase_is_only_for_the_config_vault(vault: Path, tmp_pat
     assert "popvault: error: no passphrase given" in res.err
     assert "passphrase_command in" in res.err and "only for the vault" in res.err
     _ok("--config", cfg, "list", env=NO_PASSPHRASE)
-    # a config without 'vault =' has no vault of its own: its passphrase is for none
+    # a config without 'vault =' names no vault: its passphrase serves the one given
+    # (cron jobs with --vault and such a config keep working)
     lone = tmp_path / "lone.toml"
     lone.write_text(f'passphrase_command = "cat {good}"\n')
-    res = run("--config", lone, "--vault", vault, "list", env=NO_PASSPHRASE)
-    assert res.code == 2 and "no passphrase given" in res.err, str(res)
+    _ok("--config", lone, "--vault", vault, "list", env=NO_PASSPHRASE)
+    _ok("--config", lone, "--vault", other, "list", env=NO_PASSPHRASE)
 
 
 def test_samples_and_docs_state_the_one_passphrase_order() -> None:
@@ -580,3 +582,40 @@ def test_readme_first_screen_sets_up_in_two_commands() -> None:
     head = readme[: readme.index("## Everyday use")]
     assert "root" in head and "apt-get" in head and "3 minutes" in head
     assert "externally-managed-environment" in head
+
+
+def _mbox(path: Path, msgs: list[bytes]) -> None:
+    from popvault.mailboxes.mbox import MboxWriter
+
+    with MboxWriter(path) as w:
+        for m in msgs:
+            w.add(m)
+
+
+def test_new_mail_in_an_mbox_is_not_hashed_in_other_forms(
+    vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-import check costs new mail (a Message-ID the vault does not know) one
+    look-up, not two more passes over its bytes; a re-import still goes through it."""
+    from popvault.app import importer
+
+    calls: list[int] = []
+    real = importer._form_ids
+
+    def counting(*args: Any) -> Any:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(importer, "_form_ids", counting)
+    old = [m.replace(b"\r\n", b"\n") for m in messages(6, seed=21)]
+    _mbox(tmp_path / "old.mbox", old)
+    _ok("--vault", vault, "import", tmp_path / "old.mbox")
+    new = [m.replace(b"\r\n", b"\n") for m in messages(8, seed=22)]
+    assert all(b"\nMessage-ID: " in m or b"\nMessage-Id: " in m for m in new)
+    _mbox(tmp_path / "new.mbox", new)
+    res = _ok("--vault", vault, "import", tmp_path / "new.mbox")
+    assert "8 new" in res.err, str(res)
+    assert calls == []
+    _ok("--vault", vault, "export", tmp_path / "out.mbox", "--format", "mbox")
+    res = _ok("--vault", vault, "import", tmp_path / "out.mbox")
+    assert "0 new" in res.err and len(calls) == 0, str(res)  # LF as stored: found as read

@@ -17,8 +17,8 @@ next uninterrupted run must complete the vault: every message on the server (or 
 mbox) in it exactly once, byte for byte. A run that finished before its signal counts as
 a trial too (exit 0, same checks), but most trials must be real interrupts.
 
-``POPVAULT_INTERRUPT_TRIALS`` scales the delay sweeps (default: 100 trials in all, with
-the step trials); ``POPVAULT_INTERRUPT_SEED`` replays one sweep's jitter.
+``POPVAULT_INTERRUPT_TRIALS`` scales the delay sweeps (default 72: with the 28 step
+trials, 100 interrupted runs); ``POPVAULT_INTERRUPT_SEED`` replays one sweep's jitter.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ EXIT_BOUND = 10.0
 #: The sweeps start this long after the process: before, the interpreter itself is
 #: starting (popvault holds signals back from its first line on, see popvault.__main__).
 START = 0.05
-TRIALS = int(os.environ.get("POPVAULT_INTERRUPT_TRIALS") or 100)
+TRIALS = int(os.environ.get("POPVAULT_INTERRUPT_TRIALS") or 72)
 SEED = int(os.environ.get("POPVAULT_INTERRUPT_SEED") or random.randrange(1 << 30))
 #: The named steps of a durable put (LocalBackend's fault hook) and the objects a run puts.
 STEPS = ("write", "fsync", "rename", "fsync-dir")
@@ -310,12 +310,13 @@ def _sweep(setup: Setup, label: str, signum: int, count: int) -> list[Trial]:
     return trials
 
 
-#: How the default 100 trials are shared (the step trials are 12 per command and signal).
-SHARES = {"backup-SIGINT": 0.35, "backup-SIGTERM": 0.15, "import-SIGINT": 0.15}
+#: How the sweep trials are shared out (with the 24 step trials and the 4 lock trials,
+#: the default 72 make 100 interrupted runs).
+SHARES = {"backup-SIGINT": 30, "backup-SIGTERM": 14, "import-SIGINT": 14, "import-SIGTERM": 14}
 
 
 def _count(label: str) -> int:
-    return max(4, round((TRIALS - 24) * SHARES.get(label, 0.1)))
+    return max(4, round(SHARES[label] * TRIALS / sum(SHARES.values())))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -336,22 +337,18 @@ def test_import_interrupted_at_a_sweep_of_moments(
 
 @pytest.mark.parametrize("prefix", OBJECTS)
 @pytest.mark.parametrize("step", STEPS)
-def test_backup_sigint_at_each_step_of_a_put(backup_setup: Setup, step: str, prefix: str) -> None:
-    name = f"backup-step-{step}-{prefix.rstrip('/')}"
-    trial = _trial(
-        backup_setup, name, signal.SIGINT, hook=_hook_script(signal.SIGINT, step, prefix)
-    )
-    assert trial.code == 130, f"{name}: the run was not interrupted: {trial.stderr}"
-
-
-@pytest.mark.parametrize("prefix", OBJECTS)
-@pytest.mark.parametrize("step", STEPS)
-def test_import_sigterm_at_each_step_of_a_put(import_setup: Setup, step: str, prefix: str) -> None:
-    name = f"import-step-{step}-{prefix.rstrip('/')}"
-    trial = _trial(
-        import_setup, name, signal.SIGTERM, hook=_hook_script(signal.SIGTERM, step, prefix)
-    )
-    assert trial.code == 143, f"{name}: the run was not interrupted: {trial.stderr}"
+@pytest.mark.parametrize(
+    ("command", "signum"),
+    [("backup", signal.SIGINT), ("import", signal.SIGTERM)],
+    ids=["backup-SIGINT", "import-SIGTERM"],
+)
+def test_signal_at_each_step_of_a_put(
+    request: pytest.FixtureRequest, command: str, signum: signal.Signals, step: str, prefix: str
+) -> None:
+    setup: Setup = request.getfixturevalue(f"{command}_setup")
+    name = f"{command}-step-{step}-{prefix.rstrip('/')}"
+    trial = _trial(setup, name, signum, hook=_hook_script(signum, step, prefix))
+    assert trial.code == 128 + signum, f"{name}: the run was not interrupted: {trial.stderr}"
 
 
 @pytest.mark.parametrize("step", STEPS)
