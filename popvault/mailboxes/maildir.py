@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from popvault.errors import MailboxFormatError
+from popvault.fsync import fsync_dir
 from popvault.mailboxes.message import (
     MessageBytes,
     SourceMessage,
-    fsync_dir,
     read_or_defer,
     write_all,
 )

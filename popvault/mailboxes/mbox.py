@@ -55,12 +55,12 @@ from types import TracebackType
 from typing import BinaryIO, Literal
 
 from popvault.errors import MailboxFormatError, PopvaultError, UsageError
+from popvault.fsync import fsync_dir
 from popvault.mailboxes.message import (
     CHUNK,
     LARGE_FILE,
     MessageBytes,
     SourceMessage,
-    fsync_dir,
     pieces_of,
 )
 

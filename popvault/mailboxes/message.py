@@ -28,15 +28,6 @@ def pieces_of(data: MessageBytes) -> Iterable[bytes]:
     return (data,) if isinstance(data, bytes) else data
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or a new file in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def read_or_defer(file: Path) -> tuple[bytes, Path | None]:
     """A message file's bytes, or for a file over :data:`LARGE_FILE` no bytes and its
     path (checked readable now; :meth:`SourceMessage.chunks` reads it in pieces).

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from popvault.errors import PopvaultError
+from popvault.fsync import fsync_dir
 
 TMP_PREFIX = ".tmp-"
 
@@ -88,11 +89,7 @@ class LocalBackend:
 
     def _fsync_dir(self, path: Path, name: str) -> None:
         self._hook("fsync-dir", name)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path)
 
     def _ensure_dir(self, directory: Path, name: str) -> None:
         if directory.is_dir():

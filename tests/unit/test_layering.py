@@ -9,7 +9,7 @@ from pathlib import Path
 import popvault
 
 ROOT = Path(popvault.__file__).parent
-SHARED = {"errors", "interrupts", "tlspin"}
+SHARED = {"errors", "fsync", "interrupts", "tlspin"}
 ALLOWED: dict[str, set[str]] = {
     "vault": {"vault"},
     "pop3": {"pop3"},
