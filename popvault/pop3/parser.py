@@ -16,7 +16,8 @@ turns every LF into CRLF, so there the choice makes no difference). The body end
 bodies that way is reported (timeout) rather than guessed at. Bodies are delivered in
 chunks as they arrive, holding back at most two bytes (a possible terminator), so memory
 stays bounded for any message size and line length. Any input gives events or
-:class:`ProtocolError`, in time linear in its length.
+:class:`ProtocolError`, in time linear in its length. :func:`dot_stuff` is the inverse,
+for a server's side of the same rules: parsing its output gives the message back.
 """
 
 from __future__ import annotations
@@ -282,6 +283,22 @@ def parse_response(data: bytes, *, multiline: bool = False) -> Response:
     return Response(status.ok, status.text, bytes(body) if has_body else None)
 
 
+def dot_stuff(data: bytes) -> bytes:
+    """A message as a multi-line body (RFC 1939 section 3), without the terminator.
+
+    Every line that starts with ``.`` gets another ``.``; a line starts at the beginning
+    and after any LF, as the parser counts them. CRLF is appended only when the message
+    does not already end in LF, so the terminating ``.CRLF`` can follow directly. The
+    parser turns ``dot_stuff(m)`` and ``.CRLF`` back into ``m`` (plus that CRLF, if added).
+    """
+    out = data.replace(b"\n.", b"\n..")
+    if out.startswith(b"."):
+        out = b"." + out
+    if not out.endswith(b"\n"):
+        out += b"\r\n"
+    return out
+
+
 __all__ = [
     "MAX_STATUS_LINE",
     "BodyChunk",
@@ -292,5 +309,6 @@ __all__ = [
     "Response",
     "ResponseParser",
     "Status",
+    "dot_stuff",
     "parse_response",
 ]

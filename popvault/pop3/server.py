@@ -5,12 +5,12 @@ and serves a :class:`Mailbox` of ``(uidl, bytes)`` messages to one user, one ses
 a time per maildrop (a second concurrent login gets ``-ERR [IN-USE]``, as RFC 2449
 describes). It speaks RFC 1939 (USER/PASS, APOP, STAT, LIST, UIDL, RETR, TOP, DELE,
 RSET, NOOP, QUIT), RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH (PLAIN, LOGIN, XOAUTH2,
-OAUTHBEARER) and RFC 6856 UTF8. RETR serves the stored bytes verbatim, dot-stuffing
-every line that starts with ``.`` (a line starts after any LF, matching
-:mod:`popvault.pop3.parser`) and adding CRLF before the terminator only when the message
-does not end in LF. Deletions are applied only on QUIT. :class:`Faults` knobs make it
-drop, lie, hang or misbehave on purpose; commands are recorded with secrets redacted.
-``stop()`` closes every socket and joins every thread it started.
+OAUTHBEARER) and RFC 6856 UTF8. RETR serves the stored bytes verbatim, dot-stuffed by
+:func:`popvault.pop3.parser.dot_stuff` (a line starts after any LF; CRLF is added before
+the terminator only when the message does not end in LF). Deletions are applied only on
+QUIT. :class:`Faults` knobs make it drop, lie, hang or misbehave on purpose; commands are
+recorded with secrets redacted. ``stop()`` closes every socket and joins every thread it
+started.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
+
+from popvault.pop3.parser import dot_stuff
 
 _POLL = 0.05  # seconds between checks of the stop flag
 _SEND_TIMEOUT = 10.0  # a client that stops reading cannot block stop() for longer
@@ -620,20 +622,6 @@ class _Session:
         raise _Closed
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """A message as a multi-line body: lines starting with '.' get another '.'.
-
-    A line starts at the beginning and after any LF. CRLF is appended only when the
-    message does not already end in LF, so the terminator can follow directly.
-    """
-    out = data.replace(b"\n.", b"\n..")
-    if out.startswith(b"."):
-        out = b"." + out
-    if not out.endswith(b"\n"):
-        out += b"\r\n"
-    return out
-
-
 def _redact(verb: str, arg: str) -> str:
     if verb == "PASS":
         return "PASS ***"
@@ -645,4 +633,4 @@ def _redact(verb: str, arg: str) -> str:
     return f"{verb} {arg}".rstrip()
 
 
-__all__ = ["Faults", "Mailbox", "ScriptedPop3Server", "dot_stuff"]
+__all__ = ["Faults", "Mailbox", "ScriptedPop3Server"]

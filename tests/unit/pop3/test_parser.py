@@ -14,9 +14,9 @@ from popvault.pop3.parser import (
     Expect,
     ResponseParser,
     Status,
+    dot_stuff,
     parse_response,
 )
-from popvault.pop3.server import dot_stuff
 
 
 def body_of(wire: bytes) -> bytes:

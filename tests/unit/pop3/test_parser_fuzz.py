@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from popvault.errors import ProtocolError
-from popvault.pop3.parser import BodyChunk, Expect, ResponseParser, parse_response
-from popvault.pop3.server import dot_stuff
+from popvault.pop3.parser import BodyChunk, Expect, ResponseParser, dot_stuff, parse_response
 
 # Bytes biased towards the ones that matter to the grammar.
 _interesting = st.lists(
