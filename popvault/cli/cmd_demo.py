@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from popvault.app.demo import run_demo
 from popvault.cli.context import Context, pass_ctx
+from popvault.demo.run import run_demo
 from popvault.errors import PopvaultError
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from popvault.app.demo import run_demo, sample_messages
+from popvault.demo.run import run_demo, sample_messages
 from popvault.mailboxes.mbox import read_mbox
 from popvault.vault.vault import Vault
 

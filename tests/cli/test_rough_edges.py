@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from popvault.demo.server import ScriptedPop3Server
 from popvault.mailboxes.eml import looks_like_message
-from popvault.pop3.server import ScriptedPop3Server
 from popvault.vault.vault import SourceInfo, Vault
 from tests.cli.helpers import (
     PASSPHRASE,

@@ -20,9 +20,9 @@ import pytest
 from popvault.app import backup as backup_mod
 from popvault.app.backup import AccountReport, BackupReport, backup_account, run_backup
 from popvault.app.config import AccountConfig
+from popvault.demo.server import Faults, Mailbox, ScriptedPop3Server
 from popvault.errors import NetworkError
 from popvault.pop3.client import Pop3Client
-from popvault.pop3.server import Faults, Mailbox, ScriptedPop3Server
 from popvault.pop3.settings import Pop3Settings
 from tests.support.backup_helpers import (
     PASSPHRASE,

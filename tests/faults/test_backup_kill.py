@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from popvault.pop3.server import Mailbox, ScriptedPop3Server
+from popvault.demo.server import Mailbox, ScriptedPop3Server
 from tests.support.backup_helpers import (
     assert_nothing_lost,
     assert_vault_sound,

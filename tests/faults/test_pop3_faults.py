@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from popvault.demo.server import Faults, ScriptedPop3Server
 from popvault.errors import (
     AuthenticationFailed,
     NetworkError,
@@ -22,7 +23,6 @@ from popvault.errors import (
 )
 from popvault.pop3.client import Pop3Client, Pop3Settings
 from popvault.pop3.errors import MissingTerminator, UidlNotSupported
-from popvault.pop3.server import Faults, ScriptedPop3Server
 
 PASSWORD = "fault-secret-pw"
 TIMEOUT = 0.5

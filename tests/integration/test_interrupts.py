@@ -41,8 +41,8 @@ import pytest
 
 from popvault.app.backup import backup_account
 from popvault.app.config import AccountConfig
+from popvault.demo.server import Faults, ScriptedPop3Server
 from popvault.mailboxes.mbox import MboxWriter
-from popvault.pop3.server import Faults, ScriptedPop3Server
 from popvault.vault.vault import Vault
 from tests.support.backup_helpers import (
     PASSPHRASE,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from popvault.app.config import AccountConfig
 from popvault.cli.main import main
-from popvault.pop3.server import ScriptedPop3Server
+from popvault.demo.server import ScriptedPop3Server
 from popvault.vault.crypto import TEST_KDF
 from popvault.vault.vault import Vault
 from tests.support.generate import vocabulary

@@ -15,7 +15,8 @@ ALLOWED: dict[str, set[str]] = {
     "pop3": {"pop3"},
     "mailboxes": {"mailboxes"},
     "app": {"app", "vault", "pop3", "mailboxes"},
-    "cli": {"cli", "app", "vault", "pop3", "mailboxes"},
+    "demo": {"demo", "app", "vault", "pop3", "mailboxes"},
+    "cli": {"cli", "app", "demo", "vault", "pop3", "mailboxes"},
 }
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from popvault.demo.server import Faults, ScriptedPop3Server
 from popvault.errors import AuthenticationFailed, PopvaultError, TemporaryFailure, TLSError
 from popvault.pop3.client import Pop3Client, Pop3Settings
 from popvault.pop3.errors import Pop3CommandFailed, UidlNotSupported
-from popvault.pop3.server import Faults, ScriptedPop3Server
 from tests.unit.pop3.certs import SelfSignedCert, make_cert
 
 PASSWORD = "hunter2-secret"

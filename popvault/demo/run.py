@@ -1,9 +1,11 @@
 """``popvault demo``: the main job end to end on built-in sample data, on 127.0.0.1.
 
-Starts our scripted POP3 server over TLS (a fresh self-signed certificate, pinned by
-fingerprint, the way a user pins a self-signed server), serving the sample messages in
-``popvault/samples/``; backs them up into a throw-away vault; runs again to show that
-nothing new is fetched; lists the vault; exports it to an mbox; checks every byte; stops.
+Starts our scripted POP3 server (:mod:`popvault.demo.server`) over TLS (a fresh
+self-signed certificate, pinned by fingerprint, the way a user pins a self-signed
+server), serving the sample messages in ``popvault/demo/samples/``; backs them up into a
+throw-away vault; runs again to show that nothing new is fetched; lists the vault;
+exports it to an mbox; checks every byte; stops. The steps are the use cases of
+:mod:`popvault.app`, called as the CLI calls them.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from popvault.app.backup import backup_account
 from popvault.app.config import AccountConfig
 from popvault.app.export import export_messages
 from popvault.app.progress import NullProgress, Progress
+from popvault.demo.server import ScriptedPop3Server
 from popvault.errors import IntegrityError
-from popvault.pop3.server import ScriptedPop3Server
 from popvault.vault.crypto import KdfParams
 from popvault.vault.vault import Vault
 
@@ -46,7 +48,7 @@ class DemoReport:
 
 def sample_messages() -> list[tuple[str, bytes]]:
     """(uidl, bytes) of every sample message shipped in the package, sorted by name."""
-    root = resources.files("popvault").joinpath("samples")
+    root = resources.files("popvault.demo").joinpath("samples")
     out = []
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".eml"):
