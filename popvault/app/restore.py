@@ -22,7 +22,7 @@ from typing import Any, Literal
 from popvault.app.export import STREAM_ABOVE, export_messages
 from popvault.app.progress import NullProgress, Progress
 from popvault.errors import IntegrityError, UsageError
-from popvault.mailboxes.imap import (
+from popvault.imap import (
     AppendItem,
     ImapClient,
     ImapSettings,
@@ -31,9 +31,7 @@ from popvault.mailboxes.imap import (
 )
 from popvault.mailboxes.maildir import MaildirWriter, read_maildir
 from popvault.mailboxes.message import MessageBytes
-from popvault.vault.index import Filter, MessageRow
-from popvault.vault.split import header_end
-from popvault.vault.vault import Vault
+from popvault.vault import Filter, MessageRow, Vault, header_end
 
 DateFrom = Literal["auto", "received", "header", "archived"]
 BATCH = 2000
@@ -216,8 +214,7 @@ def restore(
 
 def _commit(vault: Vault, dry_run: bool) -> None:
     if not dry_run:
-        with vault.mutex:
-            vault.commit()
+        vault.commit()
 
 
 def _restore_maildir(
@@ -230,7 +227,7 @@ def _restore_maildir(
     present: set[bytes] = set()
     if Path(path, "cur").is_dir() or Path(path, "new").is_dir():
         for sm in read_maildir(path, on_error=lambda f, e: rep.failed.append(f"{f}: {e}")):
-            h = vault.keys.hasher()
+            h = vault.hasher()
             try:
                 for piece in sm.chunks():  # a large file is streamed, not held whole
                     h.update(piece)
@@ -288,7 +285,7 @@ def _restore_imap(
     rep = RestoreReport(target=target_id)
     rows = list(vault.messages(flt))
     rep.selected = len(rows)
-    done = vault.cache.restored(target_id)
+    done = vault.restored(target_id)
     rows = [r for r in rows if r.id not in done]
     rep.already = rep.selected - len(rows)
     settings: ImapSettings = t.settings(

@@ -6,7 +6,7 @@ and RFC 6856 (UTF8) for the fetch side of popvault. Replies are parsed by
 :mod:`popvault.pop3.parser`; message bodies go to a caller's sink chunk by chunk as they
 arrive, dot-unstuffed and otherwise byte-exact (guarantee 1), in bounded memory for any
 size and any line length (guarantee 7). TLS is verified by default or pinned (guarantee
-8), see :mod:`popvault.tlspin`. Every failure is one of the :mod:`popvault.errors`
+8), see :mod:`popvault.tls`. Every failure is one of the :mod:`popvault.errors`
 family (refined in :mod:`popvault.pop3.errors`); messages name the host, the command and
 the server's reply, never a password, token or SASL string. Deletions (``dele``) only
 take effect on a successful :meth:`Pop3Client.quit` (RFC 1939 section 6).
@@ -37,7 +37,7 @@ from popvault.pop3.parser import (
     Status,
 )
 from popvault.pop3.settings import Pop3Settings, Pop3Url, parse_pop3_url
-from popvault.tlspin import check_pin, make_context
+from popvault.tls import HandshakeWording, wrap_client
 
 log = logging.getLogger("popvault.pop3")
 
@@ -53,6 +53,16 @@ _RECV_SIZE = 256 * 1024
 _GATHER = 64 * 1024
 _MAX_SASL_ROUNDS = 8
 _TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
+_TLS_WORDING = HandshakeWording(
+    untrusted="{host}: server certificate refused: {reason}",
+    untrusted_hint="if {host} has a private CA or a self-signed certificate, trust the CA"
+    " with tls_ca_file or pin the certificate with tls_fingerprint in the"
+    " account's config section (options --tls-ca-file / --tls-fingerprint of"
+    " 'backup --url', --pop3-tls-ca-file / --pop3-tls-fingerprint of 'migrate')",
+    failed="{host}: TLS handshake failed: {reason}",
+    timed_out="{host}: TLS handshake timed out",
+    lost="{host}: connection lost during TLS handshake: {error}",
+)
 
 
 def _discard(_: bytes) -> None:
@@ -131,36 +141,10 @@ class Pop3Client:
 
     @staticmethod
     def _wrap_tls(sock: socket.socket, settings: Pop3Settings) -> ssl.SSLSocket:
-        host = settings.host
-        ctx = make_context(settings.tls_ca_file, settings.tls_fingerprint)
         sock.settimeout(settings.connect_timeout)
-        try:
-            tls_sock = ctx.wrap_socket(sock, server_hostname=host)
-        except ssl.SSLCertVerificationError as exc:
-            sock.close()
-            raise TLSError(
-                f"{host}: server certificate refused: {exc.verify_message}",
-                hint=f"if {host} has a private CA or a self-signed certificate, trust the CA"
-                " with tls_ca_file or pin the certificate with tls_fingerprint in the"
-                " account's config section (options --tls-ca-file / --tls-fingerprint of"
-                " 'backup --url', --pop3-tls-ca-file / --pop3-tls-fingerprint of 'migrate')",
-            ) from None
-        except ssl.SSLError as exc:
-            sock.close()
-            raise TLSError(f"{host}: TLS handshake failed: {exc.reason or exc}") from None
-        except TimeoutError:
-            sock.close()
-            raise NetworkError(f"{host}: TLS handshake timed out") from None
-        except OSError as exc:
-            sock.close()
-            raise NetworkError(f"{host}: connection lost during TLS handshake: {exc}") from None
-        if settings.tls_fingerprint is not None:
-            try:
-                check_pin(host, tls_sock.getpeercert(binary_form=True), settings.tls_fingerprint)
-            except BaseException:
-                tls_sock.close()
-                raise
-        return tls_sock
+        return wrap_client(
+            sock, settings.host, settings.tls_ca_file, settings.tls_fingerprint, _TLS_WORDING
+        )
 
     def _start(self) -> None:
         settings = self._settings

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 from popvault.errors import UsageError
+from popvault.tls import TLS_MODES, TlsMode
 
-TlsMode = Literal["implicit", "starttls", "none"]
+#: Every value of an ``auth`` setting: USER/PASS, APOP and the SASL mechanisms we speak.
 AUTH_METHODS = ("user", "apop", "plain", "login", "xoauth2", "oauthbearer")
 
 
@@ -45,8 +45,8 @@ class Pop3Settings:
     utf8: bool = True
 
     def __post_init__(self) -> None:
-        if self.tls not in get_args(TlsMode):
-            raise UsageError(f"tls must be one of implicit, starttls, none, not {self.tls!r}")
+        if self.tls not in TLS_MODES:
+            raise UsageError(f"tls must be one of {', '.join(TLS_MODES)}, not {self.tls!r}")
         if self.auth is not None and self.auth.lower() not in AUTH_METHODS:
             raise UsageError(
                 f"unknown auth method {self.auth!r}", hint=f"use one of {', '.join(AUTH_METHODS)}"

@@ -20,9 +20,8 @@ from popvault.app import restore as restore_mod
 from popvault.app.export import STREAM_ABOVE
 from popvault.app.restore import DateFrom, restore
 from popvault.errors import AuthenticationFailed, IntegrityError
-from popvault.mailboxes.imap import AppendItem, ImapClient, maildir_flags_to_imap
-from popvault.vault.index import Filter
-from popvault.vault.vault import Vault
+from popvault.imap import AppendItem, ImapClient, maildir_flags_to_imap
+from popvault.vault import Filter, Vault
 from tests.support.backup_helpers import run_cli
 from tests.support.dovecot import Dovecot, DovecotError, UserInfo
 from tests.support.generate import adversarial, big_message, realistic

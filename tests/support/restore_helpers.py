@@ -36,9 +36,11 @@ from pathlib import Path
 import popvault.vault.crypto
 from popvault.app.metadata import parse_metadata
 from popvault.app.restore import to_crlf
-from popvault.mailboxes.imap import ImapClient, ImapSettings, TlsMode
+from popvault.imap import ImapClient, ImapSettings
+from popvault.tls import TlsMode
 from popvault.vault.vault import SourceInfo, Vault
 from tests.support.dovecot import Dovecot, UserInfo
+from tests.support.imap_helpers import uid_fetch_all
 
 PASSPHRASE = "restore-test-passphrase"
 _MIDDLE_CR = re.compile(rb"\r(?=\r\n)")
@@ -180,7 +182,7 @@ def fetch_folder(dc: Dovecot, user: UserInfo, folder: str) -> list[Fetched]:
             return []
         return [
             Fetched(uid, data, when, frozenset(f for f in flags if f != "\\Recent"))
-            for uid, data, when, flags in client.uid_fetch_all(folder)
+            for uid, data, when, flags in uid_fetch_all(client, folder)
         ]
 
 

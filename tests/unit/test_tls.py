@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from popvault.errors import TLSError, UsageError
-from popvault.tlspin import (
+from popvault.tls import (
     certificate_fingerprints,
     check_pin,
     make_context,
