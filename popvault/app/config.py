@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from popvault.errors import UsageError
-
-TLS_MODES = ("implicit", "starttls", "none")
-AUTH_MECHS = ("user", "apop", "plain", "login", "xoauth2", "oauthbearer")
+from popvault.pop3.settings import AUTH_METHODS
+from popvault.tls import TLS_MODES
 
 _TYPE_NAMES: dict[type, str] = {
     str: "a string",
@@ -192,10 +191,10 @@ def load_config(path: Path, *, required: bool = True) -> Config:
             raise UsageError(
                 f"{_where(path, text, section, 'tls')}: tls must be one of {', '.join(TLS_MODES)}"
             )
-        if table.get("auth") is not None and table["auth"] not in AUTH_MECHS:
+        if table.get("auth") is not None and table["auth"] not in AUTH_METHODS:
             raise UsageError(
                 f"{_where(path, text, section, 'auth')}: auth must be one of"
-                f" {', '.join(AUTH_MECHS)}"
+                f" {', '.join(AUTH_METHODS)}"
             )
         if "password" in table:
             mode = path.stat().st_mode

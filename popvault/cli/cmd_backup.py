@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
-from popvault.app.backup import BackupReport, resolve_password, run_backup
+from popvault.app.backup import BackupReport, run_backup
 from popvault.app.config import AccountConfig, default_config_path, load_config
-from popvault.app.secrets import run_secret_command
+from popvault.app.secrets import account_password, one_off_password
 from popvault.cli.context import Context, _interactive, pass_ctx
 from popvault.cli.output import ask_secret, error, human_bytes
 from popvault.errors import PartialFailure, PopvaultError, UsageError
-from popvault.pop3.settings import parse_pop3_url
+from popvault.pop3.settings import AUTH_METHODS, parse_pop3_url
 
 
 def url_account(
@@ -43,14 +42,9 @@ def url_account(
 
 
 def url_password(command: str | None, what: str = "POP3") -> str:
-    env = "POPVAULT_POP3_PASSWORD" if what == "POP3" else "POPVAULT_IMAP_PASSWORD"
-    if command:
-        return run_secret_command(command, f"{what} password")
-    if os.environ.get(env):
-        return os.environ[env]
-    if _interactive():
-        return ask_secret(f"{what} password")
-    raise UsageError(f"no {what} password", hint=f"set {env} or use --password-command")
+    """The POP3 or IMAP password of a one-off account (``--url``, ``restore --to``,
+    ``migrate``), asked on the terminal as the last source."""
+    return one_off_password(command, what, ask_secret if _interactive() else None)
 
 
 def print_report(ctx: Context, report: BackupReport, as_json: bool) -> None:
@@ -88,9 +82,7 @@ def print_report(ctx: Context, report: BackupReport, as_json: bool) -> None:
 @click.option("--password-command", metavar="CMD", help="--url: command printing the password.")
 @click.option("--tls-ca-file", metavar="FILE", help="--url: trust this CA (PEM).")
 @click.option("--tls-fingerprint", metavar="SHA256", help="--url: pin this certificate.")
-@click.option(
-    "--auth", metavar="MECH", help="--url: user, apop, plain, login, xoauth2, oauthbearer."
-)
+@click.option("--auth", metavar="MECH", help=f"--url: {', '.join(AUTH_METHODS)}.")
 @click.option("--delete", is_flag=True, help="--url: delete each message once safely archived.")
 @click.option(
     "--delete-after-days", type=int, metavar="N", help="--url: delete N days after archiving."
@@ -149,7 +141,7 @@ def command(
                 )
         for n in names:
             try:
-                items.append((cfg.accounts[n], resolve_password(cfg.accounts[n])))
+                items.append((cfg.accounts[n], account_password(cfg.accounts[n])))
             except PopvaultError as exc:
                 if len(names) == 1:
                     raise
