@@ -107,7 +107,8 @@ def _tools(bench: Bench, srv: Server, user: str, base: Path, vault: Path) -> lis
 def _fixed_cost_parts(bench: Bench, vault: Path) -> dict[str, float]:
     """Start-up of the CLI and key derivation, measured apart."""
     from popvault.vault.backend import LocalBackend
-    from popvault.vault.vault import read_config, unlock
+    from popvault.vault.config import read_config
+    from popvault.vault.keys import unlock
 
     starts = [
         run_child(python_argv("-m", "popvault", "--version"), env=bench.env()).wall

@@ -1,31 +1,29 @@
 """Backup runs: POP3 accounts into the vault, incrementally and safely (``popvault backup``).
 
-One account: log in, list UIDLs, fetch (pipelined) only what the vault does not hold for
-that account, commit in batches, then apply the deletion policy. A message is DELE'd only
-when its commit is durable and it has been read back from storage and verified against its
-keyed id (DESIGN.md guarantee 2), never when its LIST size disagreed with what arrived,
-and never on a server without UIDL unless the account allows it. Deletions take effect at
-QUIT; they are recorded in the vault afterwards. Accounts run one after another or
-concurrently (``jobs``); one failing account does not stop the others.
+One account is a pipeline of named stages: **list** what the server has
+(:func:`list_server`), **plan** what to fetch (:func:`plan`: what the vault does not
+hold for that account), **fetch and store** it, committed in batches
+(:func:`popvault.app.fetch.fetch_and_store`), then **delete** what the policy allows:
+only archived messages that are read back from storage and verified against their keyed
+ids (DESIGN.md guarantee 2; the rule is :mod:`popvault.app.deletion`). Deletions take
+effect at QUIT; they are recorded in the vault right after. Accounts run one after
+another or concurrently (``jobs``); one failing account does not stop the others.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from popvault import interrupts
 from popvault.app.config import AccountConfig
-from popvault.app.metadata import parse_metadata
-from popvault.app.prepare import Preparer
-from popvault.app.prepare import Result as PrepareResult
+from popvault.app.deletion import DAY, Policy, deletable, unsafe_uidls, verify
+from popvault.app.fetch import Fetched, cut_sessions, fetch_and_store, size_ok
 from popvault.app.progress import NullProgress, Progress
 from popvault.app.secrets import read_secret_file, run_secret_command
 from popvault.errors import (
@@ -36,18 +34,12 @@ from popvault.errors import (
 from popvault.pop3.client import Pop3Client
 from popvault.pop3.errors import UidlNotSupported
 from popvault.pop3.settings import Pop3Settings
-from popvault.vault.vault import AddResult, MessageWriter, SourceInfo, Vault
+from popvault.vault import Vault
 
-BATCH_MESSAGES = 2000
-BATCH_BYTES = 128 << 20
-#: A run fetching at least this many messages prepares them in a helper process
-#: (popvault.app.prepare); fewer are not worth starting one.
-PREPARE_MIN = 200
-#: Messages larger than this are streamed into the vault, never held whole for a helper.
-PREPARE_MAX = 512 << 10
 #: Waits before retrying a login refused with [IN-USE] or [SYS/TEMP] within one run.
 RETRY_DELAYS: tuple[float, ...] = (2.0, 10.0)
-DAY = 86400.0
+
+__all__ = ["DAY", "AccountReport", "BackupReport", "backup_account", "run_backup"]
 
 
 @dataclass
@@ -149,36 +141,50 @@ def _connect(
             raise
 
 
-def _size_ok(listed: int | None, got: int, lines: int) -> bool:
-    """LIST sizes may count CRLF or LF line ends (notes/dovecot.md): tolerate either."""
-    if listed is None:
-        return True
-    return got - lines - 2 <= listed <= got + 2
+@dataclass
+class Listing:
+    """What the server lists: (number, UIDL) pairs, UIDLs of identical copies told apart
+    (``UIDL#2``...), LIST sizes (filled when needed), and whether UIDL was missing."""
+
+    ident: list[tuple[int, str]]
+    duplicated: set[str]
+    sizes: dict[int, int]
+    no_uidl: bool
 
 
-class _Sink:
-    """Where one message's bytes go as they arrive; counts line feeds (size check).
+def list_server(client: Pop3Client, acct: AccountConfig, progress: Progress) -> Listing:
+    """UIDL (or, without it, LIST and TOP); LIST sizes come later, only when needed."""
+    sizes: dict[int, int] = {}
+    no_uidl = False
+    try:
+        pairs = client.uidl()
+    except UidlNotSupported:
+        no_uidl = True
+        sizes = client.list()
+        progress.warn(
+            f"account {acct.name}: server has no UIDL; identifying messages by header hash"
+        )
+        pairs = [(n, _header_id(client, n, sizes.get(n, 0))) for n in sorted(sizes)]
+    # duplicate UIDLs (RFC 1939 allows them for identical copies): keep them apart
+    seen: dict[str, int] = {}
+    ident: list[tuple[int, str]] = []
+    for num, uidl in pairs:
+        k = seen.get(uidl, 0)
+        seen[uidl] = k + 1
+        ident.append((num, uidl if k == 0 else f"{uidl}#{k + 1}"))
+    duplicated = {u for u, k in seen.items() if k > 1}
+    return Listing(ident, duplicated, sizes, no_uidl)
 
-    Collected whole for the preparer, or streamed into a MessageWriter: a large message
-    (by LIST), one that outgrows PREPARE_MAX on the way, or any without a preparer."""
 
-    def __init__(self, vault: Vault, collect: bool) -> None:
-        self.vault = vault
-        self.buf: bytearray | None = bytearray() if collect else None
-        self.writer: MessageWriter | None = None if collect else vault.new_message()
-        self.lines = 0
+def plan(listing: Listing, known: dict[str, bytes], reused: set[str]) -> list[tuple[int, str]]:
+    """What to fetch: UIDLs the vault has not archived, and reused ones (a UIDL deleted
+    from the server after we archived it and listed again names a new message: RFC 1939
+    lets a server reuse a unique-id once its message is gone)."""
+    return [(n, u) for n, u in listing.ident if u not in known or u in reused]
 
-    def __call__(self, chunk: bytes) -> None:
-        self.lines += chunk.count(b"\n")
-        if self.buf is None:
-            assert self.writer is not None
-            self.writer.write(chunk)
-            return
-        self.buf += chunk
-        if len(self.buf) > PREPARE_MAX:  # LIST understated it: stream it after all
-            self.writer = self.vault.new_message()
-            self.writer.write(bytes(self.buf))
-            self.buf = None
+
+def policy_of(acct: AccountConfig) -> Policy:
+    return Policy(acct.delete, acct.delete_after_days, acct.allow_delete_without_uidl)
 
 
 def backup_account(
@@ -201,180 +207,9 @@ def backup_account(
         progress.warn(
             f'account {acct.name}: tls = "none": password and mail cross the network in clear'
         )
-    source = f"pop3://{acct.user}@{acct.host}"
     client = _connect(settings, progress, sleep)
     try:
-        sizes: dict[int, int] = {}
-        no_uidl = False
-        try:
-            pairs = client.uidl()
-        except UidlNotSupported:
-            no_uidl = True
-            sizes = client.list()
-            progress.warn(
-                f"account {acct.name}: server has no UIDL; identifying messages by header hash"
-            )
-            pairs = [(n, _header_id(client, n, sizes.get(n, 0))) for n in sorted(sizes)]
-        # duplicate UIDLs (RFC 1939 allows them for identical copies): keep them apart
-        seen: dict[str, int] = {}
-        ident: list[tuple[int, str]] = []
-        for num, uidl in pairs:
-            k = seen.get(uidl, 0)
-            seen[uidl] = k + 1
-            ident.append((num, uidl if k == 0 else f"{uidl}#{k + 1}"))
-        duplicated = {u for u, k in seen.items() if k > 1}
-        if duplicated:
-            rep.warnings.append(
-                f"{len(duplicated)} UIDL(s) are listed more than once; those messages are"
-                " archived but never deleted from the server"
-            )
-        rep.listed = len(ident)
-        rep.server_uidls = [u for _, u in ident]
-        with vault.mutex:
-            known = vault.known_uidls(acct.name)
-            reused = vault.cache.reused_uidls(acct.name)
-        # a UIDL deleted from the server after we archived it and listed again names a new
-        # message (RFC 1939 lets a server reuse a unique-id once its message is gone)
-        todo = [(n, u) for n, u in ident if u not in known or u in reused]
-        if not no_uidl and (todo or _deletes(acct)):
-            # sizes are needed only to fetch (size check, progress) or to delete: a run
-            # with nothing new and nothing to delete costs one UIDL listing
-            sizes = client.list()
-        uidl_of = dict(todo)
-        progress.start(acct.name, len(todo), sum(sizes.get(n, 0) for n, _ in todo))
-        if dry_run:
-            rep.would_fetch = len(todo)
-            rep.would_delete = len(_deletable(vault, acct, ident, known, reused, no_uidl, now))
-            if acct.delete and (not no_uidl or acct.allow_delete_without_uidl):
-                rep.would_delete += len(todo)  # fetched, verified, then deleted
-            for n, u in todo:
-                progress.info(f"would fetch {acct.name} #{n} {u} ({sizes.get(n, 0)} bytes)")
-            progress.done()
-            client.quit()
-            return rep
-        mismatched: set[str] = set()
-        fetched: dict[str, bytes] = {}
-        current: dict[int, _Sink] = {}
-        preparer = _preparer(vault, len(todo))
-
-        def begin(num: int) -> Callable[[bytes], None]:
-            interrupts.checkpoint()  # accounts in other threads stop here (--jobs)
-            collect = preparer is not None and sizes.get(num, 0) <= PREPARE_MAX
-            sink = current[num] = _Sink(vault, collect)
-            return sink
-
-        def end(num: int, nbytes: int) -> None:
-            sink = current.pop(num)
-            uidl = uidl_of[num]
-            if sink.buf is not None and preparer is not None:
-                preparer.submit(bytes(sink.buf), (num, uidl, nbytes, sink.lines))
-                for item in preparer.ready():
-                    file_prepared(*item)
-                return
-            assert sink.writer is not None
-            res = sink.writer.finish(
-                SourceInfo(account=acct.name, source=source, uidl=uidl),
-                parse_metadata(sink.writer.head),
-            )
-            filed(num, uidl, nbytes, sink.lines, res)
-
-        def file_prepared(data: bytes, tag: _Tag, result: PrepareResult | None) -> None:
-            num, uidl, nbytes, lines = tag
-            src = SourceInfo(account=acct.name, source=source, uidl=uidl)
-            if result is None:  # the helper failed: the ordinary way, same outcome
-                res = vault.add_message(data, src, parse_metadata(data))
-            else:
-                res = vault.add_prepared(data, result[0], src, result[1])
-            filed(num, uidl, nbytes, lines, res)
-
-        def filed(num: int, uidl: str, nbytes: int, lines: int, res: AddResult) -> None:
-            fetched[uidl] = res.msg_id
-            rep.fetched += 1
-            rep.bytes += nbytes
-            if res.new:
-                rep.new += 1
-            else:
-                rep.duplicates += 1
-            if not _size_ok(sizes.get(num), nbytes, lines):
-                mismatched.add(uidl)
-                rep.warnings.append(
-                    f"#{num} {uidl}: LIST said {sizes.get(num)} bytes, received {nbytes};"
-                    " kept, and never deleted from the server"
-                )
-            progress.advance(1, nbytes)
-            _maybe_commit(vault)
-
-        stopped = False
-        try:
-            with _fetching(client):
-                client.retr_many([n for n, _ in todo], begin, end, window=acct.pipeline_window)
-        except BaseException as exc:
-            # an interrupt; or, in a --jobs thread, the connection cut because of one
-            stopped = isinstance(exc, KeyboardInterrupt) or interrupts.requested() is not None
-            raise
-        finally:
-            # whatever arrived whole is kept, even when the session broke; on an
-            # interrupt, what is already filed is committed and the rest is dropped
-            # without waiting for the helper (the next run fetches it again). Every
-            # message is filed whole or not at all (Vault holds signals back meanwhile),
-            # and a commit refuses records whose blobs are not stored.
-            try:
-                if preparer is not None and not vault.broken and not stopped:
-                    for item in preparer.ready(wait=True):
-                        file_prepared(*item)
-            finally:
-                if preparer is not None:
-                    preparer.close()
-                    if preparer.failed is not None:
-                        rep.warnings.append(
-                            f"the helper process failed ({preparer.failed!r}); its messages"
-                            " were added directly"
-                        )
-                with vault.mutex:
-                    if not vault.broken:
-                        vault.commit()
-                progress.done()
-        for w in rep.warnings:
-            progress.warn(f"account {acct.name}: {w}")
-        doomed: list[tuple[int, str]] = []
-        archived_id: dict[str, bytes] = {}
-        if _deletes(acct):
-            with vault.mutex:
-                known = vault.known_uidls(acct.name)
-            unsafe = mismatched | {u for u in known if u.split("#", 1)[0] in duplicated}
-            unsafe |= reused - set(fetched)
-            # the message of this run's arrival, else the archived one
-            archived_id = {u: fetched.get(u, m) for u, m in known.items()}
-            doomed = _deletable(vault, acct, ident, archived_id, unsafe, no_uidl, now)
-        if doomed:
-            with vault.mutex:
-                shape = vault.verify_messages({archived_id[u] for _, u in doomed})
-            # LIST sizes are checked again against what the vault holds: a lie seen in an
-            # earlier run (message kept then) must keep the message on the server now too
-            kept = [
-                (n, u)
-                for n, u in doomed
-                if u not in mismatched and not _size_ok(sizes.get(n), *shape[archived_id[u]])
-            ]
-            for num, uidl in kept:
-                rep.warnings.append(
-                    f"#{num} {uidl}: LIST says {sizes.get(num)} bytes, the vault holds"
-                    f" {shape[archived_id[uidl]][0]}; kept on the server"
-                )
-                progress.warn(f"account {acct.name}: {rep.warnings[-1]}")
-            doomed = [d for d in doomed if d not in kept]
-            for num, _u in doomed:
-                client.dele(num)
-        # deletions take effect at QUIT: from there on, finish recording them before an
-        # interrupt may stop the run (a QUIT answered late is bounded by the timeout)
-        with interrupts.critical():
-            client.quit()
-            if doomed:
-                with vault.mutex:
-                    for _num, u in doomed:
-                        vault.record_deletion(acct.name, u, archived_id[u])
-                    vault.commit()
-                rep.deleted = len(doomed)
+        _run_account(vault, client, acct, rep, progress, now, dry_run)
     except BaseException:
         client.close()
         raise
@@ -383,88 +218,125 @@ def backup_account(
     return rep
 
 
-#: The POP3 sessions fetching right now, for an interrupt to cut (``run_backup``).
-_sessions: set[Pop3Client] = set()
-_sessions_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _fetching(client: Pop3Client) -> Iterator[None]:
-    """While ``client`` fetches, an interrupt may cut it (never later: from QUIT on,
-    a deletion must be recorded)."""
-    with _sessions_lock:
-        _sessions.add(client)
+def _run_account(
+    vault: Vault,
+    client: Pop3Client,
+    acct: AccountConfig,
+    rep: AccountReport,
+    progress: Progress,
+    now: float,
+    dry_run: bool,
+) -> None:
+    listing = list_server(client, acct, progress)
+    if listing.duplicated:
+        rep.warnings.append(
+            f"{len(listing.duplicated)} UIDL(s) are listed more than once; those messages"
+            " are archived but never deleted from the server"
+        )
+    rep.listed = len(listing.ident)
+    rep.server_uidls = [u for _, u in listing.ident]
+    known = vault.known_uidls(acct.name)
+    reused = vault.reused_uidls(acct.name)
+    todo = plan(listing, known, reused)
+    policy = policy_of(acct)
+    if not listing.no_uidl and (todo or policy.deletes):
+        # sizes are needed only to fetch (size check, progress) or to delete: a run
+        # with nothing new and nothing to delete costs one UIDL listing
+        listing.sizes = client.list()
+    sizes = listing.sizes
+    progress.start(acct.name, len(todo), sum(sizes.get(n, 0) for n, _ in todo))
+    if dry_run:
+        _dry_run(vault, client, acct, rep, progress, listing, known, reused, todo, now)
+        return
     try:
-        yield
+        got = fetch_and_store(
+            vault, client, acct, todo, sizes, progress, source=f"pop3://{acct.user}@{acct.host}"
+        )
     finally:
-        with _sessions_lock:
-            _sessions.discard(client)
+        progress.done()
+    _report_fetch(rep, got)
+    for w in rep.warnings:
+        progress.warn(f"account {acct.name}: {w}")
+    doomed: list[tuple[int, str]] = []
+    archived: dict[str, bytes] = {}
+    if policy.deletes:
+        known = vault.known_uidls(acct.name)
+        unsafe = unsafe_uidls(known, got.mismatched, listing.duplicated, reused, set(got.ids))
+        # the message of this run's arrival, else the archived one
+        archived = {u: got.ids.get(u, m) for u, m in known.items()}
+        doomed = deletable(
+            policy,
+            listing.ident,
+            archived,
+            unsafe,
+            listing.no_uidl,
+            now,
+            lambda uidl: vault.first_archived(acct.name, uidl),
+        )
+    if doomed:
+        doomed, kept = verify(vault, doomed, archived, sizes, size_ok)
+        for w in kept:
+            rep.warnings.append(w)
+            progress.warn(f"account {acct.name}: {w}")
+        for num, _u in doomed:
+            client.dele(num)
+    # deletions take effect at QUIT: from there on, finish recording them before an
+    # interrupt may stop the run (a QUIT answered late is bounded by the timeout)
+    with interrupts.critical():
+        client.quit()
+        if doomed:
+            for _num, u in doomed:
+                vault.record_deletion(acct.name, u, archived[u])
+            vault.commit()
+            rep.deleted = len(doomed)
 
 
-def _cut_sessions() -> None:
-    """Make the accounts fetching in other threads stop now: a read blocked on a slow
-    or silent server would otherwise hold the interrupt up until its timeout."""
-    with _sessions_lock:
-        for client in _sessions:
-            client.abort()
+def _report_fetch(rep: AccountReport, got: Fetched) -> None:
+    rep.fetched = len(got.ids)
+    rep.new = got.new
+    rep.duplicates = got.duplicates
+    rep.bytes = got.bytes
+    rep.warnings += got.warnings
 
 
-#: What the preparer carries with each message: number, UIDL, bytes and lines received.
-_Tag = tuple[int, str, int, int]
-
-
-def _preparer(vault: Vault, count: int) -> Preparer[_Tag] | None:
-    """A helper process for a fetch of ``count`` messages, when it pays: enough messages,
-    and a second CPU for it to run on. One: the thread reading POP3 is the limit, and
-    each helper costs about 30 MB."""
-    if count < PREPARE_MIN or (os.cpu_count() or 1) < 2:
-        return None
-    return Preparer(vault.keys.mac)
+def _dry_run(
+    vault: Vault,
+    client: Pop3Client,
+    acct: AccountConfig,
+    rep: AccountReport,
+    progress: Progress,
+    listing: Listing,
+    known: dict[str, bytes],
+    reused: set[str],
+    todo: list[tuple[int, str]],
+    now: float,
+) -> None:
+    """What a run would fetch and delete; changes nothing."""
+    policy = policy_of(acct)
+    rep.would_fetch = len(todo)
+    rep.would_delete = len(
+        deletable(
+            policy,
+            listing.ident,
+            known,
+            reused,
+            listing.no_uidl,
+            now,
+            lambda uidl: vault.first_archived(acct.name, uidl),
+        )
+    )
+    if acct.delete and (not listing.no_uidl or acct.allow_delete_without_uidl):
+        rep.would_delete += len(todo)  # fetched, verified, then deleted
+    for n, u in todo:
+        progress.info(f"would fetch {acct.name} #{n} {u} ({listing.sizes.get(n, 0)} bytes)")
+    progress.done()
+    client.quit()
 
 
 def _header_id(client: Pop3Client, num: int, size: int) -> str:
     """An identity for servers without UIDL: hash of the header section plus size."""
     head = client.top(num, 0)
     return f"popvault-top-{hashlib.sha256(head).hexdigest()[:32]}-{size}"
-
-
-def _deletable(
-    vault: Vault,
-    acct: AccountConfig,
-    ident: Sequence[tuple[int, str]],
-    known: dict[str, bytes],
-    mismatched: set[str],
-    no_uidl: bool,
-    now: float,
-) -> list[tuple[int, str]]:
-    """Messages the policy allows to DELE now (only archived ones, never mismatched)."""
-    if not _deletes(acct):
-        return []
-    if no_uidl and not acct.allow_delete_without_uidl:
-        return []
-    out: list[tuple[int, str]] = []
-    for num, uidl in ident:
-        if uidl not in known or uidl in mismatched:
-            continue
-        if acct.delete:
-            out.append((num, uidl))
-        elif acct.delete_after_days is not None:
-            with vault.mutex:
-                first = vault.cache.first_archived(acct.name, uidl)
-            if first is not None and now - first >= acct.delete_after_days * DAY:
-                out.append((num, uidl))
-    return out
-
-
-def _deletes(acct: AccountConfig) -> bool:
-    """Whether the account's policy ever deletes from the server."""
-    return acct.delete or acct.delete_after_days is not None
-
-
-def _maybe_commit(vault: Vault) -> None:
-    with vault.mutex:
-        if vault.pending_arrivals >= BATCH_MESSAGES or vault.pending_bytes >= BATCH_BYTES:
-            vault.commit()
 
 
 def run_backup(
@@ -501,6 +373,6 @@ def run_backup(
             except (interrupts.Interrupted, KeyboardInterrupt):
                 # the threads stop at their next message; those waiting on a server now
                 pool.shutdown(wait=False, cancel_futures=True)
-                _cut_sessions()
+                cut_sessions()
                 raise
     return BackupReport(reports)

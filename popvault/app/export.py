@@ -18,8 +18,7 @@ from popvault.mailboxes.eml import EmlWriter
 from popvault.mailboxes.maildir import MaildirWriter
 from popvault.mailboxes.mbox import MboxWriter
 from popvault.mailboxes.message import MessageBytes
-from popvault.vault.index import Filter
-from popvault.vault.vault import Vault
+from popvault.vault import Filter, Vault
 
 ExportFormat = Literal["mbox", "maildir", "eml"]
 #: Messages larger than this are streamed from the vault to the writer.

@@ -29,8 +29,7 @@ from popvault.mailboxes.eml import looks_like_message, read_eml, read_head
 from popvault.mailboxes.maildir import read_maildir
 from popvault.mailboxes.mbox import read_mbox
 from popvault.mailboxes.message import SourceMessage
-from popvault.vault.crypto import MasterKeys
-from popvault.vault.vault import SourceInfo, Vault
+from popvault.vault import SourceInfo, Vault
 
 SourceKind = Literal["mbox", "maildir", "eml"]
 BATCH_MESSAGES = 2000
@@ -139,12 +138,12 @@ def _reformed(chunks: Iterable[bytes], crlf: bool, strip: int) -> Iterator[bytes
         yield rest.replace(b"\n", b"\r\n") if crlf else rest
 
 
-def _form_ids(keys: MasterKeys, chunks: Iterable[bytes]) -> list[tuple[bytes, _Form]]:
+def _form_ids(vault: Vault, chunks: Iterable[bytes]) -> list[tuple[bytes, _Form]]:
     """The keyed ids of the forms of one mbox message, in order of preference, in one
     pass over its bytes (bounded memory for any size): as read; with CRLF put back; and
     without a final line ending the export may have added (``\r\n`` of ``--crlf``,
     ``\n`` of an LF export, itself from an LF or a CRLF message)."""
-    plain, crlf = keys.hasher(), keys.hasher()
+    plain, crlf = vault.hasher(), vault.hasher()
     held = b""
     for chunk in chunks:
         buf = held + chunk
@@ -183,10 +182,10 @@ def _as_before_export(vault: Vault, messages: Iterable[SourceMessage]) -> Iterat
         if header and not vault.has_message_id(header):
             yield sm
             continue
-        if sm.stream is None and vault.has_message(vault.keys.keyed_id(sm.data)):
+        if sm.stream is None and vault.has_message(vault.keyed_id(sm.data)):
             yield sm
             continue
-        ids = _form_ids(vault.keys, sm.chunks())
+        ids = _form_ids(vault, sm.chunks())
         if vault.has_message(ids[0][0]):
             yield sm
             continue

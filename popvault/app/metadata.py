@@ -15,8 +15,7 @@ import re
 from email.header import decode_header
 from email.utils import parsedate_tz
 
-from popvault.vault.meta import MessageMeta
-from popvault.vault.split import header_end
+from popvault.vault import MessageMeta, header_end
 
 HEADER_LIMIT = 1024 * 1024
 """Bytes of a message searched for the end of its header section."""

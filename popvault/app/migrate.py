@@ -17,8 +17,7 @@ from popvault.app.backup import AccountReport, backup_account
 from popvault.app.config import AccountConfig
 from popvault.app.progress import NullProgress, Progress
 from popvault.app.restore import DateFrom, RestoreReport, restore
-from popvault.vault.index import Filter
-from popvault.vault.vault import Vault
+from popvault.vault import Filter, Vault
 
 
 @dataclass
@@ -78,7 +77,7 @@ def migrate(
     )
     rep = MigrateReport(backup=b, restore=r, on_source=len(b.server_uidls))
     known = vault.known_uidls(source.name)
-    restored = vault.cache.restored(r.target)
+    restored = vault.restored(r.target)
     for uidl in b.server_uidls:
         mid = known.get(uidl)
         if mid is None:

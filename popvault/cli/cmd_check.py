@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from popvault.cli.context import Context, pass_ctx
-from popvault.errors import IntegrityError
+from popvault.errors import IntegrityError, UsageError
+from popvault.vault import Vault
 
 
 @click.command("check")
@@ -26,14 +27,13 @@ def command(ctx: Context, read_data: bool) -> None:
     with vault:
         progress = ctx.progress()
         if read_data:
-            total = sum(vault.backend.size(n) for n in vault.backend.list("packs"))
+            total = vault.pack_bytes()
             progress.start("reading packs", None, total)
         rep = vault.check(read_data=read_data, progress=lambda n: progress.advance(0, n))
         progress.done()
         affected = []
         for mid in sorted(rep.affected):
-            row = vault.cache.message(mid)
-            subject = row.subject if row else ""
+            subject = _subject(vault, mid)
             affected.append(f"{mid.hex()}  {subject}")
     for note in rep.notes:
         ctx.warn(note)
@@ -54,3 +54,10 @@ def command(ctx: Context, read_data: bool) -> None:
         f"{len(rep.problems)} problem(s) found, {len(affected)} message(s) affected",
         hint=None if read_data else "run 'popvault check --read-data' for a full verification",
     )
+
+
+def _subject(vault: Vault, mid: bytes) -> str:
+    try:
+        return vault.message(mid).subject
+    except UsageError:  # not in the cache (it could not be synced)
+        return ""

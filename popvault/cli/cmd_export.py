@@ -9,7 +9,7 @@ from popvault.cli.context import Context, pass_ctx
 from popvault.cli.filters import filter_options
 from popvault.cli.output import human_bytes
 from popvault.errors import IntegrityError
-from popvault.vault.index import Filter
+from popvault.vault import Filter
 
 
 @click.command("export")

@@ -8,7 +8,7 @@ import click
 
 from popvault.cli.context import Context, pass_ctx
 from popvault.errors import UsageError
-from popvault.vault.vault import Vault
+from popvault.vault import Vault
 
 
 @click.command("init")

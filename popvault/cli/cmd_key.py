@@ -12,7 +12,7 @@ from popvault.cli.context import Context, _interactive, pass_ctx
 from popvault.cli.group import HelpGroup
 from popvault.cli.output import ask_secret
 from popvault.errors import UsageError
-from popvault.vault.vault import import_key_export
+from popvault.vault import import_key_export
 
 
 @click.group("key", cls=HelpGroup)

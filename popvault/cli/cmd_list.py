@@ -9,7 +9,7 @@ import click
 
 from popvault.cli.context import Context, pass_ctx
 from popvault.cli.filters import filter_options
-from popvault.vault.index import Filter, MessageRow
+from popvault.vault import Filter, MessageRow
 
 
 def _iso(t: float | None) -> str | None:

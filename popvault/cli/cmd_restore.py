@@ -12,7 +12,7 @@ from popvault.cli.context import Context, pass_ctx
 from popvault.cli.filters import restore_filter_options
 from popvault.cli.output import human_bytes
 from popvault.errors import PartialFailure
-from popvault.vault.index import Filter
+from popvault.vault import Filter
 
 DATE_FROM = click.Choice(["auto", "received", "header", "archived"])
 

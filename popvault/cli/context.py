@@ -12,7 +12,7 @@ import click
 from popvault.app.secrets import Passphrase, find_passphrase
 from popvault.cli.output import PROMPT_TRIES, CliProgress, ask_secret, warning
 from popvault.errors import UsageError, WrongPassphrase
-from popvault.vault.vault import Vault
+from popvault.vault import Vault
 
 
 @dataclass
@@ -85,7 +85,7 @@ class Context:
         """The vault path, checked to hold a vault (VaultNotFound, exit 10, if not)
         without asking for the passphrase."""
         path = self.require_vault_path()
-        from popvault.vault.vault import as_backend, read_config
+        from popvault.vault import as_backend, read_config
 
         read_config(*as_backend(path))
         return path

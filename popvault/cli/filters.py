@@ -13,7 +13,7 @@ import click
 
 from popvault.app.common import parse_when
 from popvault.errors import UsageError
-from popvault.vault.index import Filter
+from popvault.vault import Filter
 
 F = TypeVar("F", bound=Callable[..., Any])
 

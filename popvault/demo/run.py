@@ -30,8 +30,7 @@ from popvault.app.export import export_messages
 from popvault.app.progress import NullProgress, Progress
 from popvault.demo.server import ScriptedPop3Server
 from popvault.errors import IntegrityError
-from popvault.vault.crypto import KdfParams
-from popvault.vault.vault import Vault
+from popvault.vault import KdfParams, Vault
 
 
 @dataclass

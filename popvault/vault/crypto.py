@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from popvault.errors import IntegrityError, WrongPassphrase
-from popvault.vault.prepare import keyed_id
+from popvault.vault.ids import keyed_id
 
 SALT_SIZE = 32
 TAG_SIZE = 16

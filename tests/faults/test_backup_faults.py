@@ -18,6 +18,7 @@ from typing import Literal
 import pytest
 
 from popvault.app import backup as backup_mod
+from popvault.app import fetch as fetch_mod
 from popvault.app.backup import AccountReport, BackupReport, backup_account, run_backup
 from popvault.app.config import AccountConfig
 from popvault.demo.server import Faults, Mailbox, ScriptedPop3Server
@@ -36,6 +37,7 @@ from tests.support.backup_helpers import (
     scripted_account,
     small_messages,
 )
+from tests.support.vaults import deleted_uidls
 
 PASSWORD = "scripted-secret-pw"
 USER = "alice"
@@ -150,7 +152,7 @@ def test_quit_dropped_with_delete(
     stored = verify(server, vault_path, cache_dir)
     assert sorted(stored) == uidls(MESSAGES)  # all archived before any DELE
     with open_vault(vault_path, cache_dir) as v:
-        recorded = v.cache.deleted_uidls("scripted")
+        recorded = deleted_uidls(v, "scripted")
     if drop == "after_reply":
         # +OK arrived before the reset: the deletions happened and are recorded
         assert (rep.exit_code, rep.deleted) == (0, len(MESSAGES))
@@ -256,7 +258,7 @@ def test_malformed_status_line(
     if verb != "QUIT":  # the server applies deletions before its (garbled) QUIT reply
         assert server.mailbox.messages() == MESSAGES
     with open_vault(vault_path, cache_dir) as v:
-        assert v.cache.deleted_uidls("scripted") == set()
+        assert deleted_uidls(v, "scripted") == set()
 
 
 def test_missing_terminating_dot(
@@ -416,8 +418,8 @@ def test_helper_prepared_run_keeps_what_arrived_before_a_drop(
     outgrows the helper limit on the way and is streamed instead; the session drops in
     the middle of RETR 7. Everything that arrived whole is filed from the helper and
     committed, nothing is deleted, and the next run completes the set and deletes."""
-    monkeypatch.setattr(backup_mod, "PREPARE_MIN", 1)
-    monkeypatch.setattr(backup_mod, "PREPARE_MAX", 64 << 10)
+    monkeypatch.setattr(fetch_mod, "PREPARE_MIN", 1)
+    monkeypatch.setattr(fetch_mod, "PREPARE_MAX", 64 << 10)
     assert len(MESSAGES[2][1]) > 64 << 10
     server.faults = Faults(drop_retr=(7, 100), list_size_lies={3: 1000})
     acct = scripted_account(server, delete=True)

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from popvault.app import backup as backup_mod
+from popvault.app import fetch as fetch_mod
 from popvault.app.backup import DAY, AccountReport, backup_account
 from popvault.app.config import AccountConfig
-from popvault.app.prepare import Preparer
+from popvault.app.helper import Preparer
 from popvault.errors import AuthenticationFailed, TLSError
 from popvault.pop3.client import Pop3Client
 from popvault.vault.vault import Vault
@@ -40,6 +40,7 @@ from tests.support.backup_helpers import (
 )
 from tests.support.dovecot import Dovecot, UserInfo, served_bytes
 from tests.support.generate import adversarial, realistic
+from tests.support.vaults import deleted_uidls
 
 ADVERSARIAL = [data for _, data in adversarial()]
 REALISTIC = list(realistic(5, seed=42, avg_size=8 * 1024))
@@ -117,15 +118,15 @@ def test_pop3s_full_then_incremental_byte_exact(
     filed = _count_prepared(monkeypatch)
     helpers: list[Preparer[Any]] = []
     if prepare != "direct":
-        monkeypatch.setattr(backup_mod, "PREPARE_MIN", 1)
-        monkeypatch.setattr(backup_mod, "PREPARE_MAX", 64 << 10)  # larger ones: streamed
+        monkeypatch.setattr(fetch_mod, "PREPARE_MIN", 1)
+        monkeypatch.setattr(fetch_mod, "PREPARE_MAX", 64 << 10)  # larger ones: streamed
     if prepare == "failing helper":
         # a helper whose key is not bytes raises on every message it is given
         def failing(_vault: Vault, _count: int) -> Preparer[Any]:
             helpers.append(Preparer(None))  # type: ignore[arg-type]
             return helpers[-1]
 
-        monkeypatch.setattr(backup_mod, "_preparer", failing)
+        monkeypatch.setattr(fetch_mod, "preparer_for", failing)
     delivered = ADVERSARIAL + REALISTIC
     uidls = dovecot.deliver(dovecot_user, delivered)
     acct = account(dovecot, dovecot_user)
@@ -268,7 +269,7 @@ def test_delete_only_after_durable_and_verified(
     assert sorted(checked) == list(range(1, len(delivered) + 1))
     assert dovecot.message_count(dovecot_user) == 0
     assert_byte_exact(vault, "dc", uidls, delivered)
-    assert vault.cache.deleted_uidls("dc") == set(uidls)
+    assert deleted_uidls(vault, "dc") == set(uidls)
     assert sessions(dovecot, dovecot_user, 1) == [(len(delivered), len(delivered))]
     assert_vault_sound(vault)
 

@@ -24,6 +24,7 @@ from popvault.demo.server import ScriptedPop3Server
 from popvault.vault.crypto import TEST_KDF
 from popvault.vault.vault import Vault
 from tests.support.generate import vocabulary
+from tests.support.vaults import cached_message_ids
 
 PASSPHRASE = "backup-test-passphrase"
 REPO = Path(__file__).resolve().parents[2]
@@ -203,7 +204,7 @@ def assert_vault_sound(vault: Vault) -> None:
     """``check --read-data`` passes and nothing was archived twice."""
     report = vault.check(read_data=True)
     assert report.ok, report.problems
-    ids = vault.cache.message_ids()
+    ids = cached_message_ids(vault)
     assert len(ids) == len(set(ids)) == report.messages
 
 

@@ -201,3 +201,19 @@ bytes_around_base64 = st.builds(
         st.none(), st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=3))
     ),
 )
+
+
+def deleted_uidls(vault: Vault, account: str) -> set[str]:
+    """UIDLs of ``account`` that the vault records as deleted from the server."""
+    rows = vault.cache.db.execute("SELECT uidl FROM deletions WHERE account=?", (account,))
+    return {r[0] for r in rows}
+
+
+def cache_accounts(vault: Vault) -> list[str]:
+    """The accounts the vault has arrivals of."""
+    return [r[0] for r in vault.cache.db.execute("SELECT DISTINCT account FROM sources")]
+
+
+def cached_message_ids(vault: Vault) -> list[bytes]:
+    """Every message id the cache knows, sorted."""
+    return [r[0] for r in vault.cache.db.execute("SELECT id FROM messages ORDER BY id")]

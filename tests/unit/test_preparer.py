@@ -1,4 +1,4 @@
-"""The helper process that prepares messages for a backup (popvault.app.prepare).
+"""The helper process that prepares messages for a backup (popvault.app.helper).
 
 A real spawned helper: results come back in submission order with their tags, equal to
 preparing in this process; and when the helper fails (it raises, or it is killed) every
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from popvault.app.helper import Preparer
 from popvault.app.metadata import parse_metadata
-from popvault.app.prepare import Preparer
-from popvault.vault.prepare import prepare_message
+from popvault.vault.ids import prepare_message
 from tests.support.vaults import attachment_message, random_bytes, text_message
 
 MAC = bytes(range(32))
@@ -98,7 +98,7 @@ def test_helper_exits_when_its_writer_is_killed(when: str) -> None:
     wait = "assert list(p.ready(wait=True))[0][2] is not None\n" if when.startswith("after") else ""
     code = (
         "import sys, time\n"
-        "from popvault.app.prepare import Preparer\n"
+        "from popvault.app.helper import Preparer\n"
         "p = Preparer(bytes(32), batch_count=1)\n"
         "p.submit(b'Subject: x\\r\\n\\r\\nbody\\r\\n', 0)\n"
         f"{wait}"
@@ -129,7 +129,7 @@ def test_helper_does_not_import_the_main_script(tmp_path: Path) -> None:
     script.write_text(
         "import sys\n"
         f"if __name__ != '__main__':\n    open({str(marker)!r}, 'w').close()\n"
-        "from popvault.app.prepare import Preparer\n"
+        "from popvault.app.helper import Preparer\n"
         "if __name__ == '__main__':\n"
         "    with Preparer(bytes(32), batch_count=1) as p:\n"
         "        p.submit(b'Subject: x\\r\\n\\r\\nbody\\r\\n', 0)\n"

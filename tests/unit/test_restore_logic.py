@@ -19,7 +19,7 @@ from popvault.app.restore import (
     internaldate,
     to_crlf,
 )
-from popvault.vault.index import MessageRow
+from popvault.vault import MessageRow
 
 
 @dataclass

@@ -16,6 +16,7 @@ from popvault.errors import IntegrityError, PopvaultError
 from popvault.vault.backend import MemoryBackend
 from popvault.vault.pack import PackWriter
 from popvault.vault.vault import SourceInfo, Vault
+from popvault.vault.writer import Writer
 from tests.support.vaults import (
     add_batch,
     attachment_message,
@@ -42,8 +43,8 @@ def _committed(where: Path | MemoryBackend) -> dict[bytes, bytes]:
 
 def _tear(v: Vault) -> None:
     """Drop every pending frame group, as the old interrupt bug did."""
-    assert v._groups, "nothing pending to tear"
-    v._groups.clear()
+    assert v._writer.groups, "nothing pending to tear"
+    v._writer.groups.clear()
 
 
 def test_a_commit_whose_records_name_lost_blobs_is_refused(tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ def _damaged(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[bytes, b
     blobs in no pack. Returns (every id -> bytes, the ids whose data is missing)."""
     first = _committed(root)
     with monkeypatch.context() as m:
-        m.setattr(Vault, "_assert_complete", lambda *_a: None)
+        m.setattr(Writer, "assert_complete", lambda *_a: None)
         with open_rw(root) as v:
             second = add_batch(v, SECOND, uidl_prefix="b")
             _tear(v)
@@ -185,7 +186,7 @@ def test_adding_the_messages_again_heals_the_vault(
         assert v.cache.incomplete() == missing
         for i, data in enumerate(SECOND):
             mid = v.add_message(data, SourceInfo("acct", "pop3", uidl=f"b{i}-{len(data)}")).msg_id
-            assert (mid in missing) == (mid in v._pending_msgs)  # stored again, whole
+            assert (mid in missing) == (mid in v._writer.pending_msgs)  # stored again, whole
         v.commit()
         assert v.cache.incomplete() == set()
     for cache in (None, tmp_path / "fresh"):

@@ -15,7 +15,7 @@ from popvault.vault.pack import (
     decompress_frame,
     frame_params,
 )
-from popvault.vault.vault import DEFAULT_LEVEL, FRAME_TARGET
+from popvault.vault.writer import DEFAULT_LEVEL, FRAME_TARGET
 
 
 @pytest.mark.parametrize("level", [1, 3, DEFAULT_LEVEL, 12, 19])

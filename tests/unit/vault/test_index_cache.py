@@ -16,7 +16,7 @@ import pytest
 
 from popvault.errors import IntegrityError, UsageError, VaultLocked
 from popvault.vault.backend import LocalBackend, MemoryBackend
-from popvault.vault.index import Filter, IndexCache
+from popvault.vault.cache import Filter, IndexCache
 from popvault.vault.vault import MessageMeta, SourceInfo, Vault
 from tests.support.vaults import (
     PASSPHRASE,

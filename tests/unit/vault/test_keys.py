@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from popvault.errors import IntegrityError, UsageError, WrongPassphrase
+from popvault.vault import Vault, import_key_export
 from popvault.vault.backend import LocalBackend, MemoryBackend
 from popvault.vault.crypto import TEST_KDF
-from popvault.vault.vault import Vault, import_key_export
 from tests.support.vaults import PASSPHRASE, build, create, open_ro, text_message
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from popvault.vault.prepare import Base64Piece, RawPiece, encoded_length, prepare_message
+from popvault.vault.ids import Base64Piece, RawPiece, encoded_length, prepare_message
+from popvault.vault.records import MsgRecord
 from popvault.vault.split import split_message
 from popvault.vault.vault import MessageMeta, SourceInfo, Vault
 from tests.support.generate import adversarial
@@ -29,13 +30,13 @@ from tests.support.vaults import (
 def _twins() -> tuple[Vault, Vault]:
     """Two empty vaults with the same MAC key (ids comparable across them)."""
     _b1, one = memory_vault()
-    _b2, two = memory_vault()
-    two.keys = one.keys
-    return one, two
+    b2, two = memory_vault()
+    two.close()
+    return one, Vault.open(b2, keys=one.keys, write=True)
 
 
 def _msg_record(v: Vault) -> dict[str, Any]:
-    return next(r for r in v._records if r["t"] == "msg")
+    return next(r.to_json() for r in v._writer.records if isinstance(r, MsgRecord))
 
 
 def assert_same_filing(data: bytes) -> None:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from popvault.errors import UsageError
-from popvault.vault import vault as vault_mod
+from popvault.vault import writer as writer_mod
 from popvault.vault.backend import MemoryBackend
 from popvault.vault.split import ATT_CHUNK, CHUNK
 from popvault.vault.vault import MessageMeta, SourceInfo, Vault
@@ -277,7 +277,7 @@ def test_compression_of_repetitive_mail() -> None:
 
 @pytest.fixture
 def small_inline(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(vault_mod, "INLINE_LIMIT", 64 << 10)
+    monkeypatch.setattr(writer_mod, "INLINE_LIMIT", 64 << 10)
     return 64 << 10
 
 
@@ -326,7 +326,7 @@ def test_streamed_and_inline_same_message_dedup(small_inline: int) -> None:
     with v:
         a = _stream(v, data, 4096, "s")
         v.commit()
-        vault_mod.INLINE_LIMIT = 1 << 30  # same bytes, split in memory this time
+        writer_mod.INLINE_LIMIT = 1 << 30  # same bytes, split in memory this time
         b = v.add_message(data, SourceInfo("other", "import", uidl=None))
         v.commit()
         assert a.msg_id == b.msg_id and not b.new

@@ -17,6 +17,7 @@ import pytest
 
 from popvault.errors import WrongPassphrase
 from popvault.vault.vault import Vault
+from tests.support.vaults import cache_accounts
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "v1"
 
@@ -63,7 +64,7 @@ def test_golden_vault_reads(copy: Path, expected: dict[str, Any], cache_dir: Pat
         rep = v.check(read_data=True)
         assert rep.ok, rep.problems
         assert rep.messages == len(expected["messages"])
-        assert sorted(v.cache.accounts()) == ["alice", "bob"]
+        assert sorted(cache_accounts(v)) == ["alice", "bob"]
         shared = [r for r in v.messages() if r.accounts == ["alice", "bob"]]
         assert len(shared) == 1
         assert any(p[0] == "b" for r in v.messages() for p in r.pieces)  # attachment split

@@ -41,8 +41,7 @@ from typing import Generic, TypeVar
 
 from popvault import interrupts
 from popvault.app.metadata import parse_metadata
-from popvault.vault.meta import MessageMeta
-from popvault.vault.prepare import PreparedMessage, prepare_message
+from popvault.vault import MessageMeta, PreparedMessage, prepare_message
 
 T = TypeVar("T")
 

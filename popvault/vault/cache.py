@@ -1,4 +1,7 @@
-"""The local index cache: a SQLite file rebuilt from the vault (docs/format.md §9).
+"""The local index cache: a SQLite file rebuilt from the vault (docs/format.md §9.3).
+
+The only module of popvault that speaks SQL. "Index" in the format means the vault's
+own encrypted segments (:mod:`popvault.vault.segments`); this is the cache of them.
 
 The vault's authoritative index is its encrypted segments (and, failing those, its
 packs). This cache holds the same facts in plaintext for fast listing and look-ups, so
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from popvault.vault.pack import BlobLocation
+from popvault.vault.records import DelRecord, MsgRecord, Record, SrcRecord, piece_ids
 
 SCHEMA_VERSION = "2"
 
@@ -166,7 +170,7 @@ class IndexCache:
     # --- applying a commit -------------------------------------------------------------
 
     def apply(
-        self, commit: str | None, blobs: Iterable[BlobLocation], records: Iterable[dict[str, Any]]
+        self, commit: str | None, blobs: Iterable[BlobLocation], records: Iterable[Record]
     ) -> None:
         """Add one commit's blob locations and records, in one transaction.
 
@@ -179,47 +183,43 @@ class IndexCache:
         dels: list[tuple[Any, ...]] = []
         rsts: list[tuple[Any, ...]] = []
         for r in records:
-            t = r.get("t")
-            if t == "msg":
-                m = r.get("meta") or {}
-                pieces.append((bytes.fromhex(r["id"]), piece_ids(r["pieces"])))
+            if isinstance(r, MsgRecord):
+                m = r.meta
+                pieces.append((r.id, piece_ids(r.pieces)))
                 msgs.append(
                     (
-                        bytes.fromhex(r["id"]),
-                        int(r["size"]),
-                        json.dumps(r["pieces"]),
-                        m.get("date"),
-                        m.get("received"),
-                        m.get("from", ""),
-                        m.get("to", ""),
-                        m.get("cc", ""),
-                        m.get("subject", ""),
-                        m.get("message_id", ""),
+                        r.id,
+                        r.size,
+                        json.dumps(r.pieces),
+                        m.date,
+                        m.received,
+                        m.from_,
+                        m.to,
+                        m.cc,
+                        m.subject,
+                        m.message_id,
                     )
                 )
-            elif t == "src":
-                mid = bytes.fromhex(r["msg"])
-                ft = r.get("file_time")
-                if ft is None:
-                    ft = r.get("from_line_time")
+            elif isinstance(r, SrcRecord):
+                s = r.source
+                ft = s.file_time if s.file_time is not None else s.from_line_time
                 srcs.append(
                     (
-                        mid,
-                        r["account"],
-                        r.get("uidl"),
-                        r["source"],
-                        r.get("flags"),
-                        float(r["archived"]),
-                        r.get("file_time"),
-                        r.get("from_line_time"),
+                        r.msg,
+                        s.account,
+                        s.uidl,
+                        s.source,
+                        s.flags,
+                        r.archived,
+                        s.file_time,
+                        s.from_line_time,
                     )
                 )
-                firsts.append((r["archived"], r["archived"], ft, ft, ft, mid))
-            elif t == "del":
-                msg = bytes.fromhex(r["msg"]) if r.get("msg") else None
-                dels.append((r["account"], r["uidl"], msg, r["time"]))
-            elif t == "rst":
-                rsts.append((r["target"], bytes.fromhex(r["msg"]), r.get("uid"), r["time"]))
+                firsts.append((r.archived, r.archived, ft, ft, ft, r.msg))
+            elif isinstance(r, DelRecord):
+                dels.append((r.account, r.uidl, r.msg, r.time))
+            else:
+                rsts.append((r.target, r.msg, r.uid, r.time))
         blobs = list(blobs)
         with self.db:
             self.db.executemany(
@@ -268,6 +268,11 @@ class IndexCache:
         """Messages recorded in the vault whose blobs are not all in its packs: not
         archived (format §8.3); their UIDLs count as not seen, so they are fetched again."""
         return {bytes(r[0]) for r in self.db.execute("SELECT msg FROM incomplete")}
+
+    def mark_applied(self, commits: Iterable[str]) -> None:
+        """Note commits as applied (after a rebuild from packs)."""
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO commits VALUES(?)", ((c,) for c in commits))
 
     # --- look-ups -----------------------------------------------------------------
 
@@ -341,10 +346,6 @@ class IndexCache:
         )
         return {str(r[0]) for r in rows}
 
-    def deleted_uidls(self, account: str) -> set[str]:
-        rows = self.db.execute("SELECT uidl FROM deletions WHERE account=?", (account,))
-        return {r[0] for r in rows}
-
     def restored(self, target: str) -> set[bytes]:
         return {r[0] for r in self.db.execute("SELECT msg FROM restores WHERE target=?", (target,))}
 
@@ -354,9 +355,6 @@ class IndexCache:
             "SELECT id FROM messages WHERE hex(id) LIKE ? LIMIT 2", (prefix.upper() + "%",)
         )
         return [r[0] for r in rows]
-
-    def message_ids(self) -> list[bytes]:
-        return [r[0] for r in self.db.execute("SELECT id FROM messages ORDER BY id")]
 
     def messages(self, flt: Filter | None = None) -> Iterator[MessageRow]:
         """Messages matching ``flt``, oldest delivery first."""
@@ -444,17 +442,3 @@ class IndexCache:
             "blobs": one("SELECT COUNT(*) FROM blobs"),
             "blob_bytes": one("SELECT SUM(length) FROM blobs"),
         }
-
-    def accounts(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT account FROM sources ORDER BY 1")]
-
-
-def piece_ids(pieces: list[Any]) -> list[bytes]:
-    """The blob ids a message's pieces name, in order (format §7.2)."""
-    out: list[bytes] = []
-    for p in pieces:
-        if p[0] == "r":
-            out.append(bytes.fromhex(p[1]))
-        elif p[0] == "b":
-            out += [bytes.fromhex(x) for x in p[1]]
-    return out

@@ -1,0 +1,235 @@
+"""The fetch-and-store stage of a backup: RETR pipelined into the vault, in batches.
+
+Each message goes from the POP3 stream into the vault as it arrives: collected whole for
+the helper process (:mod:`popvault.app.helper`) when it is small and a helper runs, else
+streamed into a :class:`~popvault.vault.MessageWriter`. It is checked against its LIST
+size (a mismatch keeps it on the server for good) and committed in batches. Whatever
+arrived whole is committed when the session breaks; on an interrupt, what is filed is
+committed and the rest dropped without waiting for the helper (the next run fetches it
+again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from popvault import interrupts
+from popvault.app.config import AccountConfig
+from popvault.app.helper import Preparer
+from popvault.app.helper import Result as PrepareResult
+from popvault.app.metadata import parse_metadata
+from popvault.app.progress import Progress
+from popvault.pop3.client import Pop3Client
+from popvault.vault import AddResult, MessageWriter, SourceInfo, Vault
+
+BATCH_MESSAGES = 2000
+BATCH_BYTES = 128 << 20
+#: A run fetching at least this many messages prepares them in a helper process
+#: (popvault.app.helper); fewer are not worth starting one.
+PREPARE_MIN = 200
+#: Messages larger than this are streamed into the vault, never held whole for a helper.
+PREPARE_MAX = 512 << 10
+
+#: What the preparer carries with each message: number, UIDL, bytes and lines received.
+Tag = tuple[int, str, int, int]
+
+
+@dataclass
+class Fetched:
+    """What the stage did: each fetched UIDL's message id, and the UIDLs whose LIST size
+    disagreed with what arrived (never deleted)."""
+
+    ids: dict[str, bytes] = field(default_factory=dict)
+    mismatched: set[str] = field(default_factory=set)
+    bytes: int = 0
+    new: int = 0
+    duplicates: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def size_ok(listed: int | None, got: int, lines: int) -> bool:
+    """LIST sizes may count CRLF or LF line ends (notes/dovecot.md): tolerate either."""
+    if listed is None:
+        return True
+    return got - lines - 2 <= listed <= got + 2
+
+
+class _Sink:
+    """Where one message's bytes go as they arrive; counts line feeds (size check).
+
+    Collected whole for the preparer, or streamed into a MessageWriter: a large message
+    (by LIST), one that outgrows PREPARE_MAX on the way, or any without a preparer."""
+
+    def __init__(self, vault: Vault, collect: bool) -> None:
+        self.vault = vault
+        self.buf: bytearray | None = bytearray() if collect else None
+        self.writer: MessageWriter | None = None if collect else vault.new_message()
+        self.lines = 0
+
+    def __call__(self, chunk: bytes) -> None:
+        self.lines += chunk.count(b"\n")
+        if self.buf is None:
+            assert self.writer is not None
+            self.writer.write(chunk)
+            return
+        self.buf += chunk
+        if len(self.buf) > PREPARE_MAX:  # LIST understated it: stream it after all
+            self.writer = self.vault.new_message()
+            self.writer.write(bytes(self.buf))
+            self.buf = None
+
+
+def preparer_for(vault: Vault, count: int) -> Preparer[Tag] | None:
+    """A helper process for a fetch of ``count`` messages, when it pays: enough messages,
+    and a second CPU for it to run on. One: the thread reading POP3 is the limit, and
+    each helper costs about 30 MB."""
+    if count < PREPARE_MIN or (os.cpu_count() or 1) < 2:
+        return None
+    return Preparer(vault.helper_key())
+
+
+class _Stage:
+    """One account's fetch: the callbacks ``retr_many`` calls, and the filing."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        acct: AccountConfig,
+        source: str,
+        todo: list[tuple[int, str]],
+        sizes: dict[int, int],
+        progress: Progress,
+    ) -> None:
+        self.vault = vault
+        self.acct = acct
+        self.source = source
+        self.uidl_of = dict(todo)
+        self.sizes = sizes
+        self.progress = progress
+        self.out = Fetched()
+        self.current: dict[int, _Sink] = {}
+        self.preparer = preparer_for(vault, len(todo))
+
+    def begin(self, num: int) -> Callable[[bytes], None]:
+        interrupts.checkpoint()  # accounts in other threads stop here (--jobs)
+        collect = self.preparer is not None and self.sizes.get(num, 0) <= PREPARE_MAX
+        sink = self.current[num] = _Sink(self.vault, collect)
+        return sink
+
+    def end(self, num: int, nbytes: int) -> None:
+        sink = self.current.pop(num)
+        uidl = self.uidl_of[num]
+        if sink.buf is not None and self.preparer is not None:
+            self.preparer.submit(bytes(sink.buf), (num, uidl, nbytes, sink.lines))
+            for item in self.preparer.ready():
+                self.file_prepared(*item)
+            return
+        assert sink.writer is not None
+        res = sink.writer.finish(self._src(uidl), parse_metadata(sink.writer.head))
+        self.filed(num, uidl, nbytes, sink.lines, res)
+
+    def _src(self, uidl: str) -> SourceInfo:
+        return SourceInfo(account=self.acct.name, source=self.source, uidl=uidl)
+
+    def file_prepared(self, data: bytes, tag: Tag, result: PrepareResult | None) -> None:
+        num, uidl, nbytes, lines = tag
+        if result is None:  # the helper failed: the ordinary way, same outcome
+            res = self.vault.add_message(data, self._src(uidl), parse_metadata(data))
+        else:
+            res = self.vault.add_prepared(data, result[0], self._src(uidl), result[1])
+        self.filed(num, uidl, nbytes, lines, res)
+
+    def filed(self, num: int, uidl: str, nbytes: int, lines: int, res: AddResult) -> None:
+        out = self.out
+        out.ids[uidl] = res.msg_id
+        out.bytes += nbytes
+        if res.new:
+            out.new += 1
+        else:
+            out.duplicates += 1
+        if not size_ok(self.sizes.get(num), nbytes, lines):
+            out.mismatched.add(uidl)
+            out.warnings.append(
+                f"#{num} {uidl}: LIST said {self.sizes.get(num)} bytes, received {nbytes};"
+                " kept, and never deleted from the server"
+            )
+        self.progress.advance(1, nbytes)
+        self.vault.commit_if(arrivals=BATCH_MESSAGES, nbytes=BATCH_BYTES)
+
+    def finish(self, stopped: bool) -> None:
+        """After the RETRs: file what the helper still holds (unless stopped), stop it,
+        commit."""
+        try:
+            if self.preparer is not None and not self.vault.broken and not stopped:
+                for item in self.preparer.ready(wait=True):
+                    self.file_prepared(*item)
+        finally:
+            if self.preparer is not None:
+                self.preparer.close()
+                if self.preparer.failed is not None:
+                    self.out.warnings.append(
+                        f"the helper process failed ({self.preparer.failed!r}); its messages"
+                        " were added directly"
+                    )
+            if not self.vault.broken:
+                self.vault.commit()
+
+
+def fetch_and_store(
+    vault: Vault,
+    client: Pop3Client,
+    acct: AccountConfig,
+    todo: list[tuple[int, str]],
+    sizes: dict[int, int],
+    progress: Progress,
+    *,
+    source: str,
+) -> Fetched:
+    """RETR every message of ``todo`` (number, UIDL) into the vault and commit it.
+
+    Whatever arrived whole is committed even when the session breaks (the error is then
+    raised); every message is filed whole or not at all (the vault holds signals back
+    meanwhile), and a commit refuses records whose blobs are not stored."""
+    stage = _Stage(vault, acct, source, todo, sizes, progress)
+    stopped = False
+    try:
+        with _fetching(client):
+            numbers = [n for n, _ in todo]
+            client.retr_many(numbers, stage.begin, stage.end, window=acct.pipeline_window)
+    except BaseException as exc:
+        # an interrupt; or, in a --jobs thread, the connection cut because of one
+        stopped = isinstance(exc, KeyboardInterrupt) or interrupts.requested() is not None
+        raise
+    finally:
+        stage.finish(stopped)
+    return stage.out
+
+
+#: The POP3 sessions fetching right now, for an interrupt to cut (``cut_sessions``).
+_sessions: set[Pop3Client] = set()
+_sessions_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fetching(client: Pop3Client) -> Iterator[None]:
+    """While ``client`` fetches, an interrupt may cut it (never later: from QUIT on,
+    a deletion must be recorded)."""
+    with _sessions_lock:
+        _sessions.add(client)
+    try:
+        yield
+    finally:
+        with _sessions_lock:
+            _sessions.discard(client)
+
+
+def cut_sessions() -> None:
+    """Make the accounts fetching in other threads stop now: a read blocked on a slow
+    or silent server would otherwise hold the interrupt up until its timeout."""
+    with _sessions_lock:
+        for client in _sessions:
+            client.abort()

@@ -1,0 +1,212 @@
+"""``check``: every commit, segment, pack and message verified (format §11).
+
+The structural check reads every key slot, commit record and index segment and compares
+the packs they name with the packs present; with ``read_data`` it also reads every pack
+whole, authenticates every frame, checks every blob against its keyed id and rebuilds
+every message against its id. Damage is reported, never raised: the report lists the
+problems and the messages they affect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from popvault.errors import IntegrityError
+from popvault.vault import lock as lockmod
+from popvault.vault.backend import Backend, ObjectNotFound
+from popvault.vault.cache import IndexCache
+from popvault.vault.crypto import MasterKeys, parse_checksum_json
+from popvault.vault.pack import HEADER_SIZE, BlobLocation, PackReader, pack_object_name
+from popvault.vault.reader import Reader
+from popvault.vault.records import piece_ids
+from popvault.vault.segments import COMMIT_NAME, CommitLog, segment_blobs, short_name
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    affected: set[bytes] = field(default_factory=set)
+    packs: int = 0
+    messages: int = 0
+    blobs: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class Checker:
+    """The parts of an open vault a check reads."""
+
+    backend: Backend
+    keys: MasterKeys
+    vault_id: str
+    log: CommitLog
+    cache: IndexCache
+    reader: Reader
+    #: Whether the check runs under this process's own writer lock.
+    locked: bool
+
+    def run(
+        self, *, read_data: bool = False, progress: Callable[[int], None] | None = None
+    ) -> CheckReport:
+        rep = CheckReport()
+        self._key_slots(rep)
+        packs, seg_names = self._commits(rep)
+        seg_locs = self._segments(seg_names, rep)
+        present = {n.rsplit("/", 1)[1] for n in self.backend.list("packs")}
+        for p in packs:
+            if p not in present:
+                rep.problems.append(f"pack {p[:12]} is missing")
+        self._uncommitted(sorted(present - set(packs)), rep)
+        rep.packs = len(packs)
+        bad_blobs = {loc.blob_id for loc in seg_locs.values() if loc.pack not in present}
+        if read_data:
+            bad_blobs |= self._check_packs(sorted(packs), seg_locs, rep, progress)
+        self._messages(seg_locs, bad_blobs, read_data, rep)
+        return rep
+
+    def _key_slots(self, rep: CheckReport) -> None:
+        for slot in self.backend.list("keys"):
+            try:
+                parse_checksum_json(self.backend.get(slot), f"key slot {slot}")
+            except IntegrityError as exc:
+                rep.problems.append(exc.message)
+
+    def _commits(self, rep: CheckReport) -> tuple[dict[str, str], list[str]]:
+        """The packs (-> the commit naming them) and segments the commit records name."""
+        packs: dict[str, str] = {}
+        seg_names: list[str] = []
+        names = self.log.names()
+        extra = [n for n in self.backend.list("commits") if not COMMIT_NAME.match(n)]
+        for n in extra:
+            rep.problems.append(f"unexpected object {n} in commits/")
+        prev: str | None = None
+        for i, name in enumerate(names, start=1):
+            m = COMMIT_NAME.match(name)
+            assert m is not None
+            if int(m.group(1)) != i:
+                rep.problems.append(f"commit sequence broken at {name} (expected {i})")
+            try:
+                body = self.log.read_commit(name)
+            except (IntegrityError, ValueError) as exc:
+                rep.problems.append(str(exc))
+                prev = short_name(name)
+                continue
+            if body.get("parent") != prev:
+                rep.problems.append(f"commit {name} does not follow its predecessor")
+            prev = short_name(name)
+            for p in body.get("packs", []):
+                packs[p] = name
+            seg_names += body.get("segments", [])
+        return packs, seg_names
+
+    def _segments(self, seg_names: list[str], rep: CheckReport) -> dict[bytes, BlobLocation]:
+        """The authoritative blob locations."""
+        seg_locs: dict[bytes, BlobLocation] = {}
+        for s in seg_names:
+            try:
+                for loc in segment_blobs(self.log.read_segment(s)):
+                    seg_locs[loc.blob_id] = loc
+            except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+                rep.problems.append(str(exc))
+        return seg_locs
+
+    def _uncommitted(self, uncommitted: list[str], rep: CheckReport) -> None:
+        writer = None if self.locked else lockmod.running_writer(self.backend)
+        if uncommitted and writer is not None:
+            rep.notes.append(
+                f"a writer is running ({writer}): its {len(uncommitted)} pack(s) not"
+                " committed yet are work in progress, not problems"
+            )
+        for p in [] if writer is not None else uncommitted:
+            rep.notes.append(f"pack {p[:12]} belongs to no commit (left by an interrupted run)")
+
+    def _messages(
+        self,
+        seg_locs: dict[bytes, BlobLocation],
+        bad_blobs: set[bytes],
+        read_data: bool,
+        rep: CheckReport,
+    ) -> None:
+        """Every message's blobs must be known and good (and rebuild, with read_data)."""
+        rep.blobs = self.cache.totals()["blobs"]
+        for row in self.cache.messages():
+            rep.messages += 1
+            ids = piece_ids(row.pieces)
+            if any(b in bad_blobs or (seg_locs and b not in seg_locs) for b in ids):
+                rep.affected.add(row.id)
+                continue
+            if read_data:
+                try:
+                    for _ in self.reader.iter_message(row.id, row.size, row.pieces):
+                        pass
+                except IntegrityError as exc:
+                    rep.problems.append(exc.message)
+                    rep.affected.add(row.id)
+        torn = self.cache.incomplete()
+        if torn:
+            rep.problems.append(
+                f"{len(torn)} message(s) were recorded without all of their data (left by an"
+                " interrupted run of an earlier popvault): they are not archived; the next"
+                " backup fetches them again while they are on the server (an import, from"
+                " its source)"
+            )
+            rep.affected |= torn
+        elif rep.affected and not rep.problems:
+            rep.problems.append(f"{len(rep.affected)} message(s) reference damaged data")
+
+    def _check_packs(
+        self,
+        packs: list[str],
+        seg_locs: dict[bytes, BlobLocation],
+        rep: CheckReport,
+        progress: Callable[[int], None] | None,
+    ) -> set[bytes]:
+        bad: set[bytes] = set()
+        by_pack: dict[str, list[BlobLocation]] = {}
+        for loc in seg_locs.values():
+            by_pack.setdefault(loc.pack, []).append(loc)
+        for p in packs:
+            try:
+                data = self.backend.get(pack_object_name(p))
+            except ObjectNotFound:
+                bad.update(b.blob_id for b in by_pack.get(p, []))
+                continue
+            if progress:
+                progress(len(data))
+            try:
+                bad |= self._check_pack(p, data, by_pack.get(p, []), rep)
+            except IntegrityError as exc:
+                rep.problems.append(exc.message)
+                bad.update(b.blob_id for b in by_pack.get(p, []))
+        return bad
+
+    def _check_pack(
+        self, p: str, data: bytes, locs: list[BlobLocation], rep: CheckReport
+    ) -> set[bytes]:
+        """One whole pack against its name, its trailer and the index; the bad blobs."""
+        bad: set[bytes] = set()
+        if hashlib.sha256(data).hexdigest() != p:
+            raise IntegrityError(f"pack {p[:12]} does not match its name (damaged or swapped)")
+        reader = PackReader(self.keys, self.vault_id, p, data[:HEADER_SIZE])
+        frames, blobs = reader.parse(data)
+        plains = list(reader.iter_frames(data, frames))
+        trailer = {b.blob_id: b for b in blobs}
+        for loc in locs:
+            t = trailer.get(loc.blob_id)
+            if t != loc:
+                rep.problems.append(
+                    f"pack {p[:12]}: index and pack disagree on blob {loc.blob_id.hex()[:12]}"
+                )
+                bad.add(loc.blob_id)
+                continue
+            chunk = plains[loc.frame][loc.offset : loc.offset + loc.length]
+            if self.keys.keyed_id(chunk) != loc.blob_id:
+                rep.problems.append(f"pack {p[:12]}: blob {loc.blob_id.hex()[:12]} is damaged")
+                bad.add(loc.blob_id)
+        return bad

@@ -1,0 +1,346 @@
+"""Writing: pending blobs in frame groups, packs as they fill, and the commit (§6, §8.2).
+
+Messages are split into blobs (:mod:`popvault.vault.split`), queued in one frame group per
+blob kind, sealed into zstd frames of about 1 MiB and written in packs of about 8 MiB as
+they fill. Records wait in a list. :meth:`Writer.commit` makes all of it durable in the
+order packs, index segment, commit record; only the commit record makes anything
+archived. The facade (:class:`popvault.vault.vault.Vault`) holds its lock and keeps
+signals out while this state changes, and refuses to commit it once a change failed
+half-way.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+
+import zstandard
+
+from popvault.errors import IntegrityError
+from popvault.vault.backend import Backend
+from popvault.vault.cache import IndexCache
+from popvault.vault.crypto import MasterKeys
+from popvault.vault.ids import Base64Piece, PreparedMessage
+from popvault.vault.meta import MessageMeta
+from popvault.vault.pack import BlobLocation, PackWriter, pack_object_name
+from popvault.vault.records import (
+    AddResult,
+    DelRecord,
+    MsgRecord,
+    Pieces,
+    Record,
+    RstRecord,
+    SourceInfo,
+    SrcRecord,
+    piece_hex_ids,
+)
+from popvault.vault.segments import RECORD_LEVEL, CommitLog
+from popvault.vault.split import ATT_CHUNK, CHUNK, HEADER_MAX, header_end, split_message
+
+#: Messages up to this size are split in memory (attachment dedup); larger ones stream.
+INLINE_LIMIT = 32 << 20
+FRAME_TARGET = 1 << 20
+PACK_TARGET = 8 << 20
+DEFAULT_LEVEL = 9
+
+
+class FrameGroup:
+    """Blobs of one kind waiting for their frame."""
+
+    def __init__(self) -> None:
+        self.blobs: list[tuple[bytes, str, bytes]] = []
+        self.size = 0
+        #: Leading blobs already looked up in the index (none of them is stored yet).
+        self.checked = 0
+
+
+class Writer:
+    """The pending writes of one open vault, and their commit. Not thread-safe: the
+    facade serialises calls."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        keys: MasterKeys,
+        vault_id: str,
+        cache: IndexCache,
+        log: CommitLog,
+        level: int = DEFAULT_LEVEL,
+    ) -> None:
+        self.backend = backend
+        self.keys = keys
+        self.vault_id = vault_id
+        self.cache = cache
+        self.log = log
+        self.level = level
+        self._executor: ThreadPoolExecutor | None = None
+        self._pack: PackWriter | None = None
+        self.groups: dict[str, FrameGroup] = {}
+        self.pending_blobs: set[bytes] = set()
+        self.pending_msgs: set[bytes] = set()
+        self.pending_srcs: set[tuple[bytes, str, str | None, str]] = set()
+        self.records: list[Record] = []
+        self.pending_bytes = 0
+        self.pending_arrivals = 0
+        self.written_packs: list[str] = []
+        self.written_locs: list[BlobLocation] = []
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.records and not self.written_packs and not self.groups
+
+    def has_message(self, msg_id: bytes) -> bool:
+        return msg_id in self.pending_msgs or self.cache.has_message(msg_id)
+
+    # ------------------------------------------------------------------ blobs
+
+    def store_blob(self, kind: str, data: bytes, blob_id: bytes | None = None) -> str:
+        """Queue a blob for its frame unless this commit already holds it. Blobs that an
+        earlier commit stored are dropped when the group reaches a frame's worth (one
+        look-up for the group instead of one per blob); the frame is sealed only when a
+        frame's worth of new blobs remains, so duplicates do not make frames smaller.
+        ``blob_id`` when already computed. Returns the blob id in hex."""
+        if blob_id is None:
+            blob_id = self.keys.keyed_id(data)
+        if blob_id not in self.pending_blobs:
+            self.pending_blobs.add(blob_id)
+            group = self.groups.setdefault(kind, FrameGroup())
+            group.blobs.append((blob_id, kind, data))
+            group.size += len(data)
+            if group.size >= FRAME_TARGET:
+                self._drop_stored(group)
+                if group.size >= FRAME_TARGET:
+                    self._flush_group(kind)
+        return blob_id.hex()
+
+    def _drop_stored(self, group: FrameGroup) -> None:
+        """Remove the group's blobs that the index already holds (looked up once each)."""
+        fresh = group.blobs[group.checked :]
+        stored = self.cache.stored_blobs([b[0] for b in fresh])
+        if stored:
+            kept = [b for b in fresh if b[0] not in stored]
+            group.blobs[group.checked :] = kept
+            group.size = sum(len(b[2]) for b in group.blobs)
+        group.checked = len(group.blobs)
+
+    def _flush_group(self, kind: str) -> None:
+        group = self.groups.pop(kind, None)
+        if group is None:
+            return
+        self._drop_stored(group)
+        if not group.blobs:
+            return
+        if self._pack is None:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+            self._pack = PackWriter(self.keys, self.vault_id, self.level, self._executor)
+        self._pack.add_frame(group.blobs)
+        if self._pack.size >= PACK_TARGET:
+            self._finish_pack()
+
+    def _finish_pack(self) -> None:
+        if self._pack is None:
+            return
+        name, data, locs = self._pack.finish()
+        self._pack = None
+        self.backend.put(pack_object_name(name), data)
+        self.written_packs.append(name)
+        self.written_locs += locs
+
+    # ------------------------------------------------------------------ messages
+
+    def split_pieces(self, data: bytes) -> Pieces:
+        """Split a whole message and store its blobs; its pieces (§7.2)."""
+        pieces: Pieces = []
+        for seg in split_message(data):
+            if seg.kind == "b64":
+                ids = [
+                    self.store_blob("att", seg.data[i : i + ATT_CHUNK])
+                    for i in range(0, len(seg.data), ATT_CHUNK)
+                ]
+                eol = "crlf" if seg.eol == b"\r\n" else "lf"
+                pieces.append(["b", ids, seg.line_length, eol])
+            else:
+                pieces.append(["r", self.store_blob(seg.kind, seg.data)])
+        return pieces
+
+    def prepared_pieces(self, data: bytes, prepared: PreparedMessage) -> Pieces:
+        """Store the blobs of a message :func:`prepare_message` split; its pieces."""
+        out: Pieces = []
+        for piece in prepared.pieces:
+            if isinstance(piece, Base64Piece):
+                ids = [self.store_blob("att", chunk, bid) for bid, chunk in piece.chunks]
+                eol = "crlf" if piece.eol == b"\r\n" else "lf"
+                out.append(["b", ids, piece.line_length, eol])
+            else:
+                raw = data[piece.start : piece.end]
+                out.append(["r", self.store_blob(piece.kind, raw, piece.blob_id)])
+        return out
+
+    def file_message(
+        self,
+        msg_id: bytes,
+        size: int,
+        pieces: Callable[[], Pieces],
+        source: SourceInfo,
+        meta: MessageMeta | None,
+    ) -> AddResult:
+        """File one message: ``pieces`` stores its blobs, called only when it is new."""
+        new = not self.has_message(msg_id)
+        if new:
+            self.pending_msgs.add(msg_id)
+            self.pending_bytes += size
+            self.records.append(MsgRecord(msg_id, size, pieces(), meta or MessageMeta()))
+        key = (msg_id, source.account, source.uidl, source.source)
+        seen = key in self.pending_srcs or (
+            not new and self.cache.source_exists(msg_id, source.account, source.uidl, source.source)
+        )
+        if not seen:
+            self.pending_srcs.add(key)
+            self.pending_arrivals += 1
+            self.records.append(SrcRecord(msg_id, source, time.time()))
+        return AddResult(msg_id, new, size)
+
+    def record(self, rec: DelRecord | RstRecord) -> None:
+        self.records.append(rec)
+
+    # ------------------------------------------------------------------ commit
+
+    def commit(self) -> tuple[str, list[BlobLocation], list[Record]]:
+        """Make everything pending durable (§8.2); returns the commit's short name, its
+        blob locations and records (for the cache), and clears the pending state."""
+        records = self.records
+        records_json = json.dumps([r.to_json() for r in records])  # the segment's too
+        rec_blob = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(records_json.encode())
+        for kind in list(self.groups):
+            self._flush_group(kind)
+        self.store_blob("rec", rec_blob)
+        self._flush_group("rec")
+        self._finish_pack()
+        locs = self.written_locs
+        blobs = [[b.blob_id.hex(), b.kind, *b.fields()] for b in locs]
+        self.assert_complete(records, {str(b[0]) for b in blobs})
+        seg_name = self.log.put_segment(blobs, records_json)
+        cname = self.log.put_commit(self.written_packs, [seg_name])
+        self.records = []
+        self.pending_bytes = 0
+        self.pending_arrivals = 0
+        self.written_packs = []
+        self.written_locs = []
+        self.pending_blobs.clear()
+        self.pending_msgs.clear()
+        self.pending_srcs.clear()
+        return cname, locs, records
+
+    def assert_complete(self, records: list[Record], written: set[str]) -> None:
+        """Refuse a commit whose records name a blob that is neither in one of its packs
+        (``written``: hex ids) nor in a pack an earlier commit lists (format §8.2, step
+        3): a bug in the writer becomes a refused commit, never a vault whose messages
+        have no data."""
+        named: set[str] = set()
+        for r in records:
+            if isinstance(r, MsgRecord):
+                named.update(piece_hex_ids(r.pieces))
+        named -= written
+        if not named:
+            return
+        stored = self.cache.stored_blobs([bytes.fromhex(h) for h in named])
+        missing = named - {b.hex() for b in stored}
+        if missing:
+            raise IntegrityError(
+                f"refusing to commit: {len(missing)} blob(s) the new records name are in"
+                f" no pack (first {min(missing)[:12]}); nothing was committed",
+                hint="this is a bug in popvault, please report it; the vault is unchanged"
+                " and the next run starts over from the last commit",
+            )
+
+
+class MessageWriter:
+    """Streams one message into the vault (format §7.2).
+
+    Up to INLINE_LIMIT bytes are buffered and split in memory (attachment dedup); past
+    that the header is stored and the rest goes out as 1 MiB ``txt`` blobs as it comes,
+    so memory stays bounded for any message size. The keyed hash of a streamed message
+    is computed as it comes; that of a buffered one at the end, in one call. ``guard``
+    is the facade's lock-and-no-signals section around every change of pending state.
+    """
+
+    def __init__(self, writer: Writer, guard: Callable[[], AbstractContextManager[None]]) -> None:
+        self._writer = writer
+        self._guard = guard
+        self._buf = bytearray()
+        self._hasher: hmac.HMAC | None = None  # from the start of streaming
+        self._size = 0
+        self._streaming = False
+        self._pieces: Pieces = []
+        self._head = b""
+
+    @property
+    def head(self) -> bytes:
+        """The header section (for metadata parsing), available after writes."""
+        if self._streaming:
+            return self._head
+        end = header_end(self._buf, HEADER_MAX + 4)
+        return bytes(self._buf[: end if end >= 0 else HEADER_MAX])
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def write(self, chunk: bytes) -> None:
+        """Add the next bytes of the message; a large chunk is taken in 1 MiB slices so
+        the writer never holds more than the inline limit plus one slice."""
+        view = memoryview(chunk)
+        for i in range(0, len(view), CHUNK):
+            piece = view[i : i + CHUNK]
+            if self._hasher is not None:
+                self._hasher.update(piece)
+            self._size += len(piece)
+            self._buf += piece
+            if not self._streaming and len(self._buf) > INLINE_LIMIT:
+                self._start_streaming()
+            if self._streaming:
+                self._drain(final=False)
+
+    def _start_streaming(self) -> None:
+        self._hasher = self._writer.keys.hasher()
+        self._hasher.update(self._buf)  # everything so far: nothing has left the buffer
+        self._head = self.head
+        self._streaming = True
+        with self._guard():
+            if 0 < len(self._head) <= HEADER_MAX and header_end(self._head) > 0:
+                self._pieces.append(["r", self._writer.store_blob("hdr", self._head)])
+                del self._buf[: len(self._head)]
+
+    def _drain(self, final: bool) -> None:
+        with self._guard():
+            while len(self._buf) >= CHUNK or (final and self._buf):
+                part = bytes(self._buf[:CHUNK])
+                del self._buf[:CHUNK]
+                self._pieces.append(["r", self._writer.store_blob("txt", part)])
+
+    def finish(self, source: SourceInfo, meta: MessageMeta | None = None) -> AddResult:
+        """Add the message (pending until commit). Returns its id and whether it is new."""
+        w = self._writer
+        if self._streaming:
+            assert self._hasher is not None
+            msg_id = self._hasher.digest()
+            self._drain(final=True)
+            streamed = self._pieces
+            with self._guard():
+                return w.file_message(msg_id, self._size, lambda: streamed, source, meta)
+        data = bytes(self._buf)
+        self._buf = bytearray()
+        msg_id = w.keys.keyed_id(data)
+        with self._guard():
+            return w.file_message(msg_id, self._size, lambda: w.split_pieces(data), source, meta)
