@@ -13,7 +13,7 @@ from popvault.app.secrets import account_password, one_off_password
 from popvault.cli.context import Context, _interactive, pass_ctx
 from popvault.cli.output import ask_secret, error, human_bytes
 from popvault.errors import PartialFailure, PopvaultError, UsageError
-from popvault.pop3.settings import parse_pop3_url
+from popvault.pop3.settings import AUTH_METHODS, parse_pop3_url
 
 
 def url_account(
@@ -82,9 +82,7 @@ def print_report(ctx: Context, report: BackupReport, as_json: bool) -> None:
 @click.option("--password-command", metavar="CMD", help="--url: command printing the password.")
 @click.option("--tls-ca-file", metavar="FILE", help="--url: trust this CA (PEM).")
 @click.option("--tls-fingerprint", metavar="SHA256", help="--url: pin this certificate.")
-@click.option(
-    "--auth", metavar="MECH", help="--url: user, apop, plain, login, xoauth2, oauthbearer."
-)
+@click.option("--auth", metavar="MECH", help=f"--url: {', '.join(AUTH_METHODS)}.")
 @click.option("--delete", is_flag=True, help="--url: delete each message once safely archived.")
 @click.option(
     "--delete-after-days", type=int, metavar="N", help="--url: delete N days after archiving."
