@@ -257,6 +257,23 @@ def _run_account(
     _report_fetch(rep, got)
     for w in rep.warnings:
         progress.warn(f"account {acct.name}: {w}")
+    _delete_stage(vault, client, acct, rep, progress, listing, reused, got, now)
+
+
+def _delete_stage(
+    vault: Vault,
+    client: Pop3Client,
+    acct: AccountConfig,
+    rep: AccountReport,
+    progress: Progress,
+    listing: Listing,
+    reused: set[str],
+    got: Fetched,
+    now: float,
+) -> None:
+    """DELE what the rule allows (:mod:`popvault.app.deletion`), QUIT, record it."""
+    policy = policy_of(acct)
+    sizes = listing.sizes
     doomed: list[tuple[int, str]] = []
     archived: dict[str, bytes] = {}
     if policy.deletes:

@@ -299,72 +299,101 @@ def _restore_imap(
                 return rep
             client.create_folder(folder)
         present = {server_key(size, head) for _uid, size, head in client.uid_fetch_headers(folder)}
-        limit = _size_limit(client, t.host)
-        todo: list[MessageRow] = []
-        for row in rows:
-            if row.size and limit is not None and row.size > limit[1]:
-                rep.failed.append(
-                    f"{row.id.hex()[:16]}: {row.size} bytes is over {limit[0]}'s limit of"
-                    f" {limit[1]} bytes; not restored"
-                )
-                continue
-            todo.append(row)
-        if dry_run and not present:
-            rep.would_restore = len(todo)
-            return rep
+        todo = _within_limit(rows, _size_limit(client, t.host), rep)
         if dry_run:
-            # Count what a real run would append: it skips what the folder scan finds.
-            for row in todo:
-                try:
-                    keys, _ = _imap_form(vault, row)
-                except IntegrityError as exc:
-                    rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
-                    continue
-                if keys.isdisjoint(present):
-                    rep.would_restore += 1
-                else:
-                    rep.already += 1
+            _count_dry_run(vault, todo, present, rep)
             return rep
         progress.start(target_id, len(todo), sum(r.size for r in todo))
-        queue: list[tuple[MessageRow, int]] = []
-
-        def items() -> Any:
-            for row in todo:
-                try:
-                    keys, item = _imap_form(vault, row)
-                except IntegrityError as exc:
-                    rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
-                    continue
-                if not keys.isdisjoint(present):
-                    vault.record_restore(target_id, row.id, None)
-                    rep.already += 1
-                    continue
-                queue.append((row, item.size))
-                yield replace(
-                    item,
-                    flags=maildir_flags_to_imap(row.flags),
-                    internaldate=internaldate(row, date_from),
-                )
-
-        full = False
-        for outcome in client.append_batches(folder, items()):
-            row, size = queue.pop(0)
-            if outcome.error is not None:
-                rep.failed.append(f"{row.id.hex()[:16]}: {outcome.error.message}")
-                if outcome.error.code == "OVERQUOTA" and not full:
-                    full = True
-                    progress.warn(f"{target_id}: the target is full ({outcome.error.server_text})")
-                continue
-            vault.record_restore(target_id, row.id, outcome.uid)
-            rep.restored += 1
-            rep.bytes += size
-            rep.restored_ids.append(row.id.hex())
-            progress.advance(1, size)
-            if vault.pending >= BATCH:
-                _commit(vault, dry_run)
-        _commit(vault, dry_run)
+        _append_all(vault, client, folder, target_id, todo, present, date_from, rep, progress)
         progress.done()
     return rep
+
+
+def _within_limit(
+    rows: list[MessageRow], limit: tuple[str, int] | None, rep: RestoreReport
+) -> list[MessageRow]:
+    """The rows the server takes; those over its size limit are failures."""
+    todo: list[MessageRow] = []
+    for row in rows:
+        if row.size and limit is not None and row.size > limit[1]:
+            rep.failed.append(
+                f"{row.id.hex()[:16]}: {row.size} bytes is over {limit[0]}'s limit of"
+                f" {limit[1]} bytes; not restored"
+            )
+            continue
+        todo.append(row)
+    return todo
+
+
+def _count_dry_run(
+    vault: Vault, todo: list[MessageRow], present: set[tuple[int, str]], rep: RestoreReport
+) -> None:
+    """Count what a real run would append: it skips what the folder scan finds."""
+    if not present:
+        rep.would_restore = len(todo)
+        return
+    for row in todo:
+        try:
+            keys, _ = _imap_form(vault, row)
+        except IntegrityError as exc:
+            rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
+            continue
+        if keys.isdisjoint(present):
+            rep.would_restore += 1
+        else:
+            rep.already += 1
+
+
+def _append_all(
+    vault: Vault,
+    client: ImapClient,
+    folder: str,
+    target_id: str,
+    todo: list[MessageRow],
+    present: set[tuple[int, str]],
+    date_from: DateFrom,
+    rep: RestoreReport,
+    progress: Progress,
+) -> None:
+    """APPEND (in batches, pipelined) what the folder does not hold yet; record each
+    message restored, commit in batches."""
+    queue: list[tuple[MessageRow, int]] = []
+
+    def items() -> Any:
+        for row in todo:
+            try:
+                keys, item = _imap_form(vault, row)
+            except IntegrityError as exc:
+                rep.failed.append(f"{row.id.hex()[:16]}: {exc.message}")
+                continue
+            if not keys.isdisjoint(present):
+                vault.record_restore(target_id, row.id, None)
+                rep.already += 1
+                continue
+            queue.append((row, item.size))
+            yield replace(
+                item,
+                flags=maildir_flags_to_imap(row.flags),
+                internaldate=internaldate(row, date_from),
+            )
+
+    full = False
+    for outcome in client.append_batches(folder, items()):
+        row, size = queue.pop(0)
+        if outcome.error is not None:
+            rep.failed.append(f"{row.id.hex()[:16]}: {outcome.error.message}")
+            if outcome.error.code == "OVERQUOTA" and not full:
+                full = True
+                progress.warn(f"{target_id}: the target is full ({outcome.error.server_text})")
+            continue
+        vault.record_restore(target_id, row.id, outcome.uid)
+        rep.restored += 1
+        rep.bytes += size
+        rep.restored_ids.append(row.id.hex())
+        progress.advance(1, size)
+        if vault.pending >= BATCH:
+            _commit(vault, False)
+    _commit(vault, False)
 
 
 def _imap_form(vault: Vault, row: MessageRow) -> tuple[set[tuple[int, str]], AppendItem]:

@@ -176,50 +176,11 @@ class IndexCache:
 
         Records are applied grouped by table (one ``executemany`` each): messages before
         the sources that update them; within a table, in record order."""
-        msgs: list[tuple[Any, ...]] = []
-        pieces: list[tuple[bytes, list[bytes]]] = []
-        srcs: list[tuple[Any, ...]] = []
-        firsts: list[tuple[Any, ...]] = []
-        dels: list[tuple[Any, ...]] = []
-        rsts: list[tuple[Any, ...]] = []
+        rows = _Rows()
         for r in records:
-            if isinstance(r, MsgRecord):
-                m = r.meta
-                pieces.append((r.id, piece_ids(r.pieces)))
-                msgs.append(
-                    (
-                        r.id,
-                        r.size,
-                        json.dumps(r.pieces),
-                        m.date,
-                        m.received,
-                        m.from_,
-                        m.to,
-                        m.cc,
-                        m.subject,
-                        m.message_id,
-                    )
-                )
-            elif isinstance(r, SrcRecord):
-                s = r.source
-                ft = s.file_time if s.file_time is not None else s.from_line_time
-                srcs.append(
-                    (
-                        r.msg,
-                        s.account,
-                        s.uidl,
-                        s.source,
-                        s.flags,
-                        r.archived,
-                        s.file_time,
-                        s.from_line_time,
-                    )
-                )
-                firsts.append((r.archived, r.archived, ft, ft, ft, r.msg))
-            elif isinstance(r, DelRecord):
-                dels.append((r.account, r.uidl, r.msg, r.time))
-            else:
-                rsts.append((r.target, r.msg, r.uid, r.time))
+            rows.add(r)
+        msgs, pieces, srcs, firsts = rows.msgs, rows.pieces, rows.srcs, rows.firsts
+        dels, rsts = rows.dels, rows.rsts
         blobs = list(blobs)
         with self.db:
             self.db.executemany(
@@ -442,3 +403,54 @@ class IndexCache:
             "blobs": one("SELECT COUNT(*) FROM blobs"),
             "blob_bytes": one("SELECT SUM(length) FROM blobs"),
         }
+
+
+class _Rows:
+    """One commit's records as the rows of each table."""
+
+    def __init__(self) -> None:
+        self.msgs: list[tuple[Any, ...]] = []
+        self.pieces: list[tuple[bytes, list[bytes]]] = []
+        self.srcs: list[tuple[Any, ...]] = []
+        self.firsts: list[tuple[Any, ...]] = []
+        self.dels: list[tuple[Any, ...]] = []
+        self.rsts: list[tuple[Any, ...]] = []
+
+    def add(self, r: Record) -> None:
+        if isinstance(r, MsgRecord):
+            m = r.meta
+            self.pieces.append((r.id, piece_ids(r.pieces)))
+            self.msgs.append(
+                (
+                    r.id,
+                    r.size,
+                    json.dumps(r.pieces),
+                    m.date,
+                    m.received,
+                    m.from_,
+                    m.to,
+                    m.cc,
+                    m.subject,
+                    m.message_id,
+                )
+            )
+        elif isinstance(r, SrcRecord):
+            s = r.source
+            ft = s.file_time if s.file_time is not None else s.from_line_time
+            self.srcs.append(
+                (
+                    r.msg,
+                    s.account,
+                    s.uidl,
+                    s.source,
+                    s.flags,
+                    r.archived,
+                    s.file_time,
+                    s.from_line_time,
+                )
+            )
+            self.firsts.append((r.archived, r.archived, ft, ft, ft, r.msg))
+        elif isinstance(r, DelRecord):
+            self.dels.append((r.account, r.uidl, r.msg, r.time))
+        else:
+            self.rsts.append((r.target, r.msg, r.uid, r.time))
