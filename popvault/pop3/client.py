@@ -14,7 +14,6 @@ take effect on a successful :meth:`Pop3Client.quit` (RFC 1939 section 6).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import select
@@ -25,12 +24,11 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from popvault.errors import NetworkError, PopvaultError, ProtocolError, TLSError
-from popvault.pop3 import sasl
-from popvault.pop3.errors import Pop3CommandFailed, UidlNotSupported, error_for_reply
+from popvault.pop3.errors import UidlNotSupported, error_for_reply
+from popvault.pop3.login import login
 from popvault.pop3.parser import (
     BodyChunk,
     BodyEnd,
-    Continuation,
     Event,
     Expect,
     ResponseParser,
@@ -51,7 +49,6 @@ _Caps = dict[str, list[str]]
 _RECV_SIZE = 256 * 1024
 #: Bytes already received that one read gathers before parsing (see Pop3Client._gather).
 _GATHER = 64 * 1024
-_MAX_SASL_ROUNDS = 8
 _TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
 _TLS_WORDING = HandshakeWording(
     untrusted="{host}: server certificate refused: {reason}",
@@ -175,7 +172,7 @@ class Pop3Client:
             self._parser.expect(Expect.SINGLE)
             self._send(b"UTF8\r\n", "UTF8")
             self._read_status("UTF8")  # a refusal is harmless: we stay in ASCII mode
-        self._login()
+        login(self)
         after = self._capa()
         if after:
             self._capabilities = after
@@ -420,92 +417,6 @@ class Pop3Client:
         self._simple("NOOP")
 
     # -- internals ----------------------------------------------------------------
-
-    def _login(self) -> None:
-        settings = self._settings
-        method = settings.auth.lower() if settings.auth else None
-        if method is None:
-            offered = [m.upper() for m in self._capabilities.get("SASL", [])]
-            if "PLAIN" in offered:
-                method = "plain"
-            elif "USER" in self._capabilities or not self._capabilities or "LOGIN" not in offered:
-                method = "user"
-            else:
-                method = "login"
-        if method == "user":
-            self._login_user_pass()
-        elif method == "apop":
-            self._login_apop()
-        else:
-            self._login_sasl(sasl.MECHANISMS[method.upper()](settings.user, settings.password))
-
-    def _login_user_pass(self) -> None:
-        settings = self._settings
-        user_label = f"USER {settings.user}"
-        user_line = f"USER {settings.user}\r\n".encode()
-        pass_line = f"PASS {settings.password}\r\n".encode()
-        if self.pipelining:
-            self._parser.expect(Expect.SINGLE)
-            self._parser.expect(Expect.SINGLE)
-            self._send(user_line + pass_line, "USER/PASS")
-            user_status = self._read_status(user_label)
-            pass_status = self._read_status("PASS")
-        else:
-            self._parser.expect(Expect.SINGLE)
-            self._send(user_line, user_label)
-            user_status = self._read_status(user_label)
-            if user_status.ok:
-                self._parser.expect(Expect.SINGLE)
-                self._send(pass_line, "PASS")
-                pass_status = self._read_status("PASS")
-        if not user_status.ok:
-            raise error_for_reply(self.host, user_label, user_status.text, login=True)
-        if not pass_status.ok:
-            raise error_for_reply(self.host, "PASS", pass_status.text, login=True)
-
-    def _login_apop(self) -> None:
-        settings = self._settings
-        if self._timestamp is None:
-            raise Pop3CommandFailed(
-                f"{self.host}: APOP requested but the server greeting has no timestamp",
-                hint="this server does not offer APOP; use auth 'plain' or 'user' over TLS",
-            )
-        digest = hashlib.md5((self._timestamp + settings.password).encode()).hexdigest()
-        label = f"APOP {settings.user}"
-        self._parser.expect(Expect.SINGLE)
-        self._send(f"APOP {settings.user} {digest}\r\n".encode(), label)
-        status = self._read_status(label)
-        if not status.ok:
-            raise error_for_reply(self.host, label, status.text, login=True)
-
-    def _login_sasl(self, mech: sasl.SaslMechanism) -> None:
-        label = f"AUTH {mech.name}"
-        line, sent_initial = sasl.auth_command(mech)
-        initial_due = not sent_initial and mech.initial() is not None
-        self._parser.expect(Expect.SASL)
-        self._send(line, label)
-        for _ in range(_MAX_SASL_ROUNDS):
-            event = self._next_event(label)
-            if isinstance(event, Status):
-                if not event.ok:
-                    raise error_for_reply(self.host, label, event.text, login=True)
-                return
-            if not isinstance(event, Continuation):
-                raise self._protocol(label, "unexpected reply during SASL exchange")
-            challenge = sasl.decode_challenge(event.text)
-            if initial_due and not challenge:
-                initial_due = False
-                answer = mech.initial()
-                assert answer is not None
-            else:
-                try:
-                    answer = mech.step(challenge)
-                except ProtocolError as exc:
-                    self._send(b"*\r\n", label)  # cancel (RFC 5034 section 4)
-                    raise self._protocol(label, exc.message) from None
-            wire = sasl.encode(answer) if answer else b""
-            self._send(wire + b"\r\n", label)
-        raise self._protocol(label, "too many SASL challenges")
 
     def _capa(self) -> _Caps:
         try:
