@@ -13,7 +13,6 @@ another or concurrently (``jobs``); one failing account does not stop the others
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +24,9 @@ from popvault.app.config import AccountConfig
 from popvault.app.deletion import DAY, Policy, deletable, unsafe_uidls, verify
 from popvault.app.fetch import Fetched, cut_sessions, fetch_and_store, size_ok
 from popvault.app.progress import NullProgress, Progress
-from popvault.app.secrets import read_secret_file, run_secret_command
 from popvault.errors import (
     PopvaultError,
     TemporaryFailure,
-    UsageError,
 )
 from popvault.pop3.client import Pop3Client
 from popvault.pop3.errors import UidlNotSupported
@@ -88,34 +85,13 @@ class BackupReport:
         return 3
 
 
-def resolve_password(acct: AccountConfig) -> str:
-    """The account's password from its configured source (never logged)."""
-    if acct.password_command:
-        return run_secret_command(acct.password_command, f"account {acct.name}: password")
-    if acct.password_env:
-        value = os.environ.get(acct.password_env)
-        if not value:
-            raise UsageError(
-                f"account {acct.name}: environment variable {acct.password_env} is not set"
-            )
-        return value
-    if acct.password_file:
-        return read_secret_file(os.path.expanduser(acct.password_file))
-    if acct.password is not None:
-        return acct.password
-    raise UsageError(
-        f"account {acct.name} has no password source",
-        hint="set password_command, password_env or password_file in its config section",
-    )
-
-
 def settings_for(acct: AccountConfig, password: str) -> Pop3Settings:
     return Pop3Settings(
         host=acct.host,
         user=acct.user,
         password=password,
         port=acct.port,
-        tls=acct.tls,  # type: ignore[arg-type]
+        tls=acct.tls,
         auth=acct.auth,
         tls_ca_file=acct.tls_ca_file,
         tls_fingerprint=acct.tls_fingerprint,

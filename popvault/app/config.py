@@ -17,7 +17,7 @@ from typing import Any
 
 from popvault.errors import UsageError
 from popvault.pop3.settings import AUTH_METHODS
-from popvault.tls import TLS_MODES
+from popvault.tls import TLS_MODES, TlsMode
 
 _TYPE_NAMES: dict[type, str] = {
     str: "a string",
@@ -60,7 +60,7 @@ class AccountConfig:
     host: str
     user: str
     port: int | None = None
-    tls: str = "implicit"
+    tls: TlsMode = "implicit"
     tls_ca_file: str | None = None
     tls_fingerprint: str | None = None
     auth: str | None = None
@@ -161,55 +161,9 @@ def load_config(path: Path, *, required: bool = True) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: {exc}") from None
     _check_types(path, text, None, data, _TOP_KEYS)
-    accounts: dict[str, AccountConfig] = {}
-    for name, table in data.get("accounts", {}).items():
-        section = f"accounts.{name}"
-        if not isinstance(table, dict):
-            raise UsageError(f"{path}: [accounts] entry '{name}' must be a table")
-        _check_types(path, text, section, table, _ACCOUNT_KEYS)
-        for req in ("host", "user"):
-            if req not in table:
-                line = _line_of_section(text, section)
-                raise UsageError(f"{path}:{line}: [{section}] needs '{req}'")
-        for key in ("timeout", "connect_timeout", "pipeline_window"):
-            if key in table and table[key] <= 0:
-                raise UsageError(f"{_where(path, text, section, key)}: '{key}' must be > 0")
-        if table.get("keep") is True and (
-            table.get("delete") is True or table.get("delete_after_days") is not None
-        ):
-            raise UsageError(
-                f"{_where(path, text, section, 'keep')}: 'keep = true' contradicts"
-                " 'delete' / 'delete_after_days'",
-                hint="keep only one deletion policy in the account",
-            )
-        if table.get("delete") is True and table.get("delete_after_days") is not None:
-            raise UsageError(
-                f"{_where(path, text, section, 'delete')}: give 'delete' or"
-                " 'delete_after_days', not both"
-            )
-        if table.get("tls", "implicit") not in TLS_MODES:
-            raise UsageError(
-                f"{_where(path, text, section, 'tls')}: tls must be one of {', '.join(TLS_MODES)}"
-            )
-        if table.get("auth") is not None and table["auth"] not in AUTH_METHODS:
-            raise UsageError(
-                f"{_where(path, text, section, 'auth')}: auth must be one of"
-                f" {', '.join(AUTH_METHODS)}"
-            )
-        if "password" in table:
-            mode = path.stat().st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise UsageError(
-                    f"{_where(path, text, section, 'password')}: a plaintext password is only"
-                    f" accepted when {path} is not readable by group or others",
-                    hint=f"chmod 600 {path}, or use password_command / password_env",
-                )
-        if table.get("delete_after_days") is not None and table["delete_after_days"] < 0:
-            raise UsageError(f"{_where(path, text, section, 'delete_after_days')}: must be >= 0")
-        table = dict(table)
-        if table.get("delete") or table.get("delete_after_days") is not None:
-            table["keep"] = False
-        accounts[name] = AccountConfig(name=name, **table)
+    accounts = {
+        name: _account(path, text, name, table) for name, table in data.get("accounts", {}).items()
+    }
     vault = data.get("vault")
     if vault is not None:
         vault = str((path.parent / Path(vault).expanduser()).resolve())
@@ -220,6 +174,56 @@ def load_config(path: Path, *, required: bool = True) -> Config:
         passphrase_command=data.get("passphrase_command"),
         accounts=accounts,
     )
+
+
+def _account(path: Path, text: str, name: str, table: object) -> AccountConfig:
+    """One ``[accounts.NAME]`` table, checked; UsageError naming the file and line."""
+    section = f"accounts.{name}"
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: [accounts] entry '{name}' must be a table")
+    _check_types(path, text, section, table, _ACCOUNT_KEYS)
+    for req in ("host", "user"):
+        if req not in table:
+            line = _line_of_section(text, section)
+            raise UsageError(f"{path}:{line}: [{section}] needs '{req}'")
+    for key in ("timeout", "connect_timeout", "pipeline_window"):
+        if key in table and table[key] <= 0:
+            raise UsageError(f"{_where(path, text, section, key)}: '{key}' must be > 0")
+    if table.get("keep") is True and (
+        table.get("delete") is True or table.get("delete_after_days") is not None
+    ):
+        raise UsageError(
+            f"{_where(path, text, section, 'keep')}: 'keep = true' contradicts"
+            " 'delete' / 'delete_after_days'",
+            hint="keep only one deletion policy in the account",
+        )
+    if table.get("delete") is True and table.get("delete_after_days") is not None:
+        raise UsageError(
+            f"{_where(path, text, section, 'delete')}: give 'delete' or"
+            " 'delete_after_days', not both"
+        )
+    if table.get("tls", "implicit") not in TLS_MODES:
+        raise UsageError(
+            f"{_where(path, text, section, 'tls')}: tls must be one of {', '.join(TLS_MODES)}"
+        )
+    if table.get("auth") is not None and table["auth"] not in AUTH_METHODS:
+        raise UsageError(
+            f"{_where(path, text, section, 'auth')}: auth must be one of {', '.join(AUTH_METHODS)}"
+        )
+    if "password" in table:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise UsageError(
+                f"{_where(path, text, section, 'password')}: a plaintext password is only"
+                f" accepted when {path} is not readable by group or others",
+                hint=f"chmod 600 {path}, or use password_command / password_env",
+            )
+    if table.get("delete_after_days") is not None and table["delete_after_days"] < 0:
+        raise UsageError(f"{_where(path, text, section, 'delete_after_days')}: must be >= 0")
+    table = dict(table)
+    if table.get("delete") or table.get("delete_after_days") is not None:
+        table["keep"] = False
+    return AccountConfig(name=name, **table)
 
 
 def _config_path(config: str | None) -> tuple[Path, bool]:

@@ -112,7 +112,8 @@ class CommitLog:
     def put_commit(self, packs: list[str], segments: list[str]) -> str:
         """Put the next commit record (§8.1); the commit point. Returns its short name."""
         names = self.names()
-        seq = int(COMMIT_NAME.match(names[-1]).group(1)) + 1 if names else 1  # type: ignore[union-attr]
+        last = COMMIT_NAME.match(names[-1]) if names else None
+        seq = int(last.group(1)) + 1 if last else 1
         body = {
             "version": 1,
             "seq": seq,
