@@ -59,12 +59,13 @@ class _State:
         self.requested: int | None = None  # the first signal of this run
         self.early: int | None = None  # a signal that arrived while starting up
         self.starting = False  # between hold_during_start() and handlers()
+        self.retry: int | None = None  # a signal to raise again (it met a finalizer)
 
 
 _state = _State()
 
 
-def _handler(signum: int, _frame: FrameType | None) -> None:
+def _handler(signum: int, frame: FrameType | None) -> None:
     first = _state.requested is None
     if first:
         _state.requested = signum
@@ -74,7 +75,33 @@ def _handler(signum: int, _frame: FrameType | None) -> None:
             signal.signal(signum, signal.SIG_DFL)
         _state.held = signum
         return
+    if frame is not None and _in_finalizer(frame):
+        # Python ignores (and prints) an exception raised in a finalizer or a weakref
+        # callback: the interrupt would be lost. Raise it a moment later instead.
+        _state.retry = signum
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, RETRY_DELAY)
+        return
     raise Interrupted(signum)
+
+
+#: Seconds before an interrupt that landed in a finalizer is raised again.
+RETRY_DELAY = 0.01
+_FINALIZER_FILES = ("weakref.py", "_weakrefset.py")
+
+
+def _in_finalizer(frame: FrameType) -> bool:
+    """Whether ``frame`` runs code that Python calls from a finalizer or a weakref
+    callback (``__del__``, the weakref module's callbacks), where an exception is lost."""
+    code = frame.f_code
+    return code.co_name == "__del__" or code.co_filename.endswith(_FINALIZER_FILES)
+
+
+def _alarm(_signum: int, frame: FrameType | None) -> None:
+    signum, _state.retry = _state.retry, None
+    if signum is not None:
+        _state.requested = None  # counted again by the handler
+        _handler(signum, frame)
 
 
 def _early(signum: int, _frame: FrameType | None) -> None:
@@ -109,9 +136,10 @@ def handlers() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    previous = {s: signal.getsignal(s) for s in (*SIGNALS, signal.SIGALRM)}
     _state.requested = None
     _state.held = None
+    _state.retry = None
     try:
         for s in SIGNALS:
             # a signal the parent process chose to ignore (nohup) stays ignored
@@ -124,6 +152,8 @@ def handlers() -> Iterator[None]:
             raise Interrupted(early)
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _state.retry = None
         for s, h in previous.items():
             # the command's entry point keeps holding (and ignoring) a signal that comes
             # after the run, while it exits with the run's own code

@@ -201,7 +201,9 @@ class Preparer(Generic[T]):
             daemon=True,
         )
         try:
-            with _main_script_hidden():
+            # not torn by a signal: spawn writes the child's start-up data after the
+            # fork; a child left without it prints a traceback into our stderr
+            with interrupts.critical(), _main_script_hidden():
                 proc.start()
         finally:
             # the helper's ends are the helper's alone: its exit then closes the pipes

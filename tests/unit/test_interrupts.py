@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -150,3 +151,24 @@ def test_critical_is_a_no_op_outside_the_main_thread() -> None:
         finally:
             done.set()
             t.join(5)
+
+
+class _Finalized:
+    """Calls the handler from ``__del__``, as a signal landing in a finalizer would."""
+
+    def __del__(self) -> None:
+        interrupts._handler(signal.SIGINT, sys._getframe())
+
+
+def test_a_signal_in_a_finalizer_is_raised_a_moment_later() -> None:
+    """An exception in ``__del__`` or a weakref callback is printed and lost ("Exception
+    ignored in ..."): the interrupt must not be. It comes a moment later, outside."""
+    steps: list[str] = []
+    with pytest.raises(Interrupted) as info, interrupts.handlers():
+        _Finalized()  # collected at once: the signal "arrives" in its __del__
+        steps.append("the finalizer returned")
+        time.sleep(1.0)  # the retry lands here
+        steps.append("never")
+    assert steps == ["the finalizer returned"]
+    assert info.value.exit_code == 130
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL  # put back
