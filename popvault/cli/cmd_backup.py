@@ -119,7 +119,6 @@ def command(
 
     Exit 0 also when there was no new mail; 3 when some accounts failed; 75 when all
     failed temporarily (retry later); 77 when the server refused the login."""
-    items: list[tuple[AccountConfig, str]] = []
     failures: list[str] = []
     if url:
         if accounts:
@@ -127,30 +126,9 @@ def command(
         acct = url_account(
             url, account_name, tls_ca_file, tls_fingerprint, auth, delete, delete_after_days
         )
-        items.append((acct, url_password(password_command)))
+        items = [(acct, url_password(password_command))]
     else:
-        cfg_path = Path(ctx.config) if ctx.config else default_config_path()
-        cfg = load_config(cfg_path)
-        if not cfg.accounts:
-            raise UsageError(f"{cfg_path} defines no [accounts.NAME] section")
-        names = list(accounts) or list(cfg.accounts)
-        for n in names:
-            if n not in cfg.accounts:
-                raise UsageError(
-                    f"no account {n!r} in {cfg_path}", hint=f"known: {', '.join(cfg.accounts)}"
-                )
-        for n in names:
-            try:
-                items.append((cfg.accounts[n], account_password(cfg.accounts[n])))
-            except PopvaultError as exc:
-                if len(names) == 1:
-                    raise
-                msg = exc.message
-                failures.append(msg if msg.startswith(f"account {n}") else f"account {n}: {msg}")
-        for f in failures:
-            click.echo(f"popvault: error: {f}", err=True)
-        if failures and not items:
-            raise UsageError("no account has a usable password")
+        items = _configured(ctx, accounts, failures)
     with ctx.open_vault(write=not dry_run, command="popvault backup") as vault:
         report = run_backup(
             vault,
@@ -168,3 +146,35 @@ def command(
         raise PartialFailure("some accounts failed; the others were backed up")
     if code:
         raise click.exceptions.Exit(code)
+
+
+def _configured(
+    ctx: Context, accounts: tuple[str, ...], failures: list[str]
+) -> list[tuple[AccountConfig, str]]:
+    """The configured accounts to back up (all by default) with their passwords; an
+    account whose password cannot be had is reported in ``failures`` (unless it is the
+    only one: then its error is raised)."""
+    cfg_path = Path(ctx.config) if ctx.config else default_config_path()
+    cfg = load_config(cfg_path)
+    if not cfg.accounts:
+        raise UsageError(f"{cfg_path} defines no [accounts.NAME] section")
+    names = list(accounts) or list(cfg.accounts)
+    for n in names:
+        if n not in cfg.accounts:
+            raise UsageError(
+                f"no account {n!r} in {cfg_path}", hint=f"known: {', '.join(cfg.accounts)}"
+            )
+    items: list[tuple[AccountConfig, str]] = []
+    for n in names:
+        try:
+            items.append((cfg.accounts[n], account_password(cfg.accounts[n])))
+        except PopvaultError as exc:
+            if len(names) == 1:
+                raise
+            msg = exc.message
+            failures.append(msg if msg.startswith(f"account {n}") else f"account {n}: {msg}")
+    for f in failures:
+        click.echo(f"popvault: error: {f}", err=True)
+    if failures and not items:
+        raise UsageError("no account has a usable password")
+    return items
