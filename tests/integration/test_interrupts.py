@@ -58,9 +58,6 @@ from tests.support.generate import realistic
 
 #: Seconds from the signal to the process's exit.
 EXIT_BOUND = 10.0
-#: The sweeps start this long after the process: before, the interpreter itself is
-#: starting (popvault holds signals back from its first line on, see popvault.__main__).
-START = 0.05
 TRIALS = int(os.environ.get("POPVAULT_INTERRUPT_TRIALS") or 72)
 SEED = int(os.environ.get("POPVAULT_INTERRUPT_SEED") or random.randrange(1 << 30))
 #: The named steps of a durable put (LocalBackend's fault hook) and the objects a run puts.
@@ -239,6 +236,7 @@ def _trial(
     )
     try:
         if delay is not None:
+            _wait_holding(proc)
             time.sleep(delay)
             sent = time.monotonic()
             proc.send_signal(signum)
@@ -285,12 +283,44 @@ def _trial(
     return trial
 
 
+def _holding(pid: int) -> bool:
+    """Whether the process catches SIGTERM yet (Python does not by default; popvault
+    does from the first line of its entry point on): /proc/PID/status, SigCgt."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # gone: nothing to wait for
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def _wait_holding(proc: subprocess.Popen[str]) -> None:
+    """The sweeps' delays count from the moment popvault holds signals (the first line
+    of its entry point, popvault.__main__): before, the Python interpreter itself is
+    starting, and a signal then gets Python's default handling (no vault is open yet)."""
+    deadline = time.monotonic() + 30
+    while not _holding(proc.pid) and proc.poll() is None:
+        assert time.monotonic() < deadline, "popvault never installed its signal handlers"
+        time.sleep(0.002)
+
+
 def _full_run_seconds(setup: Setup, label: str) -> float:
+    """How long a run takes from the moment it holds signals to its exit."""
     vault, cache = setup.fresh(f"baseline-{label}")
+    proc = subprocess.Popen(
+        _command(vault, setup.args, None),
+        env=cli_env(cache, **setup.env),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_holding(proc)
     t0 = time.monotonic()
-    done = _run(vault, cache, setup.args, setup.env)
+    _out, err = proc.communicate(timeout=300)
     took = time.monotonic() - t0
-    assert done.returncode == 0, done.stderr
+    assert proc.returncode == 0, err
     return took
 
 
@@ -304,11 +334,11 @@ def _sweep(setup: Setup, label: str, signum: int, count: int) -> list[Trial]:
     rng = random.Random(f"{SEED}-{label}")
     trials = []
     for i in range(count):
-        delay = START + (full - START) * (i + rng.random()) / count
+        delay = full * (i + rng.random()) / count
         trial = _trial(setup, f"{label}-{i}", signum, delay=delay)
         trials.append(trial)
         if trial.code == 0:  # finished before the signal: it took at most this long
-            full = max(START * 2, min(full, delay))
+            full = max(0.05, min(full, delay))
     interrupted = sum(1 for t in trials if t.code != 0)
     print(
         f"{label}: full run {full:.2f} s; {interrupted}/{count} interrupted; slowest exit"
