@@ -154,6 +154,7 @@ def handlers() -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         _state.retry = None
+        _state.requested = None  # a later run in this process (a library) starts clean
         for s, h in previous.items():
             # the command's entry point keeps holding (and ignoring) a signal that comes
             # after the run, while it exits with the run's own code

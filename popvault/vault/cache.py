@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from popvault.vault.pack import BlobLocation
-from popvault.vault.records import DelRecord, MsgRecord, Record, SrcRecord, piece_ids
+from popvault.vault.records import (
+    DelRecord,
+    MsgRecord,
+    Pieces,
+    Record,
+    SrcRecord,
+    piece_ids,
+    pieces_from_json,
+)
 
 SCHEMA_VERSION = "2"
 
@@ -59,7 +67,7 @@ class MessageRow:
 
     id: bytes
     size: int
-    pieces: list[Any]
+    pieces: Pieces
     date: float | None
     received: float | None
     from_: str
@@ -221,7 +229,7 @@ class IndexCache:
             "SELECT m.id, m.pieces FROM incomplete i JOIN messages m ON m.id = i.msg"
         ).fetchall()
         for msg, text in rows:
-            ids = piece_ids(json.loads(text))
+            ids = piece_ids(pieces_from_json(json.loads(text)))
             if len(self.stored_blobs(ids)) == len(set(ids)):
                 self.db.execute("DELETE FROM incomplete WHERE msg=?", (msg,))
 
@@ -371,7 +379,7 @@ class IndexCache:
         return MessageRow(
             id=row[0],
             size=row[1],
-            pieces=json.loads(row[2]),
+            pieces=pieces_from_json(json.loads(row[2])),
             date=row[3],
             received=row[4],
             from_=row[5] or "",

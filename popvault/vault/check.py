@@ -97,12 +97,12 @@ class Checker:
                 rep.problems.append(str(exc))
                 prev = short_name(name)
                 continue
-            if body.get("parent") != prev:
+            if body.parent != prev:
                 rep.problems.append(f"commit {name} does not follow its predecessor")
             prev = short_name(name)
-            for p in body.get("packs", []):
+            for p in body.packs:
                 packs[p] = name
-            seg_names += body.get("segments", [])
+            seg_names += body.segments
         return packs, seg_names
 
     def _segments(self, seg_names: list[str], rep: CheckReport) -> dict[bytes, BlobLocation]:

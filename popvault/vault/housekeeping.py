@@ -46,10 +46,10 @@ def sync_cache(log: CommitLog, cache: IndexCache, warn: Callable[[str], None]) -
         body = log.read_commit(name)
         blobs: list[BlobLocation] = []
         records: list[Record] = []
-        for seg_name in body["segments"]:
+        for seg_name in body.segments:
             seg = log.read_segment(seg_name)
             blobs += segment_blobs(seg)
-            records += records_from_json(seg["records"])
+            records += seg.records()
         cache.apply(short, blobs, records)
         applied += 1
     return applied
@@ -77,7 +77,7 @@ def rebuild_cache(
     try:
         for name in log.names():
             body = log.read_commit(name)
-            packs += [p for p in body["packs"] if p not in packs]
+            packs += [p for p in body.packs if p not in packs]
             commits.append(short_name(name))
     except (IntegrityError, ObjectNotFound, ValueError) as exc:
         warn(f"commit records unusable ({exc}); reading every pack")
@@ -115,14 +115,14 @@ def remove_leftovers(log: CommitLog, cache: IndexCache, warn: Callable[[str], No
         for seq, name in enumerate(log.names(), start=1):
             body = log.read_commit(name)
             short = short_name(name)
-            if body["seq"] != seq or body.get("parent") != parent:
+            if body.seq != seq or body.parent != parent:
                 raise IntegrityError(
                     f"commit records are not a complete chain at {short}"
                     " (a commit record is missing)"
                 )
             parent = short
-            packs.update(body["packs"])
-            segs.update(body["segments"])
+            packs.update(body.packs)
+            segs.update(body.segments)
     except (PopvaultError, ValueError, KeyError) as exc:
         warn(f"not cleaning up after interrupted runs: {exc}")
         return

@@ -17,7 +17,7 @@ from popvault.errors import IntegrityError
 from popvault.vault.backend import Backend, ObjectNotFound
 from popvault.vault.crypto import MasterKeys
 from popvault.vault.pack import HEADER_SIZE, BlobLocation, PackReader, pack_object_name
-from popvault.vault.records import Pieces
+from popvault.vault.records import BlobPiece, Pieces
 from popvault.vault.split import wrap_lines
 
 #: Decrypted frames kept in memory (about 1 MiB each).
@@ -109,21 +109,18 @@ class Reader:
     def iter_pieces(self, pieces: Pieces, *, use_cache: bool = True) -> Iterator[bytes]:
         """A message's bytes from its pieces (§7.2), each blob verified first."""
         for piece in pieces:
-            if piece[0] == "r":
-                yield self.read_blob(bytes.fromhex(piece[1]), use_cache=use_cache)
-            elif piece[0] == "b":
-                _tag, ids, line_length, eol = piece
-                eolb = b"\r\n" if eol == "crlf" else b"\n"
-                carry = b""
-                for i, bid in enumerate(ids):
-                    chunk = self.read_blob(bytes.fromhex(bid), use_cache=use_cache)
-                    s = carry + base64.b64encode(chunk)
-                    last = i == len(ids) - 1
-                    cut = len(s) if last else len(s) - len(s) % line_length
-                    yield wrap_lines(s[:cut], line_length, eolb)
-                    carry = s[cut:]
-            else:
-                raise IntegrityError(f"unknown piece type {piece[0]!r}")
+            if isinstance(piece, BlobPiece):
+                yield self.read_blob(bytes.fromhex(piece.blob), use_cache=use_cache)
+                continue
+            eolb = b"\r\n" if piece.eol == "crlf" else b"\n"
+            carry = b""
+            for i, bid in enumerate(piece.blobs):
+                chunk = self.read_blob(bytes.fromhex(bid), use_cache=use_cache)
+                s = carry + base64.b64encode(chunk)
+                last = i == len(piece.blobs) - 1
+                cut = len(s) if last else len(s) - len(s) % piece.line_length
+                yield wrap_lines(s[:cut], piece.line_length, eolb)
+                carry = s[cut:]
 
     def iter_message(
         self, msg_id: bytes, size: int, pieces: Pieces, *, use_cache: bool = True

@@ -6,21 +6,72 @@ pieces, its metadata), ``src`` (one arrival of a message: account, UIDL, source)
 commit record names the packs and segments of one commit. Each class has ``to_json()``,
 giving the exact dict the format describes (same keys, same order: the bytes of a
 segment do not depend on this module), and ``from_json()``, which refuses a malformed
-one with IntegrityError. A message's pieces keep their JSON shape here (lists, §7.2):
-:func:`piece_ids` reads the blob ids out of them.
+one with IntegrityError. A message's pieces (§7.2) are named tuples, so that they are
+the format's JSON arrays as they are; :func:`piece_ids` reads the blob ids out of them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from popvault.errors import IntegrityError
 from popvault.vault.meta import MessageMeta
 
-#: A message's pieces as the format spells them (§7.2): ``["r", blob]`` or
-#: ``["b", [blob, ...], line_length, "crlf" | "lf"]``.
-Pieces = list[Any]
+
+class BlobPiece(NamedTuple):
+    """A run of the message's bytes stored as one blob (§7.2: ``["r", blob]``)."""
+
+    tag: Literal["r"]
+    blob: str  # the blob's id, hex
+
+
+class AttachmentPiece(NamedTuple):
+    """A base64 attachment stored decoded, in blobs, and how to wrap it again (§7.2:
+    ``["b", [blob, ...], line_length, "crlf" | "lf"]``)."""
+
+    tag: Literal["b"]
+    blobs: list[str]  # the blobs' ids, hex, in order
+    line_length: int
+    eol: Literal["crlf", "lf"]
+
+
+#: One piece of a message. Being tuples, pieces are the JSON arrays the format spells.
+Piece = BlobPiece | AttachmentPiece
+Pieces = list[Piece]
+
+
+def blob_piece(blob: str) -> BlobPiece:
+    return BlobPiece("r", blob)
+
+
+def attachment_piece(blobs: list[str], line_length: int, eol: bytes) -> AttachmentPiece:
+    return AttachmentPiece("b", blobs, line_length, "crlf" if eol == b"\r\n" else "lf")
+
+
+def pieces_from_json(items: Any) -> Pieces:
+    """A message's pieces from their JSON arrays; IntegrityError when malformed (an
+    unknown kind of piece included: a reader cannot rebuild the message without it)."""
+    out: Pieces = []
+    try:
+        for p in items:
+            if p[0] == "r" and len(p) == 2 and isinstance(p[1], str):
+                out.append(BlobPiece("r", p[1]))
+            elif (
+                p[0] == "b"
+                and len(p) == 4
+                and isinstance(p[1], list)
+                and all(isinstance(b, str) for b in p[1])
+                and isinstance(p[2], int)
+                and p[2] > 0
+                and p[3] in ("crlf", "lf")
+            ):
+                out.append(AttachmentPiece("b", list(p[1]), p[2], p[3]))
+            else:
+                raise ValueError
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise IntegrityError(f"a message's pieces are malformed: {str(items)[:80]}") from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -150,7 +201,7 @@ def record_from_json(d: Any) -> Record | None:
             pieces = d["pieces"]
             if not isinstance(pieces, list):
                 raise TypeError
-            return MsgRecord(bytes.fromhex(d["id"]), int(d["size"]), pieces, meta)
+            return MsgRecord(bytes.fromhex(d["id"]), int(d["size"]), pieces_from_json(pieces), meta)
         if t == "src":
             src = SourceInfo(
                 account=str(d["account"]),
@@ -183,21 +234,70 @@ def records_from_json(items: list[Any]) -> list[Record]:
 
 def piece_ids(pieces: Pieces) -> list[bytes]:
     """The blob ids a message's pieces name, in order (format §7.2)."""
-    out: list[bytes] = []
-    for p in pieces:
-        if p[0] == "r":
-            out.append(bytes.fromhex(p[1]))
-        elif p[0] == "b":
-            out += [bytes.fromhex(x) for x in p[1]]
-    return out
+    return [bytes.fromhex(h) for h in piece_hex_ids(pieces)]
 
 
 def piece_hex_ids(pieces: Pieces) -> list[str]:
     """The same as :func:`piece_ids`, as the hex strings the pieces hold (cheaper)."""
     out: list[str] = []
     for p in pieces:
-        if p[0] == "r":
-            out.append(p[1])
-        elif p[0] == "b":
-            out += p[1]
+        if isinstance(p, BlobPiece):
+            out.append(p.blob)
+        else:
+            out += p.blobs
     return out
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """A commit record (§8.1): the packs and segments of one commit, in sequence."""
+
+    seq: int
+    time: float
+    host: str
+    packs: list[str]
+    segments: list[str]
+    parent: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "seq": self.seq,
+            "time": self.time,
+            "host": self.host,
+            "packs": self.packs,
+            "segments": self.segments,
+            "parent": self.parent,
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any], what: str) -> CommitRecord:
+        """From its JSON object (version already checked); IntegrityError if malformed."""
+        try:
+            packs, segments, parent = body["packs"], body["segments"], body.get("parent")
+            if not isinstance(packs, list) or not isinstance(segments, list):
+                raise TypeError
+            if not all(isinstance(x, str) for x in packs + segments):
+                raise TypeError
+            if parent is not None and not isinstance(parent, str):
+                raise TypeError
+            seq = body["seq"]
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise TypeError
+            return cls(
+                seq, float(body.get("time", 0)), str(body.get("host", "")), packs, segments, parent
+            )
+        except (KeyError, TypeError, ValueError):
+            raise IntegrityError(f"{what} is malformed") from None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """An index segment (§9.1): the blob locations of one commit, and its records (their
+    JSON, read with :meth:`records` only when needed)."""
+
+    blobs: list[list[Any]]
+    records_json: list[Any]
+
+    def records(self) -> list[Record]:
+        return records_from_json(self.records_json)

@@ -23,6 +23,7 @@ from popvault.vault.backend import Backend, ObjectNotFound
 from popvault.vault.config import json_object
 from popvault.vault.crypto import MasterKeys, open_object, seal_object
 from popvault.vault.pack import BlobLocation
+from popvault.vault.records import CommitRecord, Segment
 
 SEGMENT_MAGIC = b"PVINDX01"
 COMMIT_MAGIC = b"PVCMIT01"
@@ -34,12 +35,15 @@ RECORD_LEVEL = 3
 COMMIT_NAME = re.compile(r"^commits/(\d{10})-([0-9a-f]{64})$")
 
 
-def segment_blobs(seg: dict[str, Any]) -> list[BlobLocation]:
+def segment_blobs(seg: Segment) -> list[BlobLocation]:
     """The blob locations a segment lists (§9.1)."""
-    return [
-        BlobLocation(bytes.fromhex(b), k, p, f, fo, fl, o, n)
-        for b, k, p, f, fo, fl, o, n in seg["blobs"]
-    ]
+    try:
+        return [
+            BlobLocation(bytes.fromhex(b), k, p, f, fo, fl, o, n)
+            for b, k, p, f, fo, fl, o, n in seg.blobs
+        ]
+    except (TypeError, ValueError):
+        raise IntegrityError("an index segment's blob list is malformed") from None
 
 
 def short_name(name: str) -> str:
@@ -59,23 +63,19 @@ class CommitLog:
         """Every commit record's object name, in commit order."""
         return sorted(n for n in self.backend.list("commits") if COMMIT_NAME.match(n))
 
-    def read_commit(self, name: str) -> dict[str, Any]:
+    def read_commit(self, name: str) -> CommitRecord:
         data = self.backend.get(name)
         m = COMMIT_NAME.match(name)
         if m is None or hashlib.sha256(data).hexdigest() != m.group(2):
             raise IntegrityError(f"commit record {name} does not match its name")
         plain = open_object(self.keys, self.vault_id, COMMIT_MAGIC, data, name)
-        body = json_object(plain, f"commit record {name}")
+        what = f"commit record {name}"
+        body = json_object(plain, what)
         if body.get("seq") != int(m.group(1)):
             raise IntegrityError(f"commit record {name} carries the wrong sequence number")
-        try:
-            if not all(isinstance(x, str) for x in body["packs"] + body["segments"]):
-                raise TypeError
-        except (KeyError, TypeError):
-            raise IntegrityError(f"commit record {name} is malformed") from None
-        return body
+        return CommitRecord.from_json(body, what)
 
-    def read_segment(self, name: str) -> dict[str, Any]:
+    def read_segment(self, name: str) -> Segment:
         obj = f"index/{name}"
         try:
             data = self.backend.get(obj)
@@ -96,7 +96,7 @@ class CommitLog:
         body = json_object(raw, what)
         if not isinstance(body.get("blobs"), list) or not isinstance(body.get("records"), list):
             raise IntegrityError(f"{what} is malformed")
-        return body
+        return Segment(body["blobs"], body["records"])
 
     def put_segment(self, blobs: list[list[Any]], records_json: str) -> str:
         """Seal and put one segment (§9.1); returns its name. ``records_json`` is the
@@ -114,16 +114,16 @@ class CommitLog:
         names = self.names()
         last = COMMIT_NAME.match(names[-1]) if names else None
         seq = int(last.group(1)) + 1 if last else 1
-        body = {
-            "version": 1,
-            "seq": seq,
-            "time": time.time(),
-            "host": socket.gethostname(),
-            "packs": packs,
-            "segments": segments,
-            "parent": short_name(names[-1]) if names else None,
-        }
-        cdata = seal_object(self.keys, self.vault_id, COMMIT_MAGIC, json.dumps(body).encode())
+        record = CommitRecord(
+            seq,
+            time.time(),
+            socket.gethostname(),
+            packs,
+            segments,
+            short_name(names[-1]) if names else None,
+        )
+        body = json.dumps(record.to_json()).encode()
+        cdata = seal_object(self.keys, self.vault_id, COMMIT_MAGIC, body)
         cname = f"{seq:010d}-{hashlib.sha256(cdata).hexdigest()}"
         self.backend.put(f"commits/{cname}", cdata)
         return cname

@@ -42,7 +42,7 @@ from popvault.vault.ids import PreparedMessage
 from popvault.vault.keys import add_slot, replace_passphrase, unlock
 from popvault.vault.meta import MessageMeta
 from popvault.vault.reader import Reader
-from popvault.vault.records import AddResult, DelRecord, RstRecord, SourceInfo
+from popvault.vault.records import AddResult, CommitRecord, DelRecord, RstRecord, SourceInfo
 from popvault.vault.segments import CommitLog
 from popvault.vault.writer import DEFAULT_LEVEL, MessageWriter, Writer
 
@@ -174,7 +174,7 @@ class Vault:
         """Every commit record's object name, in commit order."""
         return self._log.names()
 
-    def read_commit(self, name: str) -> dict[str, Any]:
+    def read_commit(self, name: str) -> CommitRecord:
         """One commit record, verified against its name (format §8.1)."""
         return self._log.read_commit(name)
 

@@ -37,6 +37,8 @@ from popvault.vault.records import (
     RstRecord,
     SourceInfo,
     SrcRecord,
+    attachment_piece,
+    blob_piece,
     piece_hex_ids,
 )
 from popvault.vault.segments import RECORD_LEVEL, CommitLog
@@ -168,10 +170,9 @@ class Writer:
                     self.store_blob("att", seg.data[i : i + ATT_CHUNK])
                     for i in range(0, len(seg.data), ATT_CHUNK)
                 ]
-                eol = "crlf" if seg.eol == b"\r\n" else "lf"
-                pieces.append(["b", ids, seg.line_length, eol])
+                pieces.append(attachment_piece(ids, seg.line_length, seg.eol))
             else:
-                pieces.append(["r", self.store_blob(seg.kind, seg.data)])
+                pieces.append(blob_piece(self.store_blob(seg.kind, seg.data)))
         return pieces
 
     def prepared_pieces(self, data: bytes, prepared: PreparedMessage) -> Pieces:
@@ -180,11 +181,10 @@ class Writer:
         for piece in prepared.pieces:
             if isinstance(piece, Base64Piece):
                 ids = [self.store_blob("att", chunk, bid) for bid, chunk in piece.chunks]
-                eol = "crlf" if piece.eol == b"\r\n" else "lf"
-                out.append(["b", ids, piece.line_length, eol])
+                out.append(attachment_piece(ids, piece.line_length, piece.eol))
             else:
                 raw = data[piece.start : piece.end]
-                out.append(["r", self.store_blob(piece.kind, raw, piece.blob_id)])
+                out.append(blob_piece(self.store_blob(piece.kind, raw, piece.blob_id)))
         return out
 
     def file_message(
@@ -319,7 +319,7 @@ class MessageWriter:
         self._streaming = True
         with self._guard():
             if 0 < len(self._head) <= HEADER_MAX and header_end(self._head) > 0:
-                self._pieces.append(["r", self._writer.store_blob("hdr", self._head)])
+                self._pieces.append(blob_piece(self._writer.store_blob("hdr", self._head)))
                 del self._buf[: len(self._head)]
 
     def _drain(self, final: bool) -> None:
@@ -327,7 +327,7 @@ class MessageWriter:
             while len(self._buf) >= CHUNK or (final and self._buf):
                 part = bytes(self._buf[:CHUNK])
                 del self._buf[:CHUNK]
-                self._pieces.append(["r", self._writer.store_blob("txt", part)])
+                self._pieces.append(blob_piece(self._writer.store_blob("txt", part)))
 
     def finish(self, source: SourceInfo, meta: MessageMeta | None = None) -> AddResult:
         """Add the message (pending until commit). Returns its id and whether it is new."""

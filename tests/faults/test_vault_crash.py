@@ -81,8 +81,8 @@ def _referenced(v: Vault) -> set[str]:
     out: set[str] = set()
     for name in v.commit_names():
         body = v.read_commit(name)
-        out |= {f"packs/{p[:2]}/{p}" for p in body["packs"]}
-        out |= {f"index/{s}" for s in body["segments"]}
+        out |= {f"packs/{p[:2]}/{p}" for p in body.packs}
+        out |= {f"index/{s}" for s in body.segments}
         out.add(name)
     return out
 

@@ -16,14 +16,19 @@ from hypothesis import strategies as st
 from popvault.errors import IntegrityError
 from popvault.vault.meta import MessageMeta
 from popvault.vault.records import (
+    AttachmentPiece,
+    BlobPiece,
+    CommitRecord,
     DelRecord,
     MsgRecord,
+    Pieces,
     Record,
     RstRecord,
     SourceInfo,
     SrcRecord,
     piece_hex_ids,
     piece_ids,
+    pieces_from_json,
     record_from_json,
     records_from_json,
 )
@@ -34,15 +39,16 @@ opt_text = st.one_of(st.none(), text)
 times = st.floats(0, 4e9, allow_nan=False)
 opt_times = st.one_of(st.none(), times)
 hexes = ids.map(bytes.hex)
-pieces = st.lists(
+pieces: st.SearchStrategy[Pieces] = st.lists(
     st.one_of(
-        st.tuples(st.just("r"), hexes).map(list),
-        st.tuples(
+        st.builds(BlobPiece, st.just("r"), hexes),
+        st.builds(
+            AttachmentPiece,
             st.just("b"),
             st.lists(hexes, min_size=1, max_size=4),
             st.integers(4, 998),
             st.sampled_from(["crlf", "lf"]),
-        ).map(list),
+        ),
     ),
     max_size=5,
 )
@@ -80,7 +86,8 @@ def test_records_round_trip_through_json_text(items: list[Record]) -> None:
 
 
 def test_the_json_is_the_formats() -> None:
-    msg = MsgRecord(b"\x01" * 32, 12, [["r", "ab" * 32]], MessageMeta(subject="hi"))
+    msg = MsgRecord(b"\x01" * 32, 12, [BlobPiece("r", "ab" * 32)], MessageMeta(subject="hi"))
+    assert json.dumps(msg.to_json()["pieces"]) == f'[["r", "{"ab" * 32}"]]'  # the format's
     assert list(msg.to_json()) == ["t", "id", "size", "pieces", "meta"]
     assert msg.to_json()["meta"] == MessageMeta(subject="hi").to_json()
     src = SrcRecord(b"\x02" * 32, SourceInfo("acct", "pop3://x", uidl="u1"), 5.0)
@@ -130,5 +137,54 @@ def test_a_malformed_record_is_damage(bad: object) -> None:
 
 
 @given(pieces)
-def test_piece_ids_in_both_forms(ps: list[list[object]]) -> None:
+def test_piece_ids_in_both_forms(ps: Pieces) -> None:
     assert [b.hex() for b in piece_ids(ps)] == piece_hex_ids(ps)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [["x", "00"]],
+        [["r"]],
+        [["r", 5]],
+        [["b", ["00"], 0, "crlf"]],
+        [["b", ["00"], 76, "cr"]],
+        [["b", "00", 76, "lf"]],
+        "r",
+    ],
+)
+def test_malformed_pieces_are_damage(bad: object) -> None:
+    with pytest.raises(IntegrityError, match="pieces are malformed"):
+        pieces_from_json(bad)
+
+
+@given(
+    st.integers(1, 10**9),
+    times,
+    text,
+    st.lists(hexes.map(lambda h: h[:64]), max_size=3),
+    st.lists(hexes, max_size=2),
+    opt_text,
+)
+def test_commit_records_round_trip(
+    seq: int, t: float, host: str, packs: list[str], segs: list[str], parent: str | None
+) -> None:
+    rec = CommitRecord(seq, t, host, packs, segs, parent)
+    body = json.loads(json.dumps(rec.to_json()))
+    assert list(body) == ["version", "seq", "time", "host", "packs", "segments", "parent"]
+    assert CommitRecord.from_json(body, "commit") == rec
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"seq": 1, "packs": "p", "segments": []},
+        {"seq": 1, "packs": [], "segments": [5]},
+        {"seq": "1", "packs": [], "segments": []},
+        {"seq": 1, "packs": [], "segments": [], "parent": 3},
+        {"packs": [], "segments": []},
+    ],
+)
+def test_a_malformed_commit_record_is_damage(bad: dict[str, object]) -> None:
+    with pytest.raises(IntegrityError, match="commit 7 is malformed"):
+        CommitRecord.from_json(bad, "commit 7")

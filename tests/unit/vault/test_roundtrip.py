@@ -306,7 +306,8 @@ def test_streamed_large_message_roundtrips(small_inline: int) -> None:
         pieces = v.message(res.msg_id).pieces
         assert len(pieces) >= 3  # header + several 1 MiB text blobs
         assert all(p[0] == "r" for p in pieces)
-        assert v.read_blob(bytes.fromhex(pieces[0][1])) == HDR
+        head_blob = str(pieces[0][1])
+        assert v.read_blob(bytes.fromhex(head_blob)) == HDR
         assert v.check(read_data=True).ok
 
 
