@@ -164,6 +164,19 @@ def _command(vault: Path, args: Sequence[str], hook: str | None) -> list[str]:
     return [sys.executable, "-c", hook, "--vault", str(vault), *args]
 
 
+def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """A popvault process to signal: stderr captured, stdin and stdout closed."""
+    return subprocess.Popen(
+        argv,
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _run(
     vault: Path, cache: Path, args: Sequence[str], extra: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
@@ -225,15 +238,7 @@ def _trial(
     vault, cache = setup.fresh(name)
     marker = uuid.uuid4().hex
     env = cli_env(cache, POPVAULT_TRIAL=marker, **setup.env)
-    proc = subprocess.Popen(
-        _command(vault, setup.args, hook),
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start(_command(vault, setup.args, hook), env)
     try:
         if delay is not None:
             _wait_holding(proc)
@@ -307,15 +312,7 @@ def _wait_holding(proc: subprocess.Popen[str]) -> None:
 def _full_run_seconds(setup: Setup, label: str) -> float:
     """How long a run takes from the moment it holds signals to its exit."""
     vault, cache = setup.fresh(f"baseline-{label}")
-    proc = subprocess.Popen(
-        _command(vault, setup.args, None),
-        env=cli_env(cache, **setup.env),
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start(_command(vault, setup.args, None), cli_env(cache, **setup.env))
     _wait_holding(proc)
     t0 = time.monotonic()
     _out, err = proc.communicate(timeout=300)
@@ -550,15 +547,8 @@ def test_ctrl_c_does_not_wait_for_a_silent_server(
         argv = ["--config", str(config), "backup", "--jobs", str(jobs)]
         if jobs == 1:
             argv += ["silent"]
-        proc = subprocess.Popen(
-            _command(vault, argv, None),
-            env=cli_env(cache, INTR_SILENT_PASSWORD="pw", **backup_setup.env),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = cli_env(cache, INTR_SILENT_PASSWORD="pw", **backup_setup.env)
+        proc = _start(_command(vault, argv, None), env)
         try:
             deadline = time.monotonic() + 30
             while not any(c.startswith("RETR") for c in server.commands):
