@@ -86,6 +86,19 @@ class MailboxFormatError(PopvaultError):
     exit_code = 1
 
 
+def shown_url(url: str) -> str:
+    """``url`` as an error may show it: scheme and host only. A password (or a token)
+    can hide in the userinfo, the path or the query, also of a URL too malformed to
+    parse, so none of them is ever printed."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "…" if "@" in url or ":" in url else url
+    for stop in "/?#":
+        rest = rest.split(stop, 1)[0]
+    host = rest.rsplit("@", 1)[1] if "@" in rest else rest
+    return f"{scheme}://{'…@' if '@' in rest else ''}{host}"
+
+
 __all__ = [
     "AuthenticationFailed",
     "IntegrityError",
@@ -101,4 +114,5 @@ __all__ = [
     "VaultLocked",
     "VaultNotFound",
     "WrongPassphrase",
+    "shown_url",
 ]

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from popvault.app.export import STREAM_ABOVE, export_messages
 from popvault.app.progress import NullProgress, Progress
-from popvault.errors import IntegrityError, UsageError
+from popvault.errors import IntegrityError, UsageError, shown_url
 from popvault.imap import (
     AppendItem,
     ImapClient,
@@ -191,7 +191,7 @@ def restore(
     kind, sep, path = target.partition(":")
     if not sep or not path:
         raise UsageError(
-            f"unknown restore target {target!r}",
+            f"unknown restore target {shown_url(target)!r}",
             hint="use imaps://USER@HOST/FOLDER, imap://..., maildir:PATH, mbox:PATH or eml:DIR",
         )
     if kind == "maildir":

@@ -20,7 +20,6 @@ to the user.
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -53,8 +52,11 @@ def run_secret_command(command: str, what: str) -> str:
     except subprocess.TimeoutExpired:
         raise UsageError(f"{what} command timed out after 120 s") from None
     if out.returncode != 0:
-        first = shlex.split(command)[0] if command.strip() else command
-        raise UsageError(f"{what} command ({first}) failed with exit code {out.returncode}")
+        # the command's text is not shown: a token may be part of it (TOKEN=... cmd)
+        raise UsageError(
+            f"{what} command failed with exit code {out.returncode}",
+            hint="its own error output, if any, is above; run it by hand to see why",
+        )
     text = out.stdout.decode("utf-8", "replace").splitlines()
     if not text or not text[0]:
         raise UsageError(f"{what} command printed nothing")

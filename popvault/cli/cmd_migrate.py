@@ -11,7 +11,7 @@ from popvault.app.restore import DateFrom
 from popvault.cli.cmd_backup import url_account, url_password
 from popvault.cli.cmd_restore import DATE_FROM, print_restore
 from popvault.cli.context import Context, pass_ctx
-from popvault.errors import PartialFailure, UsageError
+from popvault.errors import PartialFailure, UsageError, shown_url
 
 
 @click.command("migrate")
@@ -65,7 +65,7 @@ def command(
     message on the source is in the vault and on the target. Never deletes."""
     if not target.startswith(("imap://", "imaps://")):
         raise UsageError(
-            f"migrate needs an IMAP target, not {target!r}",
+            f"migrate needs an IMAP target, not {shown_url(target)!r}",
             hint="use 'popvault backup' then 'popvault restore --to ...' for other targets",
         )
     acct = url_account(

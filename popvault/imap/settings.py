@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from popvault.errors import UsageError
+from popvault.errors import UsageError, shown_url
 from popvault.tls import TlsMode
 
 
@@ -105,7 +105,7 @@ def parse_imap_url(url: str) -> ImapTarget:
         if key == "tls" and scheme == "imap" and values == ["none"]:
             tls = "none"
         else:
-            raise UsageError(f"unsupported IMAP URL option {key}={','.join(values)}")
+            raise UsageError(f"unsupported IMAP URL option {key!r} in {shown_url(url)!r}")
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
     return ImapTarget(
         host=parts.hostname,

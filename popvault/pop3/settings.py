@@ -14,7 +14,7 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass, field
 
-from popvault.errors import UsageError
+from popvault.errors import UsageError, shown_url
 from popvault.tls import TLS_MODES, TlsMode
 
 #: Every value of an ``auth`` setting: USER/PASS, APOP and the SASL mechanisms we speak.
@@ -96,39 +96,40 @@ def parse_pop3_url(url: str) -> Pop3Url:
     Raises :class:`UsageError` (exit 2) for any other scheme, a missing user or host, a
     password in the URL, a bad port, a path, fragment or unknown query parameter.
     """
+    shown = shown_url(url)  # what an error may show of it: never a password
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UsageError(f"bad POP3 URL {url!r}: {exc}") from None
+        raise UsageError(f"bad POP3 URL {shown!r}: {exc}") from None
     scheme = parts.scheme.lower()
     hint = "write pop3s://USER@HOST[:PORT] or pop3://USER@HOST[:PORT]?tls=starttls|none"
     if scheme not in ("pop3", "pop3s"):
-        raise UsageError(f"bad POP3 URL {url!r}: scheme must be pop3s or pop3", hint=hint)
+        raise UsageError(f"bad POP3 URL {shown!r}: scheme must be pop3s or pop3", hint=hint)
     if parts.password is not None:
         raise UsageError(
             "bad POP3 URL: it contains a password",
             hint="give the password in the config file or the environment, never in the URL",
         )
     if parts.path not in ("", "/") or parts.fragment:
-        raise UsageError(f"bad POP3 URL {url!r}: unexpected path or fragment", hint=hint)
+        raise UsageError(f"bad POP3 URL {shown!r}: unexpected path or fragment", hint=hint)
     raw_user = parts.username
     host = parts.hostname
     if not raw_user or not host:
-        raise UsageError(f"bad POP3 URL {url!r}: user and host are required", hint=hint)
+        raise UsageError(f"bad POP3 URL {shown!r}: user and host are required", hint=hint)
     auth: str | None = None
     if ";" in raw_user:
         raw_user, _, param = raw_user.partition(";")
         key, _, value = param.partition("=")
         if key.lower() != "auth" or not value:
-            raise UsageError(f"bad POP3 URL {url!r}: unknown user parameter", hint=hint)
+            raise UsageError(f"bad POP3 URL {shown!r}: unknown user parameter", hint=hint)
         value = urllib.parse.unquote(value).lower()
         if value in ("*", "+apop"):
             auth = None if value == "*" else "apop"
         elif value in AUTH_METHODS:
             auth = value
         else:
-            raise UsageError(f"bad POP3 URL {url!r}: unknown auth method {value!r}", hint=hint)
+            raise UsageError(f"bad POP3 URL {shown!r}: unknown auth method {value!r}", hint=hint)
     user = urllib.parse.unquote(raw_user, errors="strict")
     tls: TlsMode = "implicit" if scheme == "pop3s" else "starttls"
     try:
@@ -136,20 +137,20 @@ def parse_pop3_url(url: str) -> Pop3Url:
             parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)
         )
     except ValueError:
-        raise UsageError(f"bad POP3 URL {url!r}: malformed query", hint=hint) from None
+        raise UsageError(f"bad POP3 URL {shown!r}: malformed query", hint=hint) from None
     for key, value in query:
         if key != "tls" or scheme != "pop3":
-            raise UsageError(f"bad POP3 URL {url!r}: unknown parameter {key!r}", hint=hint)
+            raise UsageError(f"bad POP3 URL {shown!r}: unknown parameter {key!r}", hint=hint)
         if value == "starttls":
             tls = "starttls"
         elif value == "none":
             tls = "none"
         else:
-            raise UsageError(f"bad POP3 URL {url!r}: tls must be starttls or none", hint=hint)
+            raise UsageError(f"bad POP3 URL {shown!r}: tls must be starttls or none", hint=hint)
     if port == 0:
-        raise UsageError(f"bad POP3 URL {url!r}: port 0", hint=hint)
+        raise UsageError(f"bad POP3 URL {shown!r}: port 0", hint=hint)
     if any(c in user for c in "\r\n\0"):
-        raise UsageError(f"bad POP3 URL {url!r}: control characters in the user", hint=hint)
+        raise UsageError(f"bad POP3 URL {shown!r}: control characters in the user", hint=hint)
     return Pop3Url(host=host, user=user, port=port, tls=tls, auth=auth)
 
 

@@ -74,7 +74,7 @@ def json_object(data: bytes, what: str) -> dict[str, Any]:
     """A JSON object of format version 1; IntegrityError or a clear refusal otherwise."""
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise IntegrityError(f"{what} is malformed") from None
     if not isinstance(body, dict):
         raise IntegrityError(f"{what} is malformed")

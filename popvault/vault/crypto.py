@@ -99,8 +99,8 @@ def parse_checksum_json(data: bytes, what: str) -> dict[str, Any]:
         body = outer["body"]
         canon = json.dumps(body, sort_keys=True, separators=(",", ":"))
         ok = hashlib.sha256(canon.encode()).hexdigest() == outer["sha256"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        ok = False
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        ok = False  # RecursionError: JSON nested deeper than the parser goes
         body = None
     if not ok or not isinstance(body, dict):
         raise IntegrityError(

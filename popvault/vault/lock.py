@@ -33,6 +33,8 @@ def _start_time(pid: int) -> str | None:
 
 
 def _alive(pid: int, start: str | None) -> bool:
+    if not 0 < pid < 1 << 22:  # beyond Linux's pid_max: no such process can hold it
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -165,7 +165,7 @@ def test_account_password_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert info.value.message == "account isp: environment variable PV_ISP_PASSWORD is not set"
     with pytest.raises(UsageError) as info:
         account_password(_account(password_command="exit 7"))
-    assert info.value.message == "account isp: password command (exit) failed with exit code 7"
+    assert info.value.message == "account isp: password command failed with exit code 7"
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(UsageError) as info:
         account_password(_account(password_file="~/missing"))
