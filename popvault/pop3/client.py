@@ -19,18 +19,24 @@ import re
 import select
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import NamedTuple
 
 from popvault.errors import NetworkError, PopvaultError, ProtocolError, TLSError
 from popvault.pop3.errors import UidlNotSupported, error_for_reply
 from popvault.pop3.login import login
 from popvault.pop3.parser import (
+    MAX_STATUS_LINE,
     BodyChunk,
     BodyEnd,
     Event,
     Expect,
+    LineCollector,
+    LineLimits,
+    ReplyTooLarge,
     ResponseParser,
     Status,
 )
@@ -49,6 +55,40 @@ _Caps = dict[str, list[str]]
 _RECV_SIZE = 256 * 1024
 #: Bytes already received that one read gathers before parsing (see Pop3Client._gather).
 _GATHER = 64 * 1024
+
+# -- Bounds on what a server can make us hold (issue 10: a hostile server, or anyone on
+# the path before STLS, must not exhaust memory or hold a session forever). Message
+# bodies (RETR) are streamed to a sink and have none of these limits (guarantee 1). A
+# status line is capped by the parser at MAX_STATUS_LINE (64 KiB; RFC 2449 says 512).
+
+#: A line of a reply collected in memory: as long as the longest status line accepted.
+MAX_REPLY_LINE = MAX_STATUS_LINE
+#: CAPA: real servers send 5 to 30 lines of a few dozen bytes each.
+CAPA_LIMITS = LineLimits(max_line=MAX_REPLY_LINE, max_lines=1000, max_bytes=1024 * 1024)
+#: UIDL and LIST: one line per message, up to 10 million messages. A UIDL line is at most
+#: 81 bytes by RFC 1939 (8-digit number, space, 70-character id, CRLF), so 10 M of them
+#: are 810 MB and the 1 GiB cap never binds before the line cap for a conforming server
+#: (Dovecot's 16-character ids: 27 bytes a line, 270 MB; LIST lines are about 20 bytes).
+#: An endless listing of short lines stops at 10 M lines in about 2 s and 0.7 GB (measured).
+LISTING_LIMITS = LineLimits(
+    max_line=MAX_REPLY_LINE, max_lines=10_000_000, max_bytes=1024 * 1024 * 1024
+)
+#: TOP (the header section, to identify messages on servers without UIDL): header lines
+#: may legally be long, so only the total is capped; real header sections are a few KB.
+MAX_TOP_BYTES = 64 * 1024 * 1024
+#: Per-read timeouts do not fire while bytes keep trickling in, so each reply we collect
+#: also has an overall deadline, counted from when we start reading it and checked after
+#: every read (so it may be passed by at most one ``timeout``). A status line (at most
+#: 64 KiB) gets STATUS_DEADLINE_FACTOR times the account's ``timeout``: the server may
+#: think for up to one timeout before it answers. A collected multi-line reply gets
+#: COLLECTED_DEADLINE_FACTOR times the timeout, at least COLLECTED_DEADLINE_MIN seconds:
+#: with the default 60 s timeout, 10 minutes, in which a listing of 1 million messages
+#: (about 30 MB) needs only 50 KB/s. The size caps alone would not do: they bound memory,
+#: not time (1 GiB sent one byte every 59 s would take 2,000 years).
+STATUS_DEADLINE_FACTOR = 2.0
+COLLECTED_DEADLINE_FACTOR = 10.0
+COLLECTED_DEADLINE_MIN = 300.0
+
 _TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
 _TLS_WORDING = HandshakeWording(
     untrusted="{host}: server certificate refused: {reason}",
@@ -60,6 +100,17 @@ _TLS_WORDING = HandshakeWording(
     timed_out="{host}: TLS handshake timed out",
     lost="{host}: connection lost during TLS handshake: {error}",
 )
+
+
+class _Deadline(NamedTuple):
+    """When (``time.monotonic()``) a reply must be complete, and the allowance in s."""
+
+    at: float
+    seconds: float
+
+    @classmethod
+    def after(cls, seconds: float) -> _Deadline:
+        return cls(time.monotonic() + seconds, seconds)
 
 
 def _discard(_: bytes) -> None:
@@ -271,7 +322,7 @@ class Pop3Client:
     def list(self) -> dict[int, int]:
         """LIST: message number to size. Sizes are a hint only (some servers count LF)."""
         result: dict[int, int] = {}
-        for line in self._multi_lines("LIST"):
+        for line in self._multi_lines("LIST", LISTING_LIMITS):
             fields = line.split()
             try:
                 result[int(fields[0])] = int(fields[1])
@@ -287,7 +338,7 @@ class Pop3Client:
         copies) are returned as they are; the caller decides (backup never deletes them).
         """
         try:
-            lines = self._multi_lines("UIDL")
+            lines = self._multi_lines("UIDL", LISTING_LIMITS)
         except PopvaultError as exc:
             code = getattr(exc, "response_code", None)
             if isinstance(exc, ProtocolError | NetworkError) or code in (
@@ -391,15 +442,26 @@ class Pop3Client:
             raise error
 
     def top(self, num: int, lines: int) -> bytes:
-        """TOP ``num`` ``lines``: the headers, blank line and first ``lines`` body lines."""
+        """TOP ``num`` ``lines``: the headers, blank line and first ``lines`` body lines.
+
+        Raises :class:`ProtocolError` past MAX_TOP_BYTES (it is held in memory).
+        """
         label = f"TOP {num} {lines}"
+        deadline = self._collected_deadline()
         self._parser.expect(Expect.MULTI)
         self._send(f"TOP {num} {lines}\r\n".encode(), label)
-        status = self._read_status(label)
+        status = self._read_status(label, deadline)
         if not status.ok:
             raise error_for_reply(self.host, label, status.text)
         out = bytearray()
-        self._read_body(label, out.extend)
+        limit = MAX_TOP_BYTES
+
+        def collect(data: bytes) -> None:
+            if len(out) + len(data) > limit:
+                raise ReplyTooLarge(f"reply longer than {limit} bytes")
+            out.extend(data)
+
+        self._read_body(label, collect, deadline)
         return bytes(out)
 
     def dele(self, num: int) -> None:
@@ -420,7 +482,7 @@ class Pop3Client:
 
     def _capa(self) -> _Caps:
         try:
-            lines = self._multi_lines("CAPA")
+            lines = self._multi_lines("CAPA", CAPA_LIMITS)
         except (ProtocolError, NetworkError):
             raise
         except PopvaultError:
@@ -440,26 +502,41 @@ class Pop3Client:
             raise error_for_reply(self.host, command, status.text)
         return status.text
 
-    def _multi_lines(self, command: str) -> _Lines:
+    def _multi_lines(self, command: str, limits: LineLimits) -> _Lines:
+        """Send ``command`` and collect its multi-line reply as text lines within
+        ``limits`` and the collected-reply deadline (ProtocolError / NetworkError)."""
+        deadline = self._collected_deadline()
         self._parser.expect(Expect.MULTI)
         self._send(command.encode() + b"\r\n", command)
-        status = self._read_status(command)
+        status = self._read_status(command, deadline)
         if not status.ok:
             raise error_for_reply(self.host, command, status.text)
-        out = bytearray()
-        self._read_body(command, out.extend)
-        return out.decode("utf-8", "replace").splitlines()
+        collector = LineCollector(limits)
+        self._read_body(command, collector, deadline)
+        return collector.finish()
 
-    def _read_status(self, label: str) -> Status:
-        event = self._next_event(label)
+    def _status_deadline(self) -> _Deadline:
+        """When a status line (or SASL challenge) started now must be complete."""
+        return _Deadline.after(STATUS_DEADLINE_FACTOR * self._settings.timeout)
+
+    def _collected_deadline(self) -> _Deadline:
+        """When a multi-line reply collected in memory, started now, must be complete."""
+        timeout = self._settings.timeout
+        return _Deadline.after(max(COLLECTED_DEADLINE_FACTOR * timeout, COLLECTED_DEADLINE_MIN))
+
+    def _read_status(self, label: str, deadline: _Deadline | None = None) -> Status:
+        """The next status line, complete by ``deadline`` (default: a status deadline)."""
+        event = self._next_event(label, self._status_deadline() if deadline is None else deadline)
         if not isinstance(event, Status):
             raise self._protocol(label, "expected a status line")
         return event
 
-    def _read_body(self, label: str, sink: Sink) -> int:
+    def _read_body(self, label: str, sink: Sink, deadline: _Deadline | None = None) -> int:
+        """Feed a multi-line body to ``sink``; ``deadline`` None: no overall deadline
+        (RETR). A :class:`ReplyTooLarge` from the sink becomes this session's error."""
         total = 0
         while True:
-            event = self._next_event(label)
+            event = self._next_event(label, deadline)
             if isinstance(event, BodyEnd):
                 return total
             if not isinstance(event, BodyChunk):
@@ -467,11 +544,15 @@ class Pop3Client:
             total += len(event.data)
             try:
                 sink(event.data)
+            except ReplyTooLarge as exc:
+                raise self._protocol(label, exc.message) from None
             except BaseException:
                 self._broken = ProtocolError(f"{self.host}: session abandoned mid-reply")
                 raise
 
-    def _next_event(self, label: str) -> Event:
+    def _next_event(self, label: str, deadline: _Deadline | None = None) -> Event:
+        """The next parser event, reading as needed; past ``deadline`` (None:
+        none) a NetworkError, checked between reads."""
         while True:
             try:
                 event = self._parser.next_event()
@@ -479,6 +560,13 @@ class Pop3Client:
                 raise self._protocol(label, exc.message) from None
             if event is not None:
                 return event
+            if deadline is not None and time.monotonic() > deadline.at:
+                err = NetworkError(
+                    f"{self.host}: {label}: reply not complete within {deadline.seconds:g}s"
+                    " (the server kept sending, too slowly or without end)"
+                )
+                self._broken = err
+                raise err
             self._recv(label)
 
     def _recv(self, label: str) -> None:

@@ -92,7 +92,7 @@ def _sasl(client: Pop3Client, mech: sasl.SaslMechanism) -> None:
     client._parser.expect(Expect.SASL)
     client._send(line, label)
     for _ in range(_MAX_SASL_ROUNDS):
-        event = client._next_event(label)
+        event = client._next_event(label, client._status_deadline())
         if isinstance(event, Status):
             if not event.ok:
                 raise error_for_reply(client.host, label, event.text, login=True)

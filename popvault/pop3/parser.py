@@ -75,6 +75,73 @@ class BodyEnd:
 Event = Status | Continuation | BodyChunk | BodyEnd
 
 
+class ReplyTooLarge(ProtocolError):
+    """A multi-line reply collected in memory went over one of its :class:`LineLimits`."""
+
+
+@dataclass(frozen=True)
+class LineLimits:
+    """Caps on a multi-line reply that is collected in memory (CAPA, UIDL, LIST).
+
+    ``max_line``: bytes in one line (a CR counts, the LF does not); ``max_lines``: lines in the
+    reply; ``max_bytes``: bytes in the whole (dot-unstuffed) body. Message bodies (RETR)
+    are streamed and never collected, so they have no such limits.
+    """
+
+    max_line: int
+    max_lines: int
+    max_bytes: int
+
+
+class LineCollector:
+    """A body sink that splits a multi-line reply into text lines within ``limits``.
+
+    Lines are decoded (UTF-8, errors replaced) and split as ``str.splitlines`` does, a
+    received piece at a time, so the raw body is never held besides the lines. Feeding
+    past a limit raises :class:`ReplyTooLarge` having stored at most one piece more than
+    the limit allows; after that the collector must not be used again.
+    """
+
+    def __init__(self, limits: LineLimits) -> None:
+        self._limits = limits
+        self._partial = bytearray()  # the unfinished last line
+        self._bytes = 0
+        self.lines: list[str] = []
+
+    def __call__(self, data: bytes) -> None:
+        limits = self._limits
+        self._bytes += len(data)
+        if self._bytes > limits.max_bytes:
+            raise ReplyTooLarge(f"reply longer than {limits.max_bytes} bytes")
+        last = data.rfind(b"\n")
+        if last < 0:
+            self._partial += data
+            self._check_line(len(self._partial))
+            return
+        head = data[: last + 1]
+        if self._partial:
+            self._partial += head
+            head = bytes(self._partial)
+            self._partial = bytearray()
+        self._check_line(max(map(len, head.split(b"\n"))))
+        if len(self.lines) + head.count(b"\n") > limits.max_lines:
+            raise ReplyTooLarge(f"reply has more than {limits.max_lines} lines")
+        self.lines.extend(head.decode("utf-8", "replace").splitlines())
+        self._partial += data[last + 1 :]
+        self._check_line(len(self._partial))
+
+    def finish(self) -> list[str]:
+        """The lines, with an unterminated last line if any (the body ended after it)."""
+        if self._partial:
+            self.lines.extend(self._partial.decode("utf-8", "replace").splitlines())
+            self._partial = bytearray()
+        return self.lines
+
+    def _check_line(self, length: int) -> None:
+        if length > self._limits.max_line:
+            raise ReplyTooLarge(f"reply line longer than {self._limits.max_line} bytes")
+
+
 class ResponseParser:
     """Push parser for a stream of POP3 replies (possibly pipelined).
 
@@ -306,6 +373,9 @@ __all__ = [
     "Continuation",
     "Event",
     "Expect",
+    "LineCollector",
+    "LineLimits",
+    "ReplyTooLarge",
     "Response",
     "ResponseParser",
     "Status",
