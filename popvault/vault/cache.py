@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,7 @@ class IndexCache:
             return
         if not path.parent.exists():
             path.parent.mkdir(mode=0o700, parents=True)
+        _make_private(path.parent)
         try:
             self._open(path)
         except sqlite3.DatabaseError:
@@ -462,3 +464,13 @@ class _Rows:
             self.dels.append((r.account, r.uidl, r.msg, r.time))
         else:
             self.rsts.append((r.target, r.msg, r.uid, r.time))
+
+
+def _make_private(folder: Path) -> None:
+    """Set the cache's folder to 0700 if others may read it, also when it existed before:
+    the cache holds plaintext headers. Not a folder we do not own, nor a shared one (the
+    sticky bit: /tmp), nor the home folder: there the file's own 0600 has to do."""
+    st = folder.stat()
+    shared = st.st_mode & stat.S_ISVTX or folder.resolve() == Path.home().resolve()
+    if st.st_mode & 0o077 and st.st_uid == os.getuid() and not shared:
+        os.chmod(folder, 0o700)

@@ -324,3 +324,22 @@ def test_stored_blobs_answers_for_many_ids_at_once() -> None:
         assert v.cache.stored_blobs(ask) == set(held)
         assert v.cache.stored_blobs(absent) == set()
         assert v.cache.stored_blobs([]) == set()
+
+
+def test_an_existing_cache_folder_is_made_private(tmp_path: Path) -> None:
+    """The cache holds plaintext headers: its folder is 0700 even if it existed (0755)."""
+    folder = tmp_path / "cachedir"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    IndexCache(folder / "x.sqlite").close()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folder / "x.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_shared_folder_is_left_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    IndexCache(shared / "x.sqlite").close()
+    assert shared.stat().st_mode & 0o7777 == 0o1777
+    assert (shared / "x.sqlite").stat().st_mode & 0o777 == 0o600
