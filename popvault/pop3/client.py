@@ -23,13 +23,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import NamedTuple
 
 from popvault.errors import NetworkError, PopvaultError, ProtocolError, TLSError
-from popvault.pop3.errors import UidlNotSupported, error_for_reply
+from popvault.pop3.errors import TLS_WORDING, UidlNotSupported, error_for_reply
+from popvault.pop3.limits import (
+    CAPA_LIMITS,
+    LISTING_LIMITS,
+    MAX_TOP_BYTES,
+    Deadline,
+    collected_deadline,
+    status_deadline,
+)
 from popvault.pop3.login import login
 from popvault.pop3.parser import (
-    MAX_STATUS_LINE,
     BodyChunk,
     BodyEnd,
     Event,
@@ -41,7 +47,7 @@ from popvault.pop3.parser import (
     Status,
 )
 from popvault.pop3.settings import Pop3Settings, Pop3Url, parse_pop3_url
-from popvault.tls import HandshakeWording, wrap_client
+from popvault.tls import wrap_client
 
 log = logging.getLogger("popvault.pop3")
 
@@ -56,65 +62,7 @@ _RECV_SIZE = 256 * 1024
 #: Bytes already received that one read gathers before parsing (see Pop3Client._gather).
 _GATHER = 64 * 1024
 
-# -- Bounds on what a server can make us hold (issue 10: a hostile server, or anyone on
-# the path before STLS, must not exhaust memory or hold a session forever). Message
-# bodies (RETR) are streamed to a sink and have none of these limits (guarantee 1). A
-# status line is capped by the parser at MAX_STATUS_LINE (64 KiB; RFC 2449 says 512).
-
-#: A line of a reply collected in memory: as long as the longest status line accepted.
-MAX_REPLY_LINE = MAX_STATUS_LINE
-#: CAPA: real servers send 5 to 30 lines of a few dozen bytes each.
-CAPA_LIMITS = LineLimits(max_line=MAX_REPLY_LINE, max_lines=1000, max_bytes=1024 * 1024)
-#: UIDL and LIST: one line per message, up to 10 million messages. A UIDL line is at most
-#: 81 bytes by RFC 1939 (8-digit number, space, 70-character id, CRLF), so 10 M of them
-#: are 810 MB and the 1 GiB cap never binds before the line cap for a conforming server
-#: (Dovecot's 16-character ids: 27 bytes a line, 270 MB; LIST lines are about 20 bytes).
-#: An endless listing of short lines stops at 10 M lines in about 2 s and 0.7 GB (measured).
-LISTING_LIMITS = LineLimits(
-    max_line=MAX_REPLY_LINE, max_lines=10_000_000, max_bytes=1024 * 1024 * 1024
-)
-#: TOP (the header section, to identify messages on servers without UIDL): header lines
-#: may legally be long, so only the total is capped; real header sections are a few KB.
-MAX_TOP_BYTES = 64 * 1024 * 1024
-#: Per-read timeouts do not fire while bytes keep trickling in, so each reply we collect
-#: also has an overall deadline, counted from when we start reading it and checked after
-#: every read (so it may be passed by at most one ``timeout``). A status line (at most
-#: 64 KiB) gets STATUS_DEADLINE_FACTOR times the account's ``timeout``: the server may
-#: think for up to one timeout before it answers. A collected multi-line reply gets
-#: COLLECTED_DEADLINE_FACTOR times the timeout, at least COLLECTED_DEADLINE_MIN seconds:
-#: with the default 60 s timeout, 10 minutes, in which a listing of 1 million messages
-#: (about 30 MB) needs only 50 KB/s. The size caps alone would not do: they bound memory,
-#: not time (1 GiB sent one byte every 59 s would take 2,000 years).
-STATUS_DEADLINE_FACTOR = 2.0
-COLLECTED_DEADLINE_FACTOR = 10.0
-COLLECTED_DEADLINE_MIN = 300.0
-
 _TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
-_TLS_WORDING = HandshakeWording(
-    untrusted="{host}: server certificate refused: {reason}",
-    untrusted_hint="if {host} has a private CA or a self-signed certificate, trust the CA"
-    " with tls_ca_file or pin the certificate with tls_fingerprint in the"
-    " account's config section (options --tls-ca-file / --tls-fingerprint of"
-    " 'backup --url', --pop3-tls-ca-file / --pop3-tls-fingerprint of 'migrate')",
-    failed="{host}: TLS handshake failed: {reason}",
-    timed_out="{host}: TLS handshake timed out",
-    lost="{host}: connection lost during TLS handshake: {error}",
-)
-
-
-class _Deadline(NamedTuple):
-    """When (``time.monotonic()``) a reply must be complete, and the allowance in s."""
-
-    at: float
-    seconds: float
-
-    @classmethod
-    def after(cls, seconds: float) -> _Deadline:
-        return cls(time.monotonic() + seconds, seconds)
-
-
-def _discard(_: bytes) -> None:
-    return None
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -191,7 +139,7 @@ class Pop3Client:
     def _wrap_tls(sock: socket.socket, settings: Pop3Settings) -> ssl.SSLSocket:
         sock.settimeout(settings.connect_timeout)
         return wrap_client(
-            sock, settings.host, settings.tls_ca_file, settings.tls_fingerprint, _TLS_WORDING
+            sock, settings.host, settings.tls_ca_file, settings.tls_fingerprint, TLS_WORDING
         )
 
     def _start(self) -> None:
@@ -420,7 +368,7 @@ class Pop3Client:
                     error = error_for_reply(self.host, label, status.text)
                 continue
             if error is not None:
-                self._read_body(label, _discard)
+                self._read_body(label, lambda _data: None)
                 inflight.popleft()
                 continue
             try:
@@ -447,7 +395,7 @@ class Pop3Client:
         Raises :class:`ProtocolError` past MAX_TOP_BYTES (it is held in memory).
         """
         label = f"TOP {num} {lines}"
-        deadline = self._collected_deadline()
+        deadline = collected_deadline(self._settings.timeout)
         self._parser.expect(Expect.MULTI)
         self._send(f"TOP {num} {lines}\r\n".encode(), label)
         status = self._read_status(label, deadline)
@@ -505,7 +453,7 @@ class Pop3Client:
     def _multi_lines(self, command: str, limits: LineLimits) -> _Lines:
         """Send ``command`` and collect its multi-line reply as text lines within
         ``limits`` and the collected-reply deadline (ProtocolError / NetworkError)."""
-        deadline = self._collected_deadline()
+        deadline = collected_deadline(self._settings.timeout)
         self._parser.expect(Expect.MULTI)
         self._send(command.encode() + b"\r\n", command)
         status = self._read_status(command, deadline)
@@ -515,23 +463,16 @@ class Pop3Client:
         self._read_body(command, collector, deadline)
         return collector.finish()
 
-    def _status_deadline(self) -> _Deadline:
-        """When a status line (or SASL challenge) started now must be complete."""
-        return _Deadline.after(STATUS_DEADLINE_FACTOR * self._settings.timeout)
-
-    def _collected_deadline(self) -> _Deadline:
-        """When a multi-line reply collected in memory, started now, must be complete."""
-        timeout = self._settings.timeout
-        return _Deadline.after(max(COLLECTED_DEADLINE_FACTOR * timeout, COLLECTED_DEADLINE_MIN))
-
-    def _read_status(self, label: str, deadline: _Deadline | None = None) -> Status:
+    def _read_status(self, label: str, deadline: Deadline | None = None) -> Status:
         """The next status line, complete by ``deadline`` (default: a status deadline)."""
-        event = self._next_event(label, self._status_deadline() if deadline is None else deadline)
+        event = self._next_event(
+            label, status_deadline(self._settings.timeout) if deadline is None else deadline
+        )
         if not isinstance(event, Status):
             raise self._protocol(label, "expected a status line")
         return event
 
-    def _read_body(self, label: str, sink: Sink, deadline: _Deadline | None = None) -> int:
+    def _read_body(self, label: str, sink: Sink, deadline: Deadline | None = None) -> int:
         """Feed a multi-line body to ``sink``; ``deadline`` None: no overall deadline
         (RETR). A :class:`ReplyTooLarge` from the sink becomes this session's error."""
         total = 0
@@ -550,7 +491,7 @@ class Pop3Client:
                 self._broken = ProtocolError(f"{self.host}: session abandoned mid-reply")
                 raise
 
-    def _next_event(self, label: str, deadline: _Deadline | None = None) -> Event:
+    def _next_event(self, label: str, deadline: Deadline | None = None) -> Event:
         """The next parser event, reading as needed; past ``deadline`` (None:
         none) a NetworkError, checked between reads."""
         while True:

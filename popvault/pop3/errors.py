@@ -21,6 +21,7 @@ from popvault.errors import (
     ProtocolError,
     TemporaryFailure,
 )
+from popvault.tls import HandshakeWording
 
 _CODE_RE = re.compile(r"^\s*\[([^\]\s]{1,64})[^\]]*\]")
 
@@ -98,6 +99,7 @@ def error_for_reply(host: str, command: str, text: str, *, login: bool = False) 
 
 
 __all__ = [
+    "TLS_WORDING",
     "MissingTerminator",
     "NetworkError",
     "Pop3AuthenticationFailed",
@@ -107,3 +109,16 @@ __all__ = [
     "error_for_reply",
     "response_code",
 ]
+
+
+#: How TLS failures of a POP3 server are worded (popvault.tls.wrap_client).
+TLS_WORDING = HandshakeWording(
+    untrusted="{host}: server certificate refused: {reason}",
+    untrusted_hint="if {host} has a private CA or a self-signed certificate, trust the CA"
+    " with tls_ca_file or pin the certificate with tls_fingerprint in the"
+    " account's config section (options --tls-ca-file / --tls-fingerprint of"
+    " 'backup --url', --pop3-tls-ca-file / --pop3-tls-fingerprint of 'migrate')",
+    failed="{host}: TLS handshake failed: {reason}",
+    timed_out="{host}: TLS handshake timed out",
+    lost="{host}: connection lost during TLS handshake: {error}",
+)

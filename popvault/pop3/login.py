@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from popvault.errors import ProtocolError
 from popvault.pop3 import sasl
 from popvault.pop3.errors import Pop3CommandFailed, error_for_reply
+from popvault.pop3.limits import status_deadline
 from popvault.pop3.parser import Continuation, Expect, Status
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def _sasl(client: Pop3Client, mech: sasl.SaslMechanism) -> None:
     client._parser.expect(Expect.SASL)
     client._send(line, label)
     for _ in range(_MAX_SASL_ROUNDS):
-        event = client._next_event(label, client._status_deadline())
+        event = client._next_event(label, status_deadline(client._settings.timeout))
         if isinstance(event, Status):
             if not event.ok:
                 raise error_for_reply(client.host, label, event.text, login=True)

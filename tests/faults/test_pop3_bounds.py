@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import popvault.pop3.client as client_mod
+import popvault.pop3.limits as limits_mod
 from popvault.demo.server import ScriptedPop3Server
 from popvault.errors import NetworkError, ProtocolError
 from popvault.pop3.client import Pop3Client, Pop3Settings
@@ -86,7 +87,7 @@ class HostileServer:
 
 @pytest.fixture
 def small_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_mod, "COLLECTED_DEADLINE_MIN", 0.0)
+    monkeypatch.setattr(limits_mod, "COLLECTED_DEADLINE_MIN", 0.0)
 
 
 def settings(port: int, timeout: float = TIMEOUT) -> Pop3Settings:
