@@ -45,6 +45,34 @@ class KdfParams:
     def to_json(self) -> dict[str, int]:
         return {"iterations": self.iterations, "lanes": self.lanes, "memory_kib": self.memory_kib}
 
+    @property
+    def acceptable(self) -> bool:
+        """Within the caps a reader accepts (format §4.2): a tampered slot must not make
+        unlocking take minutes or gigabytes."""
+        return (
+            1 <= self.iterations <= MAX_ITERATIONS
+            and 1 <= self.lanes <= MAX_LANES
+            and 8 * self.lanes <= self.memory_kib <= MAX_MEMORY_KIB
+        )
+
+    @property
+    def cost(self) -> int:
+        """A rough measure of the work of one derivation (memory times passes)."""
+        return self.memory_kib * self.iterations
+
+
+#: The costs a reader accepts in a key slot (format §4.2): about 3 s and 1 GiB at most.
+MAX_ITERATIONS = 10
+MAX_LANES = 16
+MAX_MEMORY_KIB = 1 << 20
+
+
+def slot_params(body: dict[str, Any]) -> KdfParams:
+    """The Argon2id costs a parsed key slot names; KeyError/TypeError/ValueError when
+    they are missing or not integers."""
+    kdf = body["kdf"]
+    return KdfParams(int(kdf["iterations"]), int(kdf["lanes"]), int(kdf["memory_kib"]))
+
 
 #: Cheap parameters for tests only (never the default).
 TEST_KDF = KdfParams(iterations=1, lanes=1, memory_kib=8)
@@ -150,12 +178,8 @@ def open_key_slot(data: bytes, passphrase: bytes, vault_id: str, what: str) -> M
             raise IntegrityError(f"{what} names an unknown algorithm")
         if body.get("version") != 1:
             raise IntegrityError(f"{what} has an unknown version")
-        params = KdfParams(int(kdf["iterations"]), int(kdf["lanes"]), int(kdf["memory_kib"]))
-        if not (
-            1 <= params.iterations <= 64
-            and 1 <= params.lanes <= 64
-            and 8 * params.lanes <= params.memory_kib <= 4 << 20
-        ):
+        params = slot_params(body)
+        if not params.acceptable:
             raise IntegrityError(f"{what} names Argon2id costs outside the accepted range")
         salt, nonce, ct = _unb64(kdf["salt"]), _unb64(body["nonce"]), _unb64(body["ciphertext"])
     except (KeyError, TypeError, ValueError) as exc:

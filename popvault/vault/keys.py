@@ -20,7 +20,9 @@ from popvault.vault.crypto import (
     import_keys,
     make_key_slot,
     open_key_slot,
+    parse_checksum_json,
     random_hex,
+    slot_params,
 )
 
 
@@ -32,9 +34,11 @@ def unlock(backend: Backend, vault_id: str, passphrase: bytes) -> MasterKeys:
             "the vault has no key slots", hint="restore keys with 'popvault key import'"
         )
     damaged: IntegrityError | None = None
-    for slot in slots:
+    blobs = {slot: backend.get(slot) for slot in slots}
+    # the cheapest first: a forged slot of maximal cost is tried last, if at all
+    for slot in sorted(slots, key=lambda s: _cost(blobs[s])):
         try:
-            return open_key_slot(backend.get(slot), passphrase, vault_id, slot)
+            return open_key_slot(blobs[slot], passphrase, vault_id, slot)
         except WrongPassphrase:
             continue
         except IntegrityError as exc:
@@ -45,6 +49,15 @@ def unlock(backend: Backend, vault_id: str, passphrase: bytes) -> MasterKeys:
         "wrong passphrase: no key slot of this vault opens with it",
         hint="check --passphrase-file/--passphrase-command/POPVAULT_PASSPHRASE",
     )
+
+
+def _cost(data: bytes) -> int:
+    """How expensive trying a slot is; damaged ones sort last (they fail fast anyway)."""
+    try:
+        params = slot_params(parse_checksum_json(data, "key slot"))
+    except (IntegrityError, KeyError, TypeError, ValueError):
+        return 1 << 62
+    return params.cost if params.acceptable else 1 << 62
 
 
 def add_slot(

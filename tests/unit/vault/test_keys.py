@@ -155,3 +155,63 @@ def test_init_refuses_non_empty_dir(tmp_path: Path) -> None:
     create(b)
     with pytest.raises(UsageError):
         Vault.init(b, PASSPHRASE, kdf=TEST_KDF)
+
+
+def _forged(backend: MemoryBackend, iterations: int, lanes: int, memory_kib: int) -> str:
+    """A copy of the vault's slot claiming other Argon2id costs, checksum recomputed (what
+    anyone with write access can do), under a name that sorts first."""
+    import json
+
+    from popvault.vault.crypto import checksum_json
+
+    genuine = next(n for n in backend.list("keys"))
+    outer = json.loads(backend.objects[genuine])
+    body = outer["body"]
+    body["kdf"].update(iterations=iterations, lanes=lanes, memory_kib=memory_kib)
+    name = "keys/" + "0" * 32
+    backend.put(name, checksum_json(body))
+    return name
+
+
+@pytest.mark.parametrize(
+    ("iterations", "lanes", "memory_kib"),
+    [(11, 4, 65536), (3, 17, 65536), (3, 4, (1 << 20) + 1), (64, 64, 4 << 20)],
+)
+def test_a_slot_beyond_the_cost_caps_is_damaged_and_skipped(
+    iterations: int, lanes: int, memory_kib: int
+) -> None:
+    import time
+
+    backend = MemoryBackend()
+    create(backend)
+    _forged(backend, iterations, lanes, memory_kib)
+    t0 = time.monotonic()
+    with Vault.open(backend, PASSPHRASE) as v:  # the genuine slot opens
+        assert v.vault_id
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(WrongPassphrase):
+        Vault.open(backend, b"not the passphrase")
+
+
+def test_the_cheapest_slot_is_tried_first() -> None:
+    """A forged slot at the caps (1 GiB, 10 passes: seconds of work) sorted first by name
+    is tried after the genuine cheap one, so unlocking stays fast."""
+    import time
+
+    backend = MemoryBackend()
+    create(backend)  # TEST_KDF: 8 KiB, 1 pass
+    _forged(backend, 10, 16, 1 << 20)
+    t0 = time.monotonic()
+    with Vault.open(backend, PASSPHRASE):
+        pass
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_only_a_slot_beyond_the_caps_is_an_integrity_error() -> None:
+    backend = MemoryBackend()
+    create(backend)
+    genuine = next(n for n in backend.list("keys"))
+    _forged(backend, 65, 4, 65536)
+    backend.delete(genuine)
+    with pytest.raises(IntegrityError, match="outside the accepted range"):
+        Vault.open(backend, PASSPHRASE)
