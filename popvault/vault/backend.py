@@ -12,16 +12,20 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from popvault.errors import PopvaultError
+from popvault.errors import IntegrityError, PopvaultError
 from popvault.fsync import fsync_dir
 
 TMP_PREFIX = ".tmp-"
+#: No object popvault writes is near this size (packs are about 8 MiB, a commit's index
+#: segment a few MiB): a larger one is damage or tampering, and is never read whole.
+MAX_OBJECT = 256 << 20
 
 #: Called before every durable step of a local put: (step, object name). Steps are
 #: "write", "fsync", "rename", "fsync-dir". Fault-injection tests raise from it.
@@ -170,17 +174,38 @@ class LocalBackend:
         self._fsync_dir(path.parent, name)
         return True
 
-    def get(self, name: str) -> bytes:
+    def _regular(self, name: str) -> Path:
+        """The object's path, checked to be a regular file of a size popvault writes: a
+        device, a FIFO or a symlink to one (``/dev/zero``), or a huge sparse file put in
+        the vault must not make a reader block or read without end."""
+        path = self._path(name)
         try:
-            return self._path(name).read_bytes()
+            st = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"object {name} is missing") from None
-        except IsADirectoryError:
-            raise ObjectNotFound(f"object {name} is not a file") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise ObjectNotFound(f"object {name} is not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise IntegrityError(f"object {name} is not a regular file")
+        if st.st_size > MAX_OBJECT:
+            raise IntegrityError(
+                f"object {name} is {st.st_size} bytes, larger than any object popvault"
+                f" writes ({MAX_OBJECT})"
+            )
+        return path
+
+    def get(self, name: str) -> bytes:
+        path = self._regular(name)
+        try:
+            with open(path, "rb") as f:
+                return f.read(MAX_OBJECT + 1)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {name} is missing") from None
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
+        path = self._regular(name)
         try:
-            with open(self._path(name), "rb") as f:
+            with open(path, "rb") as f:
                 f.seek(offset)
                 return f.read(length)
         except FileNotFoundError:

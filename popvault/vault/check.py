@@ -177,6 +177,10 @@ class Checker:
             except ObjectNotFound:
                 bad.update(b.blob_id for b in by_pack.get(p, []))
                 continue
+            except IntegrityError as exc:  # not a regular file, or far too large
+                rep.problems.append(exc.message)
+                bad.update(b.blob_id for b in by_pack.get(p, []))
+                continue
             if progress:
                 progress(len(data))
             try:

@@ -32,10 +32,15 @@ from popvault.vault.pack import HEADER_SIZE
 from popvault.vault.vault import Vault
 from tests.support.vaults import (
     PASSPHRASE,
+    add_batch,
     build,
+    create,
     isolate_cache,
     message_ids,
+    open_ro,
+    open_rw,
     standard_batches,
+    text_message,
 )
 
 
@@ -364,3 +369,38 @@ def test_warm_cache_does_not_mask_damage(built: Built, vault_copy: Path, tmp_pat
         for mid in hit:
             with pytest.raises(IntegrityError):
                 v.read_message(mid)
+
+
+@pytest.mark.parametrize("kind", ["symlink to /dev/zero", "huge sparse file", "fifo"])
+def test_a_pack_that_is_no_pack_is_reported_not_read(tmp_path: Path, kind: str) -> None:
+    """Write access to the vault must not make check --read-data read without end or
+    block: a pack replaced by a link to /dev/zero, a 6 GB sparse file or a FIFO is
+    reported as damage (and its messages as affected), in bounded time and memory."""
+    import os
+    import resource
+
+    from popvault.vault.backend import LocalBackend
+
+    root = tmp_path / "v"
+    create(root)
+    with open_rw(root) as v:
+        add_batch(v, [text_message(i) for i in range(5)])
+        v.commit()
+    pack = next(p for p in LocalBackend(root).list("packs"))
+    path = root / pack
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind.startswith("symlink"):
+        path.symlink_to("/dev/zero")
+    else:
+        with open(path, "wb") as f:
+            f.truncate(6 << 30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open_ro(root) as v:
+        rep = v.check(read_data=True)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert not rep.ok
+    assert any("regular file" in p or "larger than any object" in p for p in rep.problems)
+    assert len(rep.affected) == 5
+    assert grown_mb < 100
