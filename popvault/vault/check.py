@@ -18,6 +18,7 @@ from popvault.vault import lock as lockmod
 from popvault.vault.backend import Backend, ObjectNotFound
 from popvault.vault.cache import IndexCache
 from popvault.vault.crypto import MasterKeys, parse_checksum_json
+from popvault.vault.keys import SLOT_NAME, slot_names
 from popvault.vault.pack import HEADER_SIZE, BlobLocation, PackReader, pack_object_name
 from popvault.vault.reader import Reader
 from popvault.vault.records import piece_ids
@@ -71,7 +72,10 @@ class Checker:
         return rep
 
     def _key_slots(self, rep: CheckReport) -> None:
-        for slot in self.backend.list("keys"):
+        for n in self.backend.list("keys"):
+            if not SLOT_NAME.match(n):
+                rep.problems.append(f"unexpected object {n} in keys/")
+        for slot in slot_names(self.backend):
             try:
                 parse_checksum_json(self.backend.get(slot), f"key slot {slot}")
             except IntegrityError as exc:

@@ -8,6 +8,7 @@ leaves a vault that no passphrase opens.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from popvault import interrupts
@@ -25,10 +26,17 @@ from popvault.vault.crypto import (
     slot_params,
 )
 
+SLOT_NAME = re.compile(r"^keys/[0-9a-f]{32}$")
+
+
+def slot_names(backend: Backend) -> list[str]:
+    """The key slots: objects under ``keys/`` named by 32 lowercase hex digits (§4.2)."""
+    return [n for n in backend.list("keys") if SLOT_NAME.match(n)]
+
 
 def unlock(backend: Backend, vault_id: str, passphrase: bytes) -> MasterKeys:
     """Try every key slot; WrongPassphrase (12) when none opens."""
-    slots = backend.list("keys")
+    slots = slot_names(backend)
     if not slots:
         raise IntegrityError(
             "the vault has no key slots", hint="restore keys with 'popvault key import'"
@@ -89,7 +97,7 @@ def replace_passphrase(
 ) -> None:
     """Replace the slot(s) that ``old`` opens by one for ``new`` (new verified first)."""
     old_slots = []
-    for slot in backend.list("keys"):
+    for slot in slot_names(backend):
         try:
             open_key_slot(backend.get(slot), old, vault_id, slot)
             old_slots.append(slot)

@@ -215,3 +215,14 @@ def test_only_a_slot_beyond_the_caps_is_an_integrity_error() -> None:
     backend.delete(genuine)
     with pytest.raises(IntegrityError, match="outside the accepted range"):
         Vault.open(backend, PASSPHRASE)
+
+
+def test_only_slot_names_are_key_slots() -> None:
+    """Objects under keys/ not named by 32 hex digits are not slots (format §4.2): unlock
+    ignores them, check reports them."""
+    backend = MemoryBackend()
+    create(backend)
+    backend.put("keys/README", b"not a slot")
+    with Vault.open(backend, PASSPHRASE) as v:
+        rep = v.check()
+    assert rep.problems == ["unexpected object keys/README in keys/"]
