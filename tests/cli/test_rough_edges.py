@@ -580,7 +580,7 @@ def test_readme_first_screen_sets_up_in_two_commands() -> None:
     assert "popvault demo" in first
     assert "bash .ci/run" in second
     head = readme[: readme.index("## Everyday use")]
-    assert "root" in head and "apt-get" in head and "3 minutes" in head
+    assert "root" in head and "apt-get" in head and re.search(r"\d+ minutes", head)
     assert "externally-managed-environment" in head
 
 
