@@ -124,7 +124,8 @@ def cli(
     """popvault: back up POP3 mail into an encrypted, deduplicated vault, and get it back.
 
     Exit codes: 0 ok, 1 failure, 2 usage, 3 partial, 10 no vault, 11 locked,
-    12 wrong passphrase, 20 integrity, 75 temporary (retry), 77 authentication.
+    12 wrong passphrase, 20 integrity, 75 temporary (retry), 77 authentication,
+    130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP).
     """
     ctx.obj = Context(vault_path, passphrase_file, passphrase_command, cache, config, quiet)
 
