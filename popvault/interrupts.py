@@ -187,11 +187,3 @@ def checkpoint() -> None:
     """Raise :class:`Interrupted` if a stop was requested; for threads, at safe points."""
     if _state.requested is not None:
         raise Interrupted(_state.requested)
-
-
-def raise_held() -> None:
-    """Raise a signal held back by an enclosing critical section now (for code inside
-    one that reaches a point where stopping is safe)."""
-    if _state.held is not None and _state.depth == 0:
-        signum, _state.held = _state.held, None
-        raise Interrupted(signum)

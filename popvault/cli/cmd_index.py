@@ -20,7 +20,7 @@ def rebuild(ctx: Context, from_packs: bool) -> None:
     """Rebuild the cache from the index segments (or packs, if segments are lost)."""
     with ctx.open_vault_for_rebuild() as vault:
         info = vault.rebuild_cache(from_packs=from_packs)
-        n = vault.stats()["messages"]
+        n = vault.message_count()
     if not ctx.quiet:
         src = f"{info['packs']} packs" if info["packs"] else f"{info['commits']} commits"
         click.echo(f"index rebuilt from {src}: {n} messages", err=True)

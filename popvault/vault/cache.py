@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from popvault.vault.pack import BlobLocation
 from popvault.vault.records import (
@@ -396,6 +396,10 @@ class IndexCache:
             sources=[s[2] for s in srcs],
             flags=flags,
         )
+
+    def count(self, table: Literal["messages", "blobs"]) -> int:
+        """Rows of ``messages`` or ``blobs``."""
+        return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
 
     def totals(self) -> dict[str, int]:
         def one(sql: str) -> int:

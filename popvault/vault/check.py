@@ -138,7 +138,7 @@ class Checker:
         rep: CheckReport,
     ) -> None:
         """Every message's blobs must be known and good (and rebuild, with read_data)."""
-        rep.blobs = self.cache.totals()["blobs"]
+        rep.blobs = self.cache.count("blobs")
         for row in self.cache.messages():
             rep.messages += 1
             ids = piece_ids(row.pieces)

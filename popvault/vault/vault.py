@@ -277,16 +277,6 @@ class Vault:
         """Records waiting for the next commit."""
         return len(self._writer.records)
 
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes of new messages waiting for the next commit."""
-        return self._writer.pending_bytes
-
-    @property
-    def pending_arrivals(self) -> int:
-        """Arrivals (``src`` records) waiting for the next commit."""
-        return self._writer.pending_arrivals
-
     def commit(self) -> str | None:
         """Make everything added so far durable and archived (format §8).
 
@@ -389,6 +379,11 @@ class Vault:
     def messages(self, flt: Filter | None = None) -> Iterator[MessageRow]:
         """The messages matching ``flt``, oldest delivery first."""
         return self.cache.messages(flt)
+
+    def message_count(self) -> int:
+        """How many distinct messages the vault holds (a look-up in the cache)."""
+        with self._mutex:
+            return self.cache.count("messages")
 
     def known_uidls(self, account: str) -> dict[str, bytes]:
         """UIDL -> message id of what is archived for ``account``."""
