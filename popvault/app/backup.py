@@ -5,9 +5,11 @@ One account is a pipeline of named stages: **list** what the server has
 hold for that account), **fetch and store** it, committed in batches
 (:func:`popvault.app.fetch.fetch_and_store`), then **delete** what the policy allows:
 only archived messages that are read back from storage and verified against their keyed
-ids (DESIGN.md guarantee 2; the rule is :mod:`popvault.app.deletion`). Deletions take
-effect at QUIT; they are recorded in the vault right after. Accounts run one after
-another or concurrently (``jobs``); one failing account does not stop the others.
+ids, and that are provably the message the server holds under that UIDL now: fetched in
+this session, or (archived earlier) ``TOP n 0`` matches the archived header section
+(DESIGN.md guarantee 2; the rule is :mod:`popvault.app.deletion`). Deletions are recorded
+in the vault before QUIT, where they take effect. Accounts run one after another or
+concurrently (``jobs``); one failing account does not stop the others.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from typing import Any
 
 from popvault import interrupts
 from popvault.app.config import AccountConfig
-from popvault.app.deletion import DAY, Policy, deletable, unsafe_uidls, verify
+from popvault.app.deletion import (
+    DAY,
+    Policy,
+    deletable,
+    prove_identity,
+    reuse_warning,
+    unsafe_uidls,
+    verify,
+)
 from popvault.app.fetch import Fetched, cut_sessions, fetch_and_store, size_ok
 from popvault.app.progress import NullProgress, Progress
 from popvault.errors import (
@@ -29,7 +39,7 @@ from popvault.errors import (
     TemporaryFailure,
 )
 from popvault.pop3.client import Pop3Client
-from popvault.pop3.errors import UidlNotSupported
+from popvault.pop3.errors import Pop3CommandFailed, Pop3TemporaryFailure, UidlNotSupported
 from popvault.pop3.settings import Pop3Settings
 from popvault.vault import Vault
 
@@ -226,62 +236,192 @@ def _run_account(
         return
     try:
         got = fetch_and_store(
-            vault, client, acct, todo, sizes, progress, source=f"pop3://{acct.user}@{acct.host}"
+            vault, client, acct, todo, sizes, progress, source=_source(acct), expected=known
         )
     finally:
         progress.done()
     _report_fetch(rep, got)
     for w in rep.warnings:
         progress.warn(f"account {acct.name}: {w}")
-    _delete_stage(vault, client, acct, rep, progress, listing, reused, got, now)
+    for n, u in todo:
+        if u in reused and u in got.confirmed:
+            progress.info(
+                f"account {acct.name}: #{n} {u} is still on the server although an earlier"
+                " run recorded its deletion (that session's QUIT did not complete); fetched"
+                " again, the same message"
+            )
+    _delete_stage(_Run(vault, client, acct, rep, progress, listing, now), reused, got)
 
 
-def _delete_stage(
-    vault: Vault,
-    client: Pop3Client,
-    acct: AccountConfig,
-    rep: AccountReport,
-    progress: Progress,
-    listing: Listing,
-    reused: set[str],
-    got: Fetched,
-    now: float,
-) -> None:
-    """DELE what the rule allows (:mod:`popvault.app.deletion`), QUIT, record it."""
-    policy = policy_of(acct)
-    sizes = listing.sizes
+def _source(acct: AccountConfig) -> str:
+    return f"pop3://{acct.user}@{acct.host}"
+
+
+@dataclass
+class _Run:
+    """One account's session, as the delete stage needs it."""
+
+    vault: Vault
+    client: Pop3Client
+    acct: AccountConfig
+    rep: AccountReport
+    progress: Progress
+    listing: Listing
+    now: float
+
+    def warn(self, text: str) -> None:
+        self.rep.warnings.append(text)
+        self.progress.warn(f"account {self.acct.name}: {text}")
+
+
+def _delete_stage(run: _Run, reused: set[str], got: Fetched) -> None:
+    """DELE what the rule allows (:mod:`popvault.app.deletion`), record it, QUIT."""
+    vault, client, acct = run.vault, run.client, run.acct
     doomed: list[tuple[int, str]] = []
     archived: dict[str, bytes] = {}
-    if policy.deletes:
-        known = vault.known_uidls(acct.name)
-        unsafe = unsafe_uidls(known, got.mismatched, listing.duplicated, reused, set(got.ids))
-        # the message of this run's arrival, else the archived one
-        archived = {u: got.ids.get(u, m) for u, m in known.items()}
-        doomed = deletable(
-            policy,
-            listing.ident,
-            archived,
-            unsafe,
-            listing.no_uidl,
-            now,
-            lambda uidl: vault.first_archived(acct.name, uidl),
-        )
-    if doomed:
-        doomed, kept = verify(vault, doomed, archived, sizes, size_ok)
-        for w in kept:
-            rep.warnings.append(w)
-            progress.warn(f"account {acct.name}: {w}")
-        for num, _u in doomed:
-            client.dele(num)
-    # deletions take effect at QUIT: from there on, finish recording them before an
-    # interrupt may stop the run (a QUIT answered late is bounded by the timeout)
+    if policy_of(acct).deletes:
+        doomed, archived = _doomed(run, reused, got)
+    for num, _u in doomed:
+        client.dele(num)
+    # the deletions are recorded before QUIT, where they take effect ("DELE sent"): a
+    # session that ends without QUIT leaves records of deletions that did not happen,
+    # and the next run, listing those UIDLs again, fetches and proves them (format §8.3);
+    # never a deletion without its record. Signals wait until QUIT is answered (bounded
+    # by the timeout).
     with interrupts.critical():
-        client.quit()
         if doomed:
             for _num, u in doomed:
                 vault.record_deletion(acct.name, u, archived[u])
             vault.commit()
-            rep.deleted = len(doomed)
+        client.quit()
+        run.rep.deleted = len(doomed)
+
+
+def _doomed(
+    run: _Run, reused: set[str], got: Fetched
+) -> tuple[list[tuple[int, str]], dict[str, bytes]]:
+    """What may be DELE'd (rules 1-6), and UIDL -> the message each one holds.
+
+    Rules 1-5 for every candidate; then the identity of those archived in an earlier run
+    (rule 6): one ``TOP n 0`` each. One that fails it (another header, another size, no
+    TOP) is fetched now and judged again as an arrival of this run."""
+    vault, acct, listing, now = run.vault, run.acct, run.listing, run.now
+    policy = policy_of(acct)
+    known = vault.known_uidls(acct.name)
+    # the message of this run's arrival, else the archived one
+    archived = {u: got.ids.get(u, m) for u, m in known.items()}
+    unsafe = unsafe_uidls(known, got.mismatched, listing.duplicated, reused, set(got.ids))
+    when = _first_archived(vault, acct, archived, now)
+    listed = deletable(policy, listing.ident, archived, unsafe, listing.no_uidl, now, when)
+    if not listed:
+        return [], archived
+    ok, wrong = verify(vault, listed, archived, listing.sizes, size_ok)
+    again = [(w.num, w.uidl) for w in wrong if w.uidl not in got.ids]
+    for w in wrong:
+        if w.uidl in got.ids:
+            run.warn(w.warning())
+    # this session's downloads prove themselves; without UIDL, so does the listing (its
+    # identities are TOP hashes and sizes)
+    earlier = [] if listing.no_uidl else [d for d in ok if d[1] not in got.ids]
+    _proven, unproven, no_top = prove_identity(
+        earlier,
+        archived,
+        lambda msg: _first_piece_id(vault, msg),
+        lambda num: _top_id(vault, run.client, num),
+    )
+    doubtful = set(unproven)
+    doomed = [d for d in ok if d not in doubtful]
+    again += unproven
+    if not again:
+        return doomed, archived
+    if no_top:
+        run.warn(
+            "the server refuses TOP: messages archived in an earlier run are downloaded"
+            " again to prove their identity before they are deleted"
+        )
+    more = _fetch_again(run, again, archived)
+    got.merge(more)
+    fresh = [d for d in again if d[1] in more.ids]
+    archived.update(more.ids)
+    unsafe = unsafe_uidls(known, got.mismatched, listing.duplicated, reused, set(got.ids))
+    listed = deletable(policy, fresh, archived, unsafe, listing.no_uidl, now, when)
+    ok, wrong = verify(vault, listed, archived, listing.sizes, size_ok)
+    for w in wrong:
+        run.warn(w.warning())
+    return doomed + ok, archived
+
+
+def _fetch_again(run: _Run, again: list[tuple[int, str]], archived: dict[str, bytes]) -> Fetched:
+    """Fetch candidates whose identity is unproven; their downloads decide: the archived
+    message again, or a new one under a reused UIDL (then archived, and warned about)."""
+    acct, rep, progress, sizes = run.acct, run.rep, run.progress, run.listing.sizes
+    progress.start(acct.name, len(again), sum(sizes.get(n, 0) for n, _ in again))
+    try:
+        more = fetch_and_store(
+            run.vault,
+            run.client,
+            acct,
+            again,
+            sizes,
+            progress,
+            source=_source(acct),
+            expected=archived,
+            skip_refused=True,
+        )
+    finally:
+        progress.done()
+    rep.fetched += len(more.ids)
+    rep.new += more.new
+    rep.duplicates += more.duplicates
+    rep.bytes += more.bytes
+    for w in more.warnings:
+        run.warn(w)
+    for num, u in again:
+        if u in more.refused:
+            run.warn(
+                f"#{num} {u}: could not fetch it to prove it is the archived message"
+                f" ({more.refused[u]}); kept on the server"
+            )
+        elif u in more.ids and u not in more.confirmed:
+            run.warn(reuse_warning(u))
+    return more
+
+
+def _first_archived(
+    vault: Vault, acct: AccountConfig, archived: dict[str, bytes], now: float
+) -> Callable[[str], float | None]:
+    """When a UIDL's message was first archived, for ``delete_after_days``: the later of
+    the UIDL's first arrival and the message's (a new message under a reused UIDL is as
+    young as its own arrival); the message is looked up only when the UIDL is old
+    enough."""
+    days = acct.delete_after_days
+
+    def when(uidl: str) -> float | None:
+        first = vault.first_archived(acct.name, uidl)
+        if first is None or days is None or now - first < days * DAY or uidl not in archived:
+            return first
+        return max(first, vault.message(archived[uidl]).first_archived)
+
+    return when
+
+
+def _first_piece_id(vault: Vault, msg_id: bytes) -> bytes | None:
+    """The id of a message's first piece: its header section as one ``hdr`` blob (up to
+    and including the first empty line), which is what ``TOP n 0`` returns. None when
+    that piece is an attachment run."""
+    pieces = vault.message(msg_id).pieces
+    if not pieces:
+        return None
+    tag, blob = pieces[0][0], pieces[0][1]
+    return bytes.fromhex(blob) if tag == "r" and isinstance(blob, str) else None
+
+
+def _top_id(vault: Vault, client: Pop3Client, num: int) -> bytes | None:
+    """The keyed id of ``TOP num 0``; None when the server answers ``-ERR``."""
+    try:
+        return vault.keyed_id(client.top(num, 0))
+    except (Pop3CommandFailed, Pop3TemporaryFailure):
+        return None
 
 
 def _report_fetch(rep: AccountReport, got: Fetched) -> None:
@@ -307,19 +447,17 @@ def _dry_run(
     """What a run would fetch and delete; changes nothing."""
     policy = policy_of(acct)
     rep.would_fetch = len(todo)
+    # no TOP is sent: a candidate archived in an earlier run is counted as if it proved
+    # to be the same message (a real run fetches one that does not, and deletes it only
+    # under ``delete = true``)
+    unsafe = unsafe_uidls(known, set(), listing.duplicated, reused, set())
+    when = _first_archived(vault, acct, known, now)
     rep.would_delete = len(
-        deletable(
-            policy,
-            listing.ident,
-            known,
-            reused,
-            listing.no_uidl,
-            now,
-            lambda uidl: vault.first_archived(acct.name, uidl),
-        )
+        deletable(policy, listing.ident, known, unsafe, listing.no_uidl, now, when)
     )
     if acct.delete and (not listing.no_uidl or acct.allow_delete_without_uidl):
-        rep.would_delete += len(todo)  # fetched, verified, then deleted
+        # fetched, verified, then deleted (not copies under a UIDL listed more than once)
+        rep.would_delete += sum(u.split("#", 1)[0] not in listing.duplicated for _, u in todo)
     for n, u in todo:
         progress.info(f"would fetch {acct.name} #{n} {u} ({listing.sizes.get(n, 0)} bytes)")
     progress.done()

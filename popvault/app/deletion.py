@@ -2,23 +2,31 @@
 
 A message may be deleted only when all of these hold:
 
-1. the account's policy deletes (``delete``, or ``delete_after_days`` and the UIDL was
-   first archived at least that long ago);
+1. the account's policy deletes (``delete``, or ``delete_after_days`` and the UIDL and
+   the message under it were first archived at least that long ago);
 2. the server has UIDL, or the account allows deleting without it;
 3. the UIDL is archived (a commit holds it whole: an incomplete message is not);
 4. it is not unsafe: not listed with a LIST size that disagreed with what arrived (in
    this run), not one of several messages under one UIDL, and not a reused UIDL whose
    new message this run did not fetch;
 5. read back from storage without caches, it verifies against its id, and its size
-   agrees with what the server's LIST says now (:func:`verify`).
+   agrees with what the server's LIST says now (:func:`verify`);
+6. the message the server holds under the UIDL now is provably the archived one
+   (:func:`prove_identity`): this session fetched it; or, archived in an earlier run,
+   ``TOP n 0`` has the keyed id of its header section (its first piece). A UIDL may
+   name another message than it did when we archived it (RFC 1939 lets a server reuse
+   one once its message is gone): a candidate that fails the proof is fetched in the
+   same session and only then judged again, as an arrival of this run.
 
-:func:`deletable` is 1-4, a pure function; :func:`verify` is 5.
+:func:`deletable` is 1-4, a pure function; :func:`verify` is 5; :func:`prove_identity`
+is 6, pure but for the TOP it is given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from popvault.vault import Vault
 
@@ -79,25 +87,75 @@ def deletable(
     return out
 
 
+class WrongSize(NamedTuple):
+    """A candidate whose LIST size now disagrees with what the vault holds under it."""
+
+    num: int
+    uidl: str
+    listed: int | None
+    held: int
+
+    def warning(self) -> str:
+        return (
+            f"#{self.num} {self.uidl}: LIST says {self.listed} bytes, the vault holds"
+            f" {self.held}; kept on the server"
+        )
+
+
 def verify(
     vault: Vault,
     doomed: list[tuple[int, str]],
     archived: dict[str, bytes],
     sizes: dict[int, int],
     size_ok: Callable[[int | None, int, int], bool],
-) -> tuple[list[tuple[int, str]], list[str]]:
+) -> tuple[list[tuple[int, str]], list[WrongSize]]:
     """Rule 5: read the doomed messages back (IntegrityError if one does not verify:
-    then nothing is deleted) and keep those whose LIST size disagrees with what the
-    vault holds (a lie seen in an earlier run must keep the message on the server now
-    too). Returns what may be deleted, and a warning per message kept."""
+    then nothing is deleted) and set apart those whose LIST size disagrees with what the
+    vault holds. Returns what may be deleted, and those set apart: never deleted as they
+    are (a lie seen in an earlier run keeps the message on the server now too; a size
+    that changed under an old UIDL may be another message, which the caller fetches)."""
     shape = vault.verify_messages({archived[u] for _, u in doomed})
-    keep: list[tuple[int, str]] = []
-    warnings: list[str] = []
+    ok: list[tuple[int, str]] = []
+    wrong: list[WrongSize] = []
     for num, uidl in doomed:
-        if not size_ok(sizes.get(num), *shape[archived[uidl]]):
-            keep.append((num, uidl))
-            warnings.append(
-                f"#{num} {uidl}: LIST says {sizes.get(num)} bytes, the vault holds"
-                f" {shape[archived[uidl]][0]}; kept on the server"
-            )
-    return [d for d in doomed if d not in keep], warnings
+        held, lines = shape[archived[uidl]]
+        if size_ok(sizes.get(num), held, lines):
+            ok.append((num, uidl))
+        else:
+            wrong.append(WrongSize(num, uidl, sizes.get(num), held))
+    return ok, wrong
+
+
+def prove_identity(
+    candidates: Sequence[tuple[int, str]],
+    archived: dict[str, bytes],
+    header_id: Callable[[bytes], bytes | None],
+    top_id: Callable[[int], bytes | None],
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]], bool]:
+    """Rule 6 for candidates archived in an earlier run (the caller has checked their
+    sizes): ``top_id(num)`` is the keyed id of ``TOP num 0``, or None when the server
+    refuses TOP (then no further TOP is sent); ``header_id(msg)`` is the id of the
+    archived message's first piece (its header section), None when unknown.
+
+    Returns (proven, unproven, whether TOP was refused): an unproven candidate must be
+    fetched again, and its download decides (the same message, or a new one under a
+    reused UIDL); it is never deleted unseen."""
+    proven: list[tuple[int, str]] = []
+    unproven: list[tuple[int, str]] = []
+    refused = False
+    for num, uidl in candidates:
+        expected = header_id(archived[uidl])
+        if expected is not None and not refused:
+            got = top_id(num)
+            if got == expected:
+                proven.append((num, uidl))
+                continue
+            refused = got is None
+        unproven.append((num, uidl))
+    return proven, unproven, refused
+
+
+def reuse_warning(uidl: str) -> str:
+    """What a run says when a candidate's download was another message than the one
+    archived under its UIDL."""
+    return f"UIDL {uidl} was reused by the server for a new message; fetched it, not deleted unseen"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from popvault import interrupts
@@ -23,7 +23,9 @@ from popvault.app.helper import Preparer
 from popvault.app.helper import Result as PrepareResult
 from popvault.app.metadata import parse_metadata
 from popvault.app.progress import Progress
+from popvault.errors import UsageError
 from popvault.pop3.client import Pop3Client
+from popvault.pop3.errors import Pop3CommandFailed
 from popvault.vault import AddResult, MessageWriter, SourceInfo, Vault
 
 BATCH_MESSAGES = 2000
@@ -41,7 +43,11 @@ Tag = tuple[int, str, int, int]
 @dataclass
 class Fetched:
     """What the stage did: each fetched UIDL's message id, and the UIDLs whose LIST size
-    disagreed with what arrived (never deleted)."""
+    disagreed with what arrived (never deleted).
+
+    A download that is the very message the vault already holds under that UIDL (fetched
+    again to prove its identity) is ``confirmed``: counted as fetched, neither new nor a
+    duplicate (the vault records no new arrival for it)."""
 
     ids: dict[str, bytes] = field(default_factory=dict)
     mismatched: set[str] = field(default_factory=set)
@@ -49,6 +55,20 @@ class Fetched:
     new: int = 0
     duplicates: int = 0
     warnings: list[str] = field(default_factory=list)
+    confirmed: set[str] = field(default_factory=set)
+    #: UIDL -> the server's ``-ERR`` for a RETR it refused (``skip_refused`` only).
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, other: Fetched) -> None:
+        """Add a later fetch of the same session to this one."""
+        self.ids.update(other.ids)
+        self.mismatched |= other.mismatched
+        self.bytes += other.bytes
+        self.new += other.new
+        self.duplicates += other.duplicates
+        self.warnings += other.warnings
+        self.confirmed |= other.confirmed
+        self.refused.update(other.refused)
 
 
 def size_ok(listed: int | None, got: int, lines: int) -> bool:
@@ -103,11 +123,14 @@ class _Stage:
         todo: list[tuple[int, str]],
         sizes: dict[int, int],
         progress: Progress,
+        expected: Mapping[str, bytes],
     ) -> None:
         self.vault = vault
         self.acct = acct
         self.source = source
         self.uidl_of = dict(todo)
+        self.expected = expected
+        self.ended: set[int] = set()
         self.sizes = sizes
         self.progress = progress
         self.out = Fetched()
@@ -121,6 +144,7 @@ class _Stage:
         return sink
 
     def end(self, num: int, nbytes: int) -> None:
+        self.ended.add(num)
         sink = self.current.pop(num)
         uidl = self.uidl_of[num]
         if sink.buf is not None and self.preparer is not None:
@@ -149,6 +173,8 @@ class _Stage:
         out.bytes += nbytes
         if res.new:
             out.new += 1
+        elif self._arrived_before(uidl, res.msg_id):
+            out.confirmed.add(uidl)
         else:
             out.duplicates += 1
         if not size_ok(self.sizes.get(num), nbytes, lines):
@@ -159,6 +185,20 @@ class _Stage:
             )
         self.progress.advance(1, nbytes)
         self.vault.commit_if(arrivals=BATCH_MESSAGES, nbytes=BATCH_BYTES)
+
+    def _arrived_before(self, uidl: str, msg_id: bytes) -> bool:
+        """Whether a message already in the vault is the one archived under ``uidl``:
+        the one ``expected`` names, or (a UIDL with several arrivals, the server having
+        reused it) another committed one that has this account and UIDL."""
+        if uidl not in self.expected:
+            return False
+        if self.expected[uidl] == msg_id:
+            return True
+        try:
+            row = self.vault.message(msg_id)
+        except UsageError:  # not committed yet: an arrival of this run
+            return False
+        return self.acct.name in row.accounts and uidl in row.uidls
 
     def finish(self, stopped: bool) -> None:
         """After the RETRs: file what the helper still holds (unless stopped), stop it,
@@ -188,18 +228,33 @@ def fetch_and_store(
     progress: Progress,
     *,
     source: str,
+    expected: Mapping[str, bytes] | None = None,
+    skip_refused: bool = False,
 ) -> Fetched:
     """RETR every message of ``todo`` (number, UIDL) into the vault and commit it.
 
     Whatever arrived whole is committed even when the session breaks (the error is then
     raised); every message is filed whole or not at all (the vault holds signals back
-    meanwhile), and a commit refuses records whose blobs are not stored."""
-    stage = _Stage(vault, acct, source, todo, sizes, progress)
+    meanwhile), and a commit refuses records whose blobs are not stored. ``expected``:
+    UIDL -> the message the vault holds under it (a download of that very message is
+    ``confirmed``). ``skip_refused``: a RETR answered ``-ERR`` is noted in ``refused``
+    and the rest are fetched; else the error is raised."""
+    stage = _Stage(vault, acct, source, todo, sizes, progress, expected or {})
     stopped = False
     try:
         with _fetching(client):
             numbers = [n for n, _ in todo]
-            client.retr_many(numbers, stage.begin, stage.end, window=acct.pipeline_window)
+            while numbers:
+                try:
+                    client.retr_many(numbers, stage.begin, stage.end, window=acct.pipeline_window)
+                    numbers = []
+                except Pop3CommandFailed as exc:
+                    if not skip_refused:
+                        raise
+                    # replies come in order: the refused one is the first not ended
+                    failed = next(i for i, n in enumerate(numbers) if n not in stage.ended)
+                    stage.out.refused[stage.uidl_of[numbers[failed]]] = exc.message
+                    numbers = [n for n in numbers[failed + 1 :] if n not in stage.ended]
     except BaseException as exc:
         # an interrupt; or, in a --jobs thread, the connection cut because of one
         stopped = isinstance(exc, KeyboardInterrupt) or interrupts.requested() is not None

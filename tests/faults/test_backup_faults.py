@@ -159,16 +159,21 @@ def test_quit_dropped_with_delete(
         assert server.mailbox.messages() == []
         assert recorded == set(uidls(MESSAGES))
     else:
-        # no reply to QUIT: the deletions may or may not have happened; not recorded
+        # no reply to QUIT: the deletions may or may not have happened; they were
+        # recorded before QUIT ("DELE sent")
         assert rep.exit_code == 75
         assert rep.error is not None and "QUIT" in rep.error
-        assert recorded == set()
+        assert recorded == set(uidls(MESSAGES))
         expected_left = MESSAGES if drop == "no_commit" else []
         assert server.mailbox.messages() == expected_left
 
     server.faults = Faults()
     rep = backup(vault_path, cache_dir, acct)
-    assert (rep.exit_code, rep.fetched) == (0, 0)
+    # what is still there is listed again after its deletion record: fetched again, it
+    # proves to be the archived message (nothing new, no duplicate), and is deleted
+    left = len(MESSAGES) if drop == "no_commit" else 0
+    assert (rep.exit_code, rep.fetched, rep.new, rep.duplicates) == (0, left, 0, 0)
+    assert (rep.deleted, rep.warnings) == (left, [])
     assert server.mailbox.messages() == []
     verify(server, vault_path, cache_dir)
 
@@ -258,7 +263,9 @@ def test_malformed_status_line(
     if verb != "QUIT":  # the server applies deletions before its (garbled) QUIT reply
         assert server.mailbox.messages() == MESSAGES
     with open_vault(vault_path, cache_dir) as v:
-        assert deleted_uidls(v, "scripted") == set()
+        # deletions are recorded after the DELEs, before QUIT
+        recorded = set(uidls(MESSAGES)) if verb == "QUIT" else set()
+        assert deleted_uidls(v, "scripted") == recorded
 
 
 def test_missing_terminating_dot(
@@ -291,11 +298,13 @@ def test_list_size_that_lies_is_kept_and_never_deleted(
     assert stored[MESSAGES[3][0]] == MESSAGES[3][1]
 
     # the next run still sees the lie (the message is number 1 now): it stays on the
-    # server, although it was archived in an earlier run
+    # server, although it was archived in an earlier run (a size that disagrees may be
+    # another message under the UIDL: it is fetched again, and is the archived one)
     server.faults = Faults(list_size_lies={1: 17})
     rep = backup(vault_path, cache_dir, acct)
-    assert (rep.exit_code, rep.fetched, rep.deleted) == (0, 0, 0)
-    assert any("LIST says 17" in w for w in rep.warnings)
+    assert (rep.exit_code, rep.fetched, rep.new, rep.duplicates, rep.deleted) == (0, 1, 0, 0, 0)
+    assert any("LIST said 17" in w for w in rep.warnings)
+    assert not any("reused" in w for w in rep.warnings)
     assert server.mailbox.uidls() == [MESSAGES[3][0]], "DELE'd a message whose size lied"
     verify(server, vault_path, cache_dir)
 

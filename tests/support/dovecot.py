@@ -738,6 +738,41 @@ service imap-login {{
             self._write_uidlist(info, header, lines)
         return uidls
 
+    def reuse_uid(self, user: str | UserInfo, uid: int, message: bytes) -> str:
+        """Remove the message with ``uid`` out of band and deliver ``message`` under the
+        same UID, so that POP3 lists it with the old UIDL (RFC 1939 lets a server reuse a
+        unique-id once its message is gone; Dovecot itself never does). Returns the UIDL.
+
+        The file is replaced and its ``dovecot-uidlist`` line rewritten under Dovecot's
+        dotlock, and Dovecot's index files are removed (an index that remembers ``uid``
+        as expunged would give the new file a new UID), so Dovecot rebuilds them from the
+        uidlist. No session of the user may be open meanwhile.
+        """
+        info = self._info(user)
+        with self._uidlist_lock(info):
+            fields, lines, by_uid = self._read_uidlist(info)
+            if uid not in by_uid:
+                raise DovecotError(f"no UID {uid} in {info.control_dir}/dovecot-uidlist")
+            for sub in ("cur", "new"):
+                for f in os.listdir(info.maildir / sub):
+                    if _basename(f) == by_uid[uid]:
+                        (info.maildir / sub / f).unlink()
+            self._deliver_counter += 1
+            base = f"{int(time.time())}.M{self._deliver_counter}P{os.getpid()}.pvdc"
+            tmp = info.maildir / "tmp" / base
+            tmp.write_bytes(message)
+            os.chown(tmp, self._mail_uid, self._mail_gid)
+            tmp.chmod(0o600)
+            os.replace(tmp, info.maildir / "cur" / f"{base}:2,")
+            lines = [f"{uid} :{base}" if int(ln.split()[0]) == uid else ln for ln in lines]
+            self._write_uidlist(info, " ".join(fields), lines)
+            index_dirs = {info.maildir, info.control_dir, info.control_dir.parent / "index"}
+            for d in index_dirs:
+                if d.is_dir():
+                    for index_file in d.rglob("dovecot.index*"):
+                        index_file.unlink()
+        return info.uidl(uid)
+
     def _files_by_uid(self, info: UserInfo) -> list[Path]:
         files: dict[str, Path] = {}
         for sub in ("cur", "new"):

@@ -2,7 +2,9 @@
 
 Every branch of rules 1-4 on plain data, no server and no vault: the policy, a server
 without UIDL, only archived UIDLs, never an unsafe one, and the age of
-``delete_after_days`` measured from the first archiving.
+``delete_after_days`` measured from the first archiving. Rule 6, the identity of a
+message archived in an earlier run, with a stand-in for TOP: proven only by the keyed id
+of its archived header section, one TOP each, none after the server refused one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from collections.abc import Callable
 from hypothesis import given
 from hypothesis import strategies as st
 
-from popvault.app.deletion import DAY, Policy, deletable, unsafe_uidls
+from popvault.app.deletion import (
+    DAY,
+    Policy,
+    WrongSize,
+    deletable,
+    prove_identity,
+    reuse_warning,
+    unsafe_uidls,
+)
 
 LISTED = [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
 ARCHIVED = {"a": b"A", "b": b"B", "c": b"C"}  # "d" is not archived
@@ -85,3 +95,67 @@ def test_only_archived_safe_uidls_are_ever_deleted(
     assert [u for _, u in got] == [u for u in listed if u in {u for _, u in got}]  # in order
     if not policy.deletes:
         assert got == []
+
+
+# ------------------------------------------------------------------ rule 6: identity
+
+CANDIDATES = [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+MESSAGES = {"a": b"A", "b": b"B", "c": b"C", "d": b"D"}
+HEADERS = {b"A": b"hA", b"B": b"hB", b"D": b"hD"}  # C's first piece is not a header
+
+
+def _prove(
+    tops: dict[int, bytes | None],
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]], bool, list[int]]:
+    sent: list[int] = []
+
+    def top_id(num: int) -> bytes | None:
+        sent.append(num)
+        return tops[num]
+
+    proven, unproven, refused = prove_identity(CANDIDATES, MESSAGES, HEADERS.get, top_id)
+    return proven, unproven, refused, sent
+
+
+def test_identity_proven_only_by_the_archived_header() -> None:
+    # a: the same header; b: another header under the UIDL (reused); c: no header id to
+    # compare with, so no TOP either; d: the same
+    proven, unproven, refused, sent = _prove({1: b"hA", 2: b"hX", 4: b"hD"})
+    assert (proven, unproven, refused) == ([(1, "a"), (4, "d")], [(2, "b"), (3, "c")], False)
+    assert sent == [1, 2, 4]
+
+
+def test_top_refused_once_then_every_candidate_is_fetched_instead() -> None:
+    proven, unproven, refused, sent = _prove({1: b"hA", 2: None, 4: b"hD"})
+    assert (proven, unproven, refused) == ([(1, "a")], [(2, "b"), (3, "c"), (4, "d")], True)
+    assert sent == [1, 2]  # no TOP after the refusal
+
+
+def test_no_candidates_no_top() -> None:
+    assert prove_identity([], MESSAGES, HEADERS.get, lambda _n: b"") == ([], [], False)
+
+
+@given(
+    st.lists(st.sampled_from("abcd"), unique=True),
+    st.dictionaries(st.integers(1, 4), st.one_of(st.none(), st.sampled_from([b"hA", b"hB"]))),
+)
+def test_identity_partitions_and_never_proves_another_header(
+    order: list[str], tops: dict[int, bytes | None]
+) -> None:
+    listed = [(n, u) for n, u in CANDIDATES if u in order]
+    proven, unproven, _refused = prove_identity(
+        listed, MESSAGES, HEADERS.get, lambda n: tops.get(n)
+    )
+    assert sorted(proven + unproven) == sorted(listed)
+    assert [d for d in listed if d in proven] == proven  # in order
+    for num, uidl in proven:
+        assert tops.get(num) == HEADERS[MESSAGES[uidl]]
+
+
+def test_warnings() -> None:
+    assert WrongSize(4, "u4", 17, 900).warning() == (
+        "#4 u4: LIST says 17 bytes, the vault holds 900; kept on the server"
+    )
+    assert reuse_warning("0001") == (
+        "UIDL 0001 was reused by the server for a new message; fetched it, not deleted unseen"
+    )
