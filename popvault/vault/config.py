@@ -79,7 +79,7 @@ def json_object(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise IntegrityError(f"{what} is malformed")
     version = body.get("version")
-    if version != 1:
+    if type(version) is not int or version != 1:  # JSON true and 1.0 are not 1
         if isinstance(version, int) and not isinstance(version, bool) and version > 1:
             raise PopvaultError(
                 f"{what} has format version {version}, newer than this popvault supports",

@@ -19,7 +19,7 @@ from typing import Any
 import zstandard
 
 from popvault.errors import IntegrityError
-from popvault.vault.backend import Backend, ObjectNotFound
+from popvault.vault.backend import MAX_OBJECT, Backend, ObjectNotFound
 from popvault.vault.config import json_object
 from popvault.vault.crypto import MasterKeys, open_object, seal_object
 from popvault.vault.pack import BlobLocation
@@ -32,7 +32,8 @@ COMMIT_MAGIC = b"PVCMIT01"
 #: bytes).
 RECORD_LEVEL = 3
 
-COMMIT_NAME = re.compile(r"^commits/(\d{10})-([0-9a-f]{64})$")
+#: ASCII digits only (``\d`` would take other scripts' digits) and no trailing newline.
+COMMIT_NAME = re.compile(r"^commits/([0-9]{10})-([0-9a-f]{64})\Z")
 
 
 def segment_blobs(seg: Segment) -> list[BlobLocation]:
@@ -44,6 +45,22 @@ def segment_blobs(seg: Segment) -> list[BlobLocation]:
         ]
     except (TypeError, ValueError):
         raise IntegrityError("an index segment's blob list is malformed") from None
+
+
+def _blob_entry_ok(entry: Any) -> bool:
+    """A segment's blob entry has the types and bounds of §9.1 (so that a forged one
+    is damage, not a crash): 8 elements, hex ids, integers within one object."""
+    if not isinstance(entry, list) or len(entry) != 8:
+        return False
+    blob, kind, pack, *numbers = entry
+    return (
+        isinstance(blob, str)
+        and isinstance(kind, str)
+        and isinstance(pack, str)
+        and re.fullmatch(r"[0-9a-f]{64}", blob) is not None
+        and re.fullmatch(r"[0-9a-f]{64}", pack) is not None
+        and all(type(n) is int and 0 <= n <= MAX_OBJECT for n in numbers)
+    )
 
 
 def short_name(name: str) -> str:
@@ -96,6 +113,8 @@ class CommitLog:
         body = json_object(raw, what)
         if not isinstance(body.get("blobs"), list) or not isinstance(body.get("records"), list):
             raise IntegrityError(f"{what} is malformed")
+        if not all(_blob_entry_ok(b) for b in body["blobs"]):
+            raise IntegrityError(f"{what} has a malformed blob entry")
         return Segment(body["blobs"], body["records"])
 
     def put_segment(self, blobs: list[list[Any]], records_json: str) -> str:
