@@ -28,6 +28,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(autouse=True)
+def _private_state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test's own state folder (the per-machine anchors, format §8.6): what one
+    test's vaults leave there never meets another's."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("POPVAULT_STATE_DIR", str(state))
+    return state
+
+
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
     """A private Dovecot on 127.0.0.1 (POP3, POP3S, IMAP, IMAPS), shared by the session."""

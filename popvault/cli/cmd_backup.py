@@ -12,7 +12,7 @@ from popvault.app.config import AccountConfig, default_config_path, load_config
 from popvault.app.secrets import account_password, one_off_password
 from popvault.cli.context import Context, _interactive, pass_ctx
 from popvault.cli.output import ask_secret, error, human_bytes
-from popvault.errors import PartialFailure, PopvaultError, UsageError
+from popvault.errors import IntegrityError, PartialFailure, PopvaultError, UsageError
 from popvault.pop3.settings import AUTH_METHODS, parse_pop3_url
 
 
@@ -129,7 +129,15 @@ def command(
         items = [(acct, url_password(password_command))]
     else:
         items = _configured(ctx, accounts, failures)
-    with ctx.open_vault(write=not dry_run, command="popvault backup") as vault:
+    try:
+        opened = ctx.open_vault(write=not dry_run, command="popvault backup")
+    except IntegrityError as exc:
+        if as_json:  # lost commits or a rollback (format §8.6): in the report too
+            click.echo(
+                json.dumps({"exit_code": exc.exit_code, "error": exc.message, "accounts": []})
+            )
+        raise
+    with opened as vault:
         report = run_backup(
             vault,
             items,

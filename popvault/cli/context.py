@@ -94,7 +94,12 @@ class Context:
         return self.open_vault(sync=False)
 
     def open_vault(
-        self, *, write: bool = False, command: str = "popvault", sync: bool = True
+        self,
+        *,
+        write: bool = False,
+        command: str = "popvault",
+        sync: bool = True,
+        repairing: bool = False,
     ) -> Vault:
         """Open the vault. A wrong passphrase typed at the prompt is asked again
         (:data:`PROMPT_TRIES` tries in all); WrongPassphrase (12) then, or at once for
@@ -103,7 +108,7 @@ class Context:
         for attempt in range(1, PROMPT_TRIES + 1):
             source = self.passphrase_source()
             try:
-                return Vault.open(
+                vault = Vault.open(
                     path,
                     source.value,
                     write=write,
@@ -111,7 +116,13 @@ class Context:
                     cache_file=Path(self.cache) if self.cache else None,
                     warn=self.warn,
                     sync=sync,
+                    repairing=repairing,
                 )
+                if not repairing:
+                    # lost commits or a rollback: said even under -q (format §8.6)
+                    for text in vault.damage:
+                        warning(f"{text}; run 'popvault check', then 'popvault repair'")
+                return vault
             except WrongPassphrase as exc:
                 if not source.prompted or attempt == PROMPT_TRIES:
                     raise WrongPassphrase(exc.message, hint=wrong_passphrase_hint(source)) from None

@@ -32,6 +32,8 @@ COMMANDS = {
     "key": "cmd_key",
     "list": "cmd_list",
     "migrate": "cmd_migrate",
+    "prune": "cmd_prune",
+    "repair": "cmd_repair",
     "restore": "cmd_restore",
     "show": "cmd_show",
     "stats": "cmd_stats",

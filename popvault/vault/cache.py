@@ -155,7 +155,8 @@ class IndexCache:
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES(?,?)", (key, value))
+        with self.db:  # committed now, also outside another transaction
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES(?,?)", (key, value))
 
     def reset(self, vault_id: str) -> None:
         """Empty every table (before a rebuild)."""

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from popvault.errors import IntegrityError
+from popvault.vault import guard
 from popvault.vault import lock as lockmod
+from popvault.vault.anchor import Anchor
 from popvault.vault.backend import Backend, ObjectNotFound
 from popvault.vault.cache import IndexCache
 from popvault.vault.crypto import MasterKeys, parse_checksum_json
 from popvault.vault.keys import SLOT_NAME, slot_names
+from popvault.vault.orphans import Orphan, lost_commits, read_orphan
 from popvault.vault.pack import HEADER_SIZE, BlobLocation, PackReader, pack_object_name
 from popvault.vault.reader import Reader
 from popvault.vault.records import piece_ids
@@ -51,6 +54,9 @@ class Checker:
     reader: Reader
     #: Whether the check runs under this process's own writer lock.
     locked: bool
+    #: This machine's anchor, and the damage found when the vault was opened.
+    anchor: Anchor
+    damage: list[str]
 
     def run(
         self, *, read_data: bool = False, progress: Callable[[int], None] | None = None
@@ -82,31 +88,40 @@ class Checker:
                 rep.problems.append(exc.message)
 
     def _commits(self, rep: CheckReport) -> tuple[dict[str, str], list[str]]:
-        """The packs (-> the commit naming them) and segments the commit records name."""
+        """The packs (-> the commit naming them) and segments the commit records name;
+        the chain's damage (§8.6) that no repair has accepted is a problem."""
         packs: dict[str, str] = {}
         seg_names: list[str] = []
         names = self.log.names()
         extra = [n for n in self.backend.list("commits") if not COMMIT_NAME.match(n)]
         for n in extra:
             rep.problems.append(f"unexpected object {n} in commits/")
+        found = guard.Findings()
+        accepted: set[str] = set()
         prev: str | None = None
-        for i, name in enumerate(names, start=1):
-            m = COMMIT_NAME.match(name)
-            assert m is not None
-            if int(m.group(1)) != i:
-                rep.problems.append(f"commit sequence broken at {name} (expected {i})")
+        for name in names:
+            short = short_name(name)
             try:
                 body = self.log.read_commit(name)
             except (IntegrityError, ValueError) as exc:
-                rep.problems.append(str(exc))
-                prev = short_name(name)
+                found.add(f"unreadable:{short}", str(exc))
+                prev = short
                 continue
             if body.parent != prev:
-                rep.problems.append(f"commit {name} does not follow its predecessor")
-            prev = short_name(name)
+                found.add(f"parent:{short}", f"commit {name} does not follow its predecessor")
+            prev = short
+            accepted.update(body.accepts)
             for p in body.packs:
                 packs[p] = name
             seg_names += body.segments
+        chain = guard.chain_findings(names, self.cache)
+        found = guard.merge(found, chain, guard.anchor_findings(names, self.anchor, self.vault_id))
+        for key, text in found.items.items():
+            if key not in accepted:
+                rep.problems.append(text)
+        for text in self.damage:
+            if text not in rep.problems:
+                rep.problems.append(text)
         return packs, seg_names
 
     def _segments(self, seg_names: list[str], rep: CheckReport) -> dict[bytes, BlobLocation]:
@@ -121,14 +136,34 @@ class Checker:
         return seg_locs
 
     def _uncommitted(self, uncommitted: list[str], rep: CheckReport) -> None:
+        """Packs no commit names: work in progress of a running writer; an interrupted
+        run's (adopted by the next writer); evidence of lost commits (a problem); or
+        not this vault's at all. None is ever deleted (§8.4)."""
         writer = None if self.locked else lockmod.running_writer(self.backend)
         if uncommitted and writer is not None:
             rep.notes.append(
                 f"a writer is running ({writer}): its {len(uncommitted)} pack(s) not"
                 " committed yet are work in progress, not problems"
             )
-        for p in [] if writer is not None else uncommitted:
-            rep.notes.append(f"pack {p[:12]} belongs to no commit (left by an interrupted run)")
+            return
+        found: list[Orphan] = []
+        for p in uncommitted:
+            orphan = read_orphan(self.backend, self.reader, p)
+            if orphan is None:
+                rep.notes.append(
+                    f"pack {p[:12]} belongs to no commit and does not authenticate with this"
+                    " vault's keys (not part of it; left alone)"
+                )
+            else:
+                found.append(orphan)
+        lost = lost_commits(found, self.log.names())
+        rep.problems += lost
+        if not lost:
+            for o in found:
+                rep.notes.append(
+                    f"pack {o.name[:12]} belongs to no commit (left by an interrupted run);"
+                    " the next backup or import commits it"
+                )
 
     def _messages(
         self,

@@ -15,21 +15,34 @@ from collections.abc import Callable
 
 import zstandard
 
-from popvault.errors import IntegrityError, PopvaultError
+from popvault.errors import IntegrityError
+from popvault.vault import guard
 from popvault.vault.backend import ObjectNotFound
 from popvault.vault.cache import IndexCache
 from popvault.vault.pack import HEADER_SIZE, BlobLocation, pack_object_name
 from popvault.vault.reader import Reader
-from popvault.vault.records import Record, records_from_json
+from popvault.vault.records import CommitRecord, Record, records_from_json
 from popvault.vault.segments import CommitLog, segment_blobs, short_name
 
 
-def sync_cache(log: CommitLog, cache: IndexCache, warn: Callable[[str], None]) -> int:
-    """Bring the cache up to date with the vault's commits; returns commits applied."""
+def sync_cache(
+    log: CommitLog,
+    cache: IndexCache,
+    warn: Callable[[str], None],
+    lost: list[str] | None = None,
+) -> int:
+    """Bring the cache up to date with the vault's commits; returns commits applied.
+
+    Commits the cache applied that the vault lacks are added to ``lost`` (evidence of a
+    rollback, :mod:`popvault.vault.guard`) and the cache is rebuilt. Each commit applied
+    is checked against its predecessor (``parent``); a mismatch is remembered, and so is
+    the damage a repair commit accepts."""
     names = log.names()
     have = cache.applied_commits()
     wanted = {short_name(n) for n in names}
     if not have <= wanted:
+        if lost is not None:
+            lost += sorted(have - wanted)
         warn(
             f"the vault lacks {len(have - wanted)} commit(s) this machine has seen:"
             " commit records were deleted or an older copy of the vault was restored;"
@@ -38,21 +51,34 @@ def sync_cache(log: CommitLog, cache: IndexCache, warn: Callable[[str], None]) -
     if not have <= wanted or cache.get_meta("vault_id") is None:
         cache.reset(log.vault_id)
         have = set()
+    breaks = guard.load_keys(cache, guard.BREAKS_KEY)
+    accepts = guard.load_keys(cache, guard.ACCEPTS_KEY)
     applied = 0
-    for name in names:
+    for i, name in enumerate(names):
         short = short_name(name)
         if short in have:
             continue
         body = log.read_commit(name)
-        blobs: list[BlobLocation] = []
-        records: list[Record] = []
-        for seg_name in body.segments:
-            seg = log.read_segment(seg_name)
-            blobs += segment_blobs(seg)
-            records += seg.records()
-        cache.apply(short, blobs, records)
+        if body.parent != (short_name(names[i - 1]) if i else None):
+            breaks.add(f"parent:{short}")
+        accepts.update(body.accepts)
+        cache.apply(short, *commit_contents(log, body))
         applied += 1
+    if applied:
+        guard.save_keys(cache, guard.BREAKS_KEY, breaks)
+        guard.save_keys(cache, guard.ACCEPTS_KEY, accepts)
     return applied
+
+
+def commit_contents(log: CommitLog, body: CommitRecord) -> tuple[list[BlobLocation], list[Record]]:
+    """A commit's blob locations and records, from its segments."""
+    blobs: list[BlobLocation] = []
+    records: list[Record] = []
+    for seg_name in body.segments:
+        seg = log.read_segment(seg_name)
+        blobs += segment_blobs(seg)
+        records += seg.records()
+    return blobs, records
 
 
 def rebuild_cache(
@@ -94,45 +120,3 @@ def rebuild_cache(
                 cache.apply(None, [], records_from_json(items))
     cache.mark_applied(commits)
     return {"commits": len(commits), "packs": len(packs)}
-
-
-def remove_leftovers(log: CommitLog, cache: IndexCache, warn: Callable[[str], None]) -> None:
-    """Remove what interrupted runs left: temp files, packs/segments of no commit."""
-    backend = log.backend
-    removed = backend.cleanup_temporary()
-    present = {short_name(n) for n in log.names()}
-    lost = cache.applied_commits() - present
-    if lost:
-        warn(
-            f"not cleaning up: the vault lacks {len(lost)} commit(s) this machine has seen;"
-            " their packs may be all that is left of them"
-        )
-        return
-    try:
-        packs: set[str] = set()
-        segs: set[str] = set()
-        parent: str | None = None
-        for seq, name in enumerate(log.names(), start=1):
-            body = log.read_commit(name)
-            short = short_name(name)
-            if body.seq != seq or body.parent != parent:
-                raise IntegrityError(
-                    f"commit records are not a complete chain at {short}"
-                    " (a commit record is missing)"
-                )
-            parent = short
-            packs.update(body.packs)
-            segs.update(body.segments)
-    except (PopvaultError, ValueError, KeyError) as exc:
-        warn(f"not cleaning up after interrupted runs: {exc}")
-        return
-    for obj in backend.list("packs"):
-        if obj.rsplit("/", 1)[1] not in packs:
-            backend.delete(obj)
-            removed += 1
-    for obj in backend.list("index"):
-        if obj.rsplit("/", 1)[1] not in segs:
-            backend.delete(obj)
-            removed += 1
-    if removed:
-        warn(f"removed {removed} leftover file(s) of an interrupted run")

@@ -250,7 +250,11 @@ def piece_hex_ids(pieces: Pieces) -> list[str]:
 
 @dataclass(frozen=True)
 class CommitRecord:
-    """A commit record (§8.1): the packs and segments of one commit, in sequence."""
+    """A commit record (§8.1): the packs and segments of one commit, in sequence.
+
+    ``accepts`` (written by ``popvault repair`` only) lists the damage to the chain of
+    commits that the repair has recovered from and accepted (§8.7).
+    """
 
     seq: int
     time: float
@@ -258,9 +262,10 @@ class CommitRecord:
     packs: list[str]
     segments: list[str]
     parent: str | None
+    accepts: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "version": 1,
             "seq": self.seq,
             "time": self.time,
@@ -269,15 +274,21 @@ class CommitRecord:
             "segments": self.segments,
             "parent": self.parent,
         }
+        if self.accepts:
+            body["accepts"] = list(self.accepts)
+        return body
 
     @classmethod
     def from_json(cls, body: dict[str, Any], what: str) -> CommitRecord:
         """From its JSON object (version already checked); IntegrityError if malformed."""
         try:
             packs, segments, parent = body["packs"], body["segments"], body.get("parent")
+            accepts = body.get("accepts", [])
             if not isinstance(packs, list) or not isinstance(segments, list):
                 raise TypeError
-            if not all(isinstance(x, str) for x in packs + segments):
+            if not isinstance(accepts, list):
+                raise TypeError
+            if not all(isinstance(x, str) for x in packs + segments + accepts):
                 raise TypeError
             if parent is not None and not isinstance(parent, str):
                 raise TypeError
@@ -285,10 +296,47 @@ class CommitRecord:
             if not isinstance(seq, int) or isinstance(seq, bool):
                 raise TypeError
             return cls(
-                seq, float(body.get("time", 0)), str(body.get("host", "")), packs, segments, parent
+                seq,
+                float(body.get("time", 0)),
+                str(body.get("host", "")),
+                packs,
+                segments,
+                parent,
+                tuple(accepts),
             )
         except (KeyError, TypeError, ValueError):
             raise IntegrityError(f"{what} is malformed") from None
+
+
+@dataclass(frozen=True)
+class CommitMark:
+    """``cmt``: the first record of every commit's record list (§9.2): the sequence
+    number and parent the commit was written for, and the packs it wrote before the one
+    holding its ``rec`` blob. A pack that no commit names but whose ``rec`` blob holds
+    a mark tells which commit it belonged to (§8.4)."""
+
+    seq: int
+    parent: str | None
+    packs: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t": "cmt", "seq": self.seq, "parent": self.parent, "packs": list(self.packs)}
+
+
+def commit_mark(items: list[Any]) -> CommitMark | None:
+    """The ``cmt`` record of a record list, or None (older writers, or malformed)."""
+    for d in items[:1]:
+        if not isinstance(d, dict) or d.get("t") != "cmt":
+            return None
+        seq, parent, packs = d.get("seq"), d.get("parent"), d.get("packs", [])
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            return None
+        if parent is not None and not isinstance(parent, str):
+            return None
+        if not isinstance(packs, list) or not all(isinstance(p, str) for p in packs):
+            return None
+        return CommitMark(seq, parent, tuple(packs))
+    return None
 
 
 @dataclass(frozen=True)

@@ -128,18 +128,25 @@ class CommitLog:
         self.backend.put(f"index/{seg_name}", seg_data)
         return seg_name
 
-    def put_commit(self, packs: list[str], segments: list[str]) -> str:
-        """Put the next commit record (§8.1); the commit point. Returns its short name."""
+    def next_position(self) -> tuple[int, str | None]:
+        """The sequence number and parent of the next commit (§8.1): computed under the
+        writer lock, before the commit's records are written (they carry both, §9.2)."""
         names = self.names()
         last = COMMIT_NAME.match(names[-1]) if names else None
-        seq = int(last.group(1)) + 1 if last else 1
+        return (int(last.group(1)) + 1 if last else 1), (short_name(names[-1]) if names else None)
+
+    def put_commit(
+        self,
+        packs: list[str],
+        segments: list[str],
+        position: tuple[int, str | None] | None = None,
+        accepts: tuple[str, ...] = (),
+    ) -> str:
+        """Put the next commit record (§8.1); the commit point. Returns its short name.
+        ``position``: the (seq, parent) taken by :meth:`next_position` for this commit."""
+        seq, parent = position if position is not None else self.next_position()
         record = CommitRecord(
-            seq,
-            time.time(),
-            socket.gethostname(),
-            packs,
-            segments,
-            short_name(names[-1]) if names else None,
+            seq, time.time(), socket.gethostname(), packs, segments, parent, accepts
         )
         body = json.dumps(record.to_json()).encode()
         cdata = seal_object(self.keys, self.vault_id, COMMIT_MAGIC, body)

@@ -24,8 +24,9 @@ from typing import Any
 
 from popvault import interrupts
 from popvault.errors import PopvaultError, UsageError
-from popvault.vault import housekeeping
+from popvault.vault import guard, housekeeping, orphans
 from popvault.vault import lock as lockmod
+from popvault.vault.anchor import Anchor
 from popvault.vault.backend import Backend, LocalBackend
 from popvault.vault.cache import Filter, IndexCache, MessageRow
 from popvault.vault.check import Checker, CheckReport
@@ -43,6 +44,7 @@ from popvault.vault.keys import add_slot, replace_passphrase, unlock
 from popvault.vault.meta import MessageMeta
 from popvault.vault.reader import Reader
 from popvault.vault.records import AddResult, CommitRecord, DelRecord, RstRecord, SourceInfo
+from popvault.vault.repair import PruneReport, RepairReport, plan_repair, prune_unnamed
 from popvault.vault.segments import CommitLog
 from popvault.vault.writer import DEFAULT_LEVEL, MessageWriter, Writer
 
@@ -73,6 +75,10 @@ class Vault:
         self._log = CommitLog(backend, keys, vault_id)
         self._writer = Writer(backend, keys, vault_id, cache, self._log, level)
         self._reader = Reader(backend, keys, vault_id, cache.blob)
+        self._anchor = Anchor(vault_id, location_of(backend, "the vault"))
+        #: Damage found on opening (lost commits, rollback, a swapped vault): readers
+        #: are told, writers refuse (format §8.6).
+        self.damage: list[str] = []
 
     # ---------------------------------------------------------------- create / open
 
@@ -102,6 +108,7 @@ class Vault:
         slot = make_key_slot(keys, passphrase, vault_id, kdf or KdfParams())
         backend.put(f"keys/{random_hex(16)}", slot)
         backend.put("config", checksum_json(config_body(vault_id)))
+        _anchor_call(Anchor(vault_id, location_of(backend, label)).remember_location)
         return cls.open(backend, passphrase, cache_dir=cache_dir, cache_file=cache_file)
 
     @classmethod
@@ -117,8 +124,14 @@ class Vault:
         cache_file: Path | None = None,
         warn: Callable[[str], None] | None = None,
         sync: bool = True,
+        repairing: bool = False,
     ) -> Vault:
         """Open a vault: unlock the keys, sync the cache, and with ``write`` take the lock.
+
+        On opening, lost commits, a rollback and a swapped vault are looked for (format
+        §8.6): a writer refuses them (IntegrityError, exit 20: run ``popvault repair``);
+        a reader is told in :attr:`damage`. A writer adopts packs that no commit names.
+        ``repairing``: open for :meth:`repair` (write, no refusal, no adoption).
 
         Raises VaultNotFound (10), WrongPassphrase (12), VaultLocked (11), IntegrityError.
         """
@@ -130,17 +143,53 @@ class Vault:
             keys = unlock(backend, vault_id, passphrase)
         cache = _open_cache(backend, vault_id, cache_dir, cache_file)
         v = cls(backend, vault_id, keys, cache, warn=warn or (lambda _m: None))
+        v._anchor = Anchor(vault_id, location_of(backend, label))
         try:
             if write:
                 with interrupts.critical():  # a lock taken is a lock this Vault releases
                     v._lock = lockmod.acquire(backend, command, v.warn)
-                housekeeping.remove_leftovers(v._log, cache, v.warn)
+                backend.cleanup_temporary()
             if sync:
-                v.sync_cache()
+                v._open_checks(write=write, repairing=repairing)
         except BaseException:
             v.close()
             raise
         return v
+
+    def _open_checks(self, *, write: bool, repairing: bool) -> None:
+        """Sync the cache, look for lost commits (format §8.6); a writer also adopts
+        what interrupted runs left (§8.4). Writers refuse a damaged vault (exit 20)."""
+        lost: list[str] = []
+        with self._mutex:
+            housekeeping.sync_cache(self._log, self.cache, self.warn, lost)
+        names = self._log.names()
+        found = guard.merge(
+            guard.cache_findings(lost),
+            guard.chain_findings(names, self.cache),
+            guard.anchor_findings(names, self._anchor, self.vault_id),
+        )
+        if write and not repairing:
+            sv = orphans.survey(self._log, self._reader, self.warn)
+            for text in orphans.lost_commits(sv.orphans, names):
+                found.add(f"orphan:{text[5:17]}", text)
+            if found:
+                raise found.error("refusing to write to this vault")
+            if sv.complete:
+                self._adopt(orphans.plan_adoption(sv.orphans, self.cache))
+        self.damage = found.messages
+        if not found:
+            if names:
+                _anchor_call(lambda: self._anchor.advance(names[-1].split("/", 1)[1]), self.warn)
+            _anchor_call(self._anchor.remember_location, self.warn)
+
+    def _adopt(self, plan: orphans.Adoption) -> None:
+        if plan.packs:
+            with self._mutex:
+                self._writer.adopt(plan.packs, plan.locs, plan.records)
+            self.warn(
+                f"found {len(plan.packs)} pack(s) that no commit names (an interrupted"
+                " run, or a lost commit record); they are kept and committed with this run"
+            )
 
     def close(self) -> None:
         """Release the lock and the cache. Pending (uncommitted) work is dropped. Not
@@ -282,7 +331,7 @@ class Vault:
 
         Order: packs (already written as they filled), the last pack with the records
         blob, the index segment, then the commit record. On return the commit is durable.
-        On failure nothing becomes archived; leftovers are removed by the next writer.
+        On failure nothing becomes archived; what was written is adopted by the next writer.
         Returns the commit name, or None when there was nothing to commit. If it raises
         after the commit record was renamed into place (a failing directory fsync), the
         commit may be visible on reopening: retrying is safe, dedup absorbs it.
@@ -294,10 +343,11 @@ class Vault:
             try:
                 cname, locs, records = self._writer.commit()
                 self.cache.apply(cname, locs, records)
-                return cname
             except BaseException:
                 self._broken = True
                 raise
+            _anchor_call(lambda: self._anchor.advance(cname), self.warn)
+            return cname
 
     def commit_if(self, *, arrivals: int, nbytes: int) -> str | None:
         """Commit when at least ``arrivals`` arrivals or ``nbytes`` bytes are pending (one
@@ -446,8 +496,46 @@ class Vault:
                 self.cache,
                 self._reader,
                 locked=self._lock is not None,
+                anchor=self._anchor,
+                damage=self.damage,
             )
             return checker.run(read_data=read_data, progress=progress)
+
+    # ---------------------------------------------------------------- repair & prune
+
+    def repair(self) -> RepairReport:
+        """Rebuild from every authentic object, adopt what no commit names, accept the
+        chain's damage in a new commit and reset this machine's anchor (format §8.7).
+        Deletes nothing. Needs a vault opened with ``write=True, repairing=True``."""
+        with self._mutex:
+            self._require_writable()
+            sv = orphans.survey(self._log, self._reader, self.warn)
+            rep, plan, accepts = plan_repair(self._log, self.cache, self._reader, sv)
+            rep.accepted = [*self.damage, *(t for t in rep.accepted if t not in self.damage)]
+            self._writer.adopt(plan.packs, plan.locs, plan.records)
+            self._writer.accepts = accepts
+            stale = bool(self.damage) or self._anchor.vault_at_location() != self.vault_id
+        rep.commit = self.commit()
+        with self._mutex:
+            if rep.commit is not None:
+                known = guard.load_keys(self.cache, guard.ACCEPTS_KEY)
+                guard.save_keys(self.cache, guard.ACCEPTS_KEY, known | set(accepts))
+            names = self._log.names()
+            newest = names[-1].split("/", 1)[1] if names else None
+            if rep.commit is not None or stale:
+                _anchor_call(lambda: self._anchor.reset(newest), self.warn)
+            _anchor_call(self._anchor.remember_location, self.warn)
+            self.damage = []
+        return rep
+
+    def prune(self, *, dry_run: bool = False) -> PruneReport:
+        """Delete packs and segments that no commit names and whose contents the vault
+        holds elsewhere (after committing what this writer adopted)."""
+        self.commit()
+        with self._mutex:
+            self._require_writable()
+            sv = orphans.survey(self._log, self._reader, self.warn)
+            return prune_unnamed(self._log, self.cache, sv, dry_run=dry_run, warn=self.warn)
 
     # ---------------------------------------------------------------- keys
 
@@ -461,6 +549,22 @@ class Vault:
 
     def export_keys(self) -> str:
         return export_keys(self.keys, self.vault_id)
+
+
+def location_of(backend: Backend, label: str) -> str:
+    """Where a vault is, for the anchor: a local folder's absolute path, else the label."""
+    if isinstance(backend, LocalBackend):
+        return str(backend.root.resolve())
+    return label
+
+
+def _anchor_call(fn: Callable[[], None], warn: Callable[[str], None] | None = None) -> None:
+    """Write the anchor; a state folder that cannot be written is a warning only."""
+    try:
+        fn()
+    except OSError as exc:
+        if warn is not None:
+            warn(f"cannot record what this machine has seen of the vault: {exc}")
 
 
 #: The object folders whose bytes ``stats`` counts as stored.

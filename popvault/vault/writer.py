@@ -30,6 +30,7 @@ from popvault.vault.meta import MessageMeta
 from popvault.vault.pack import BlobLocation, PackWriter, pack_object_name
 from popvault.vault.records import (
     AddResult,
+    CommitMark,
     DelRecord,
     MsgRecord,
     Pieces,
@@ -91,6 +92,11 @@ class Writer:
         self.pending_arrivals = 0
         self.written_packs: list[str] = []
         self.written_locs: list[BlobLocation] = []
+        #: Packs no commit names, taken into the next commit (§8.4), and their blobs.
+        self.adopted_packs: list[str] = []
+        self.adopted_locs: list[BlobLocation] = []
+        #: Chain damage the next commit accepts (``popvault repair``, §8.7).
+        self.accepts: tuple[str, ...] = ()
 
     def close(self) -> None:
         if self._executor is not None:
@@ -99,7 +105,28 @@ class Writer:
 
     @property
     def empty(self) -> bool:
-        return not self.records and not self.written_packs and not self.groups
+        return (
+            not self.records
+            and not self.written_packs
+            and not self.groups
+            and not self.adopted_packs
+            and not self.accepts
+        )
+
+    def adopt(self, packs: list[str], locs: list[BlobLocation], records: list[Record]) -> None:
+        """Take packs that no commit names into the next commit (§8.4): their blobs
+        become reachable and ``records`` (those of their ``rec`` blobs that the vault
+        does not hold yet) are committed first."""
+        self.adopted_packs += [p for p in packs if p not in self.adopted_packs]
+        self.adopted_locs += locs
+        self.pending_blobs.update(loc.blob_id for loc in locs)
+        for r in records:
+            if isinstance(r, MsgRecord):
+                self.pending_msgs.add(r.id)
+            elif isinstance(r, SrcRecord):
+                s = r.source
+                self.pending_srcs.add((r.msg, s.account, s.uidl, s.source))
+        self.records[:0] = records
 
     def has_message(self, msg_id: bytes) -> bool:
         return msg_id in self.pending_msgs or self.cache.has_message(msg_id)
@@ -220,18 +247,26 @@ class Writer:
         """Make everything pending durable (§8.2); returns the commit's short name, its
         blob locations and records (for the cache), and clears the pending state."""
         records = self.records
-        records_json = json.dumps([r.to_json() for r in records])  # the segment's too
-        rec_blob = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(records_json.encode())
         for kind in list(self.groups):
             self._flush_group(kind)
+        # the records carry the commit's place and its packs so far (§9.2): a pack
+        # that outlives a lost commit record still says which commit it belonged to
+        position = self.log.next_position()
+        mark = CommitMark(*position, tuple(self.adopted_packs + self.written_packs))
+        records_json = json.dumps([mark.to_json(), *(r.to_json() for r in records)])
+        rec_blob = zstandard.ZstdCompressor(level=RECORD_LEVEL).compress(records_json.encode())
         self.store_blob("rec", rec_blob)
         self._flush_group("rec")
         self._finish_pack()
-        locs = self.written_locs
+        packs = self.adopted_packs + self.written_packs
+        locs = self.adopted_locs + self.written_locs
         blobs = [[b.blob_id.hex(), b.kind, *b.fields()] for b in locs]
         self.assert_complete(records, {str(b[0]) for b in blobs})
         seg_name = self.log.put_segment(blobs, records_json)
-        cname = self.log.put_commit(self.written_packs, [seg_name])
+        cname = self.log.put_commit(packs, [seg_name], position, self.accepts)
+        self.adopted_packs = []
+        self.adopted_locs = []
+        self.accepts = ()
         self.records = []
         self.pending_bytes = 0
         self.pending_arrivals = 0

@@ -318,13 +318,25 @@ def test_deleted_middle_commit(built: Built, vault_copy: Path, tmp_path: Path) -
         assert any("lacks 1 commit" in w for w in warnings)
         assert not message_ids(v) & middle
         assert not v.check(read_data=True).ok
-    # and a writer with that cache does not delete the orphaned packs
+    # a writer refuses the vault (exit 20, naming repair) and deletes nothing
     packs_before = _pack_files(vault_copy)
     warm2 = tmp_path / "warm2"
     shutil.copytree(built.warm, warm2)
-    with Vault.open(vault_copy, PASSPHRASE, write=True, cache_dir=warm2, warn=warnings.append):
-        pass
+    with pytest.raises(IntegrityError) as err:
+        Vault.open(vault_copy, PASSPHRASE, write=True, cache_dir=warm2, warn=warnings.append)
+    assert "commit" in err.value.message and "popvault repair" in (err.value.hint or "")
     assert _pack_files(vault_copy) == packs_before
+    # repair brings commit 2's messages back from its packs, and check is clean after
+    with Vault.open(
+        vault_copy, PASSPHRASE, write=True, repairing=True, cache_dir=warm2, warn=warnings.append
+    ) as v:
+        repaired = v.repair()
+        assert repaired.messages_recovered >= len(middle) and repaired.commit is not None
+        assert middle <= message_ids(v)
+    with _open(vault_copy, tmp_path / "after") as v:
+        assert v.check(read_data=True).ok, v.check().problems
+        assert middle <= message_ids(v)
+        _assert_never_wrong(v, built, set())  # every message reads back exactly
 
 
 def test_deleted_segment(built: Built, vault_copy: Path, tmp_path: Path) -> None:

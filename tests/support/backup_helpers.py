@@ -119,6 +119,9 @@ def cli_env(cache_dir: Path, pop3_password: str | None = None, **extra: str) -> 
     }
     env["POPVAULT_PASSPHRASE"] = PASSPHRASE
     env["POPVAULT_CACHE_DIR"] = str(cache_dir)
+    # this test's own anchors (format §8.6), as in-process runs have (tests/conftest.py)
+    if "POPVAULT_STATE_DIR" in os.environ:
+        env["POPVAULT_STATE_DIR"] = os.environ["POPVAULT_STATE_DIR"]
     env["PYTHONPATH"] = str(REPO)
     if pop3_password is not None:
         env["POPVAULT_POP3_PASSWORD"] = pop3_password

@@ -1,0 +1,305 @@
+"""Lost commits, rollback, a swapped vault; adoption, repair and prune (format §8.4,
+§8.6, §8.7).
+
+The storage is an adversary here: commit records vanish, an older copy of the vault is
+put back, another vault appears at the same place. Writers must notice, refuse (exit
+20) and delete nothing; ``repair`` must bring every message still in the vault back; a
+machine that has never seen the vault must never delete a pack either.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from popvault.errors import IntegrityError
+from popvault.vault.records import BlobPiece
+from popvault.vault.vault import Vault
+from tests.support.vaults import (
+    PASSPHRASE,
+    add_batch,
+    build,
+    message_ids,
+    open_ro,
+    open_rw,
+    standard_batches,
+    text_message,
+)
+
+
+def _objects(root: Path) -> set[str]:
+    return {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.name != "lock"
+    }
+
+
+def _commits(root: Path) -> list[Path]:
+    return sorted((root / "commits").iterdir())
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> tuple[Path, set[bytes]]:
+    """Three commits of messages; returns the path and every message id."""
+    root = tmp_path / "v"
+    batches = build(root, standard_batches(), cache_dir=tmp_path / "cache")
+    return root, {m for b in batches for m in b}
+
+
+@pytest.fixture
+def fresh_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Another machine: no cache, no anchor."""
+    state = tmp_path / "fresh-state"
+    monkeypatch.setenv("POPVAULT_STATE_DIR", str(state))
+    yield tmp_path / "fresh-cache"
+
+
+def _repair(root: Path, cache: Path) -> Vault:
+    v = Vault.open(root, PASSPHRASE, write=True, repairing=True, cache_dir=cache)
+    v.repair()
+    return v
+
+
+def test_commit_records_carry_their_place(vault: tuple[Path, set[bytes]], tmp_path: Path) -> None:
+    root, _ = vault
+    with open_ro(root, cache_dir=tmp_path / "cache") as v:
+        names = v.commit_names()
+        bodies = [v.read_commit(n) for n in names]
+    assert [b.seq for b in bodies] == [1, 2, 3]
+    assert bodies[1].parent == names[0].split("/", 1)[1]
+
+
+def test_newest_commit_deleted_is_refused_on_the_machine_that_saw_it(
+    vault: tuple[Path, set[bytes]], tmp_path: Path
+) -> None:
+    root, ids = vault
+    _commits(root)[-1].unlink()
+    before = _objects(root)
+    # a reset cache does not make the machine forget: the anchor lives elsewhere
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(IntegrityError) as err:
+        open_rw(root, cache_dir=tmp_path / "cache")
+    assert err.value.exit_code == 20
+    assert "commit 3" in err.value.message and "which this machine has seen" in err.value.message
+    assert "popvault repair" in (err.value.hint or "")
+    assert _objects(root) == before  # nothing deleted
+    # a reader is told, and check reports it
+    with open_ro(root, cache_dir=tmp_path / "cache") as v:
+        assert any("commit 3" in d for d in v.damage)
+        rep = v.check()
+        assert not rep.ok and any("which this machine has seen" in p for p in rep.problems)
+    # repair brings every message back and the vault is whole again
+    with _repair(root, tmp_path / "cache") as v:
+        assert message_ids(v) == ids
+    with open_rw(root, cache_dir=tmp_path / "cache") as v:
+        assert message_ids(v) == ids
+        rep = v.check(read_data=True)
+        assert rep.ok, rep.problems
+        v.verify_messages(ids)
+
+
+def test_newest_commit_deleted_on_a_fresh_machine_is_adopted(
+    vault: tuple[Path, set[bytes]], fresh_machine: Path
+) -> None:
+    root, ids = vault
+    _commits(root)[-1].unlink()
+    before = _objects(root)
+    warnings: list[str] = []
+    with open_rw(root, cache_dir=fresh_machine, warn=warnings.append) as v:
+        assert any("no commit names" in w for w in warnings)
+        assert v.commit() is not None  # the adoption itself is a commit
+        assert message_ids(v) == ids
+    assert before <= _objects(root)
+    with open_ro(root, cache_dir=fresh_machine) as v:
+        assert v.check(read_data=True).ok
+
+
+def test_two_newest_commits_deleted_on_a_fresh_machine(
+    vault: tuple[Path, set[bytes]], fresh_machine: Path
+) -> None:
+    root, ids = vault
+    for c in _commits(root)[-2:]:
+        c.unlink()
+    before = _objects(root)
+    with pytest.raises(IntegrityError) as err:
+        open_rw(root, cache_dir=fresh_machine)
+    assert "is missing" in err.value.message
+    assert _objects(root) == before
+    with open_ro(root, cache_dir=fresh_machine) as v:
+        rep = v.check()
+        assert not rep.ok and any("belongs to commit 3" in p for p in rep.problems)
+    with _repair(root, fresh_machine) as v:
+        assert message_ids(v) == ids
+    with open_rw(root, cache_dir=fresh_machine) as v:
+        assert v.check(read_data=True).ok
+        v.verify_messages(ids)
+
+
+def test_middle_commit_deleted_is_repaired_once(
+    vault: tuple[Path, set[bytes]], fresh_machine: Path
+) -> None:
+    root, ids = vault
+    _commits(root)[1].unlink()
+    with pytest.raises(IntegrityError, match="commit 2 is missing"):
+        open_rw(root, cache_dir=fresh_machine)
+    with _repair(root, fresh_machine) as v:
+        assert message_ids(v) == ids
+    # the gap stays in the sequence, accepted by the repair commit: not reported again
+    with open_rw(root, cache_dir=fresh_machine) as v:
+        rep = v.check(read_data=True)
+        assert rep.ok, rep.problems
+        add_batch(v, [text_message(99)])
+        assert v.commit() is not None
+
+
+def test_whole_vault_rollback_is_detected(tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    cache = tmp_path / "cache"
+    build(root, standard_batches()[:2], cache_dir=cache)
+    old = tmp_path / "old-copy"
+    shutil.copytree(root, old)
+    with open_rw(root, cache_dir=cache) as v:
+        add_batch(v, [text_message(42)])
+        v.commit()
+    shutil.rmtree(root)
+    shutil.copytree(old, root)  # the storage puts back yesterday's copy
+    with pytest.raises(IntegrityError, match="older copy of the vault"):
+        open_rw(root, cache_dir=cache)
+    # repair accepts what is there (that commit's packs are gone with the copy) and the
+    # writers go on
+    with _repair(root, cache) as v:
+        assert len(message_ids(v)) == 5
+    with open_rw(root, cache_dir=cache) as v:
+        assert v.check().ok
+
+
+def test_swapped_vault_is_detected(tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    cache = tmp_path / "cache"
+    build(root, standard_batches()[:1], cache_dir=cache)
+    other = tmp_path / "other"
+    build(other, standard_batches()[1:], cache_dir=cache)  # same passphrase
+    shutil.rmtree(root)
+    shutil.copytree(other, root)
+    with pytest.raises(IntegrityError, match="was replaced"):
+        open_rw(root, cache_dir=cache)
+    with open_ro(root, cache_dir=cache) as v:
+        assert not v.check().ok
+    # repair is how the user says "this is the vault I want here"
+    _repair(root, cache).close()
+    open_rw(root, cache_dir=cache).close()
+
+
+def test_a_new_vault_at_a_known_place_is_not_a_swap(tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    build(root, standard_batches()[:1], cache_dir=tmp_path / "cache")
+    shutil.rmtree(root)
+    build(root, standard_batches()[1:], cache_dir=tmp_path / "cache")  # init again
+    open_rw(root, cache_dir=tmp_path / "cache").close()
+
+
+def test_an_interrupted_commit_is_adopted_not_deleted(
+    vault: tuple[Path, set[bytes]], tmp_path: Path
+) -> None:
+    """A commit that failed after its last pack (the one with its records) was written:
+    the next writer commits that pack, with its messages."""
+    root, ids = vault
+    cache = tmp_path / "cache"
+    extra = [text_message(200 + i, body=os.urandom(3000).hex().encode()) for i in range(3)]
+    v = open_rw(root, cache_dir=cache)
+    new = add_batch(v, extra, uidl_prefix="late")
+    real_put = v._log.put_commit
+
+    def fail(*args: object, **kwargs: object) -> str:
+        raise OSError("the disk went away")
+
+    v._log.put_commit = fail  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        v.commit()
+    v._log.put_commit = real_put  # type: ignore[method-assign]
+    v.close()
+    before = _objects(root)
+    with open_rw(root, cache_dir=cache) as v:
+        assert set(new) <= {r.id for r in v.messages()} | set(new)  # not yet committed
+        assert v.commit() is not None
+        assert message_ids(v) == ids | set(new)
+    assert before <= _objects(root)
+    with open_ro(root, cache_dir=cache) as v:
+        assert v.check(read_data=True).ok
+        v.verify_messages(set(new))
+
+
+def test_a_foreign_pack_is_left_alone(vault: tuple[Path, set[bytes]], tmp_path: Path) -> None:
+    root, _ = vault
+    junk = root / "packs" / "ab" / ("ab" + "0" * 62)
+    junk.parent.mkdir(exist_ok=True)
+    junk.write_bytes(b"PVPACK01" + os.urandom(200))
+    with open_rw(root, cache_dir=tmp_path / "cache") as v:
+        assert v.commit() is None
+        rep = v.check()
+        assert rep.ok and any("does not authenticate" in n for n in rep.notes)
+        assert v.prune().packs == []
+    assert junk.exists()
+
+
+def test_prune_deletes_only_what_is_held_elsewhere(
+    vault: tuple[Path, set[bytes]], tmp_path: Path
+) -> None:
+    root, ids = vault
+    cache = tmp_path / "cache"
+    # a pack holding only blobs the vault already has: a copy of committed data
+    redundant = _write_copy_pack(root, cache)
+    with open_rw(root, cache_dir=cache) as v:
+        dry = v.prune(dry_run=True)
+        assert dry.packs == [redundant] and (root / "packs" / redundant[:2] / redundant).exists()
+        done = v.prune()
+        assert done.packs == [redundant]
+        assert message_ids(v) == ids
+    assert not (root / "packs" / redundant[:2] / redundant).exists()
+    with open_ro(root, cache_dir=cache) as v:
+        assert v.check(read_data=True).ok
+
+
+def _blob_ids(v: Vault) -> list[bytes]:
+    return [
+        bytes.fromhex(p.blob)
+        for row in v.messages()
+        for p in row.pieces
+        if isinstance(p, BlobPiece)
+    ]
+
+
+def _write_copy_pack(root: Path, cache: Path) -> str:
+    """Put a pack (authentic, named by no commit) holding copies of committed blobs."""
+    from popvault.vault.pack import PackWriter, pack_object_name
+
+    with open_ro(root, cache_dir=cache) as v:
+        blobs = [(b, "txt", v.read_blob(b)) for b in _blob_ids(v)[:3]]
+        pw = PackWriter(v.keys, v.vault_id, 3, None)
+        pw.add_frame(blobs)
+        name, data, _locs = pw.finish()
+        v.backend.put(pack_object_name(name), bytes(data))
+    return name
+
+
+def test_repair_recovers_deletion_records(tmp_path: Path, fresh_machine: Path) -> None:
+    root = tmp_path / "v"
+    build(root, standard_batches()[:1], cache_dir=fresh_machine)
+    with open_rw(root, cache_dir=fresh_machine) as v:
+        mid = next(iter(message_ids(v)))
+        v.record_deletion("acct", "b0-0-x", mid)
+        v.commit()
+        add_batch(v, [text_message(77)])
+        v.commit()
+    for c in _commits(root)[-2:]:
+        c.unlink()
+    v = Vault.open(root, PASSPHRASE, write=True, repairing=True, cache_dir=fresh_machine)
+    rep = v.repair()
+    v.close()
+    assert rep.deletions_recovered == 1 and rep.messages_recovered == 1
+    assert rep.accepted
