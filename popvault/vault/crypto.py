@@ -182,6 +182,8 @@ def open_key_slot(data: bytes, passphrase: bytes, vault_id: str, what: str) -> M
         if not params.acceptable:
             raise IntegrityError(f"{what} names Argon2id costs outside the accepted range")
         salt, nonce, ct = _unb64(kdf["salt"]), _unb64(body["nonce"]), _unb64(body["ciphertext"])
+        if len(salt) != 16 or len(nonce) != 12:  # format §1 (base64), §4.2
+            raise ValueError("salt or nonce of the wrong length")
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{what} is malformed") from exc
     try:

@@ -226,3 +226,26 @@ def test_only_slot_names_are_key_slots() -> None:
     with Vault.open(backend, PASSPHRASE) as v:
         rep = v.check()
     assert rep.problems == ["unexpected object keys/README in keys/"]
+
+
+@pytest.mark.parametrize(("field", "size"), [("nonce", 11), ("nonce", 13), ("salt", 8)])
+def test_a_slot_with_a_salt_or_nonce_of_the_wrong_size_is_damaged(field: str, size: int) -> None:
+    """Base64 that decodes to the wrong length (format §1): a damaged slot, exit 20, not
+    an internal error from the cipher."""
+    import base64
+    import json
+
+    from popvault.vault.crypto import checksum_json
+
+    backend = MemoryBackend()
+    create(backend)
+    genuine = next(n for n in backend.list("keys"))
+    body = json.loads(backend.objects[genuine])["body"]
+    value = base64.b64encode(bytes(size)).decode()
+    if field == "nonce":
+        body["nonce"] = value
+    else:
+        body["kdf"]["salt"] = value
+    backend.put(genuine, checksum_json(body))
+    with pytest.raises(IntegrityError, match="malformed"):
+        Vault.open(backend, PASSPHRASE)
