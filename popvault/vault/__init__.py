@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from popvault.vault.check import CheckReport as CheckReport
     from popvault.vault.config import as_backend as as_backend
     from popvault.vault.config import read_config as read_config
+    from popvault.vault.config import upgrade_config as upgrade_config
     from popvault.vault.crypto import KdfParams as KdfParams
     from popvault.vault.ids import (
         PreparedMessage as PreparedMessage,
@@ -48,6 +49,7 @@ _WHERE = {
     "prepare_message": "ids",
     "read_config": "config",
     "header_end": "split",
+    "upgrade_config": "config",
 }
 
 __all__ = sorted(_WHERE)

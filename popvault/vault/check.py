@@ -4,12 +4,12 @@ The structural check reads every key slot, commit record and index segment and c
 the packs they name with the packs present; with ``read_data`` it also reads every pack
 whole, authenticates every frame, checks every blob against its keyed id and rebuilds
 every message against its id. Damage is reported, never raised: the report lists the
-problems and the messages they affect.
+problems and the messages they affect. Packs are read in bounded windows: the trailer,
+then frame by frame, hashing on the way (one frame in memory at a time, not the pack).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,7 +22,7 @@ from popvault.vault.cache import IndexCache
 from popvault.vault.crypto import MasterKeys, parse_checksum_json
 from popvault.vault.keys import SLOT_NAME, slot_names
 from popvault.vault.orphans import Orphan, lost_commits, read_orphan
-from popvault.vault.pack import HEADER_SIZE, BlobLocation, PackReader, pack_object_name
+from popvault.vault.pack import BlobLocation
 from popvault.vault.reader import Reader
 from popvault.vault.records import piece_ids
 from popvault.vault.segments import COMMIT_NAME, CommitLog, segment_blobs, short_name
@@ -212,44 +212,43 @@ class Checker:
             by_pack.setdefault(loc.pack, []).append(loc)
         for p in packs:
             try:
-                data = self.backend.get(pack_object_name(p))
+                bad |= self._check_pack(p, by_pack.get(p, []), rep, progress)
             except ObjectNotFound:
                 bad.update(b.blob_id for b in by_pack.get(p, []))
-                continue
-            except IntegrityError as exc:  # not a regular file, or far too large
-                rep.problems.append(exc.message)
-                bad.update(b.blob_id for b in by_pack.get(p, []))
-                continue
-            if progress:
-                progress(len(data))
-            try:
-                bad |= self._check_pack(p, data, by_pack.get(p, []), rep)
-            except IntegrityError as exc:
+            except IntegrityError as exc:  # damage, or not a regular file, or far too large
                 rep.problems.append(exc.message)
                 bad.update(b.blob_id for b in by_pack.get(p, []))
         return bad
 
     def _check_pack(
-        self, p: str, data: bytes, locs: list[BlobLocation], rep: CheckReport
+        self,
+        p: str,
+        locs: list[BlobLocation],
+        rep: CheckReport,
+        progress: Callable[[int], None] | None,
     ) -> set[bytes]:
-        """One whole pack against its name, its trailer and the index; the bad blobs."""
+        """One whole pack against its name, its trailer and the index; the bad blobs.
+        Read in windows: the trailer, then one frame at a time (format §11)."""
         bad: set[bytes] = set()
-        if hashlib.sha256(data).hexdigest() != p:
-            raise IntegrityError(f"pack {p[:12]} does not match its name (damaged or swapped)")
-        reader = PackReader(self.keys, self.vault_id, p, data[:HEADER_SIZE])
-        frames, blobs = reader.parse(data)
-        plains = list(reader.iter_frames(data, frames))
-        trailer = {b.blob_id: b for b in blobs}
+        found: list[str] = []  # reported only if the pack is the one its name says
+        scan = self.reader.scan_pack(p, progress)
+        trailer = {b.blob_id: b for b in scan.blobs}
+        by_frame: dict[int, list[BlobLocation]] = {}
         for loc in locs:
-            t = trailer.get(loc.blob_id)
-            if t != loc:
-                rep.problems.append(
+            if trailer.get(loc.blob_id) != loc:
+                found.append(
                     f"pack {p[:12]}: index and pack disagree on blob {loc.blob_id.hex()[:12]}"
                 )
                 bad.add(loc.blob_id)
-                continue
-            chunk = plains[loc.frame][loc.offset : loc.offset + loc.length]
-            if self.keys.keyed_id(chunk) != loc.blob_id:
-                rep.problems.append(f"pack {p[:12]}: blob {loc.blob_id.hex()[:12]} is damaged")
-                bad.add(loc.blob_id)
+            else:
+                by_frame.setdefault(loc.frame, []).append(loc)
+        for index, payload in scan.payloads():
+            for loc in by_frame.get(index, []):
+                chunk = payload[loc.offset : loc.offset + loc.length]
+                if self.keys.keyed_id(chunk) != loc.blob_id:
+                    found.append(f"pack {p[:12]}: blob {loc.blob_id.hex()[:12]} is damaged")
+                    bad.add(loc.blob_id)
+        if scan.digest() != p:
+            raise IntegrityError(f"pack {p[:12]} does not match its name (damaged or swapped)")
+        rep.problems += found
         return bad

@@ -5,6 +5,11 @@ format version and the vault id, as checksummed JSON. Reading it tells "no vault
 (exit 10) from "a vault of a newer format" (refused, never misread) from "damaged"
 (exit 20). The local index cache lives outside the vault, by default in
 ``$XDG_CACHE_HOME/popvault/<vault id>.sqlite``.
+
+Format versions (§4): 1 writes ``PVPACK01`` packs, 2 writes ``PVPACK02`` packs (every
+byte authenticated). A new vault is version 2; a version 1 vault stays version 1 (and
+readable by older popvault) until ``popvault upgrade`` (:func:`upgrade_config`) rewrites
+its ``config``, the one object of a vault that is ever replaced.
 """
 
 from __future__ import annotations
@@ -12,15 +17,22 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from popvault import interrupts
 from popvault.errors import IntegrityError, PopvaultError, VaultNotFound
+from popvault.vault import lock as lockmod
 from popvault.vault.backend import Backend, LocalBackend, ObjectNotFound
-from popvault.vault.crypto import parse_checksum_json
+from popvault.vault.crypto import checksum_json, parse_checksum_json
 
 FORMAT_NAME = "popvault-vault"
-FORMAT_VERSION = 1
+#: The highest format version this popvault reads, and the version of a new vault.
+FORMAT_VERSION = 2
+#: Every format version this popvault reads (and writes, keeping a vault's own).
+FORMAT_VERSIONS = (1, 2)
 
 
 def default_cache_dir() -> Path:
@@ -32,13 +44,27 @@ def default_cache_dir() -> Path:
     return base / "popvault"
 
 
-def config_body(vault_id: str) -> dict[str, Any]:
-    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "id": vault_id}
+def config_body(vault_id: str, version: int = FORMAT_VERSION) -> dict[str, Any]:
+    return {"format": FORMAT_NAME, "version": version, "id": vault_id}
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    """What ``config`` says: the vault id and its format version (format §4)."""
+
+    id: str
+    version: int
+    body: dict[str, Any]
 
 
 def read_config(backend: Backend, where: str) -> str:
     """The vault id from ``config``: VaultNotFound (10) if there is no vault, a clear
     refusal for a newer format version, IntegrityError (20) if it is damaged."""
+    return read_vault_config(backend, where).id
+
+
+def read_vault_config(backend: Backend, where: str) -> VaultConfig:
+    """``config`` checked as :func:`read_config` does: its id and format version."""
     try:
         data = backend.get("config")
     except ObjectNotFound:
@@ -60,7 +86,50 @@ def read_config(backend: Backend, where: str) -> str:
     vid = body.get("id")
     if not isinstance(vid, str) or not re.fullmatch(r"[0-9a-f]{32}", vid):
         raise IntegrityError("vault config has a malformed id")
-    return vid
+    return VaultConfig(vid, version, body)
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What :func:`upgrade_config` found and did."""
+
+    vault_id: str
+    before: int
+    after: int
+    changed: bool
+
+
+def upgrade_config(
+    where: Path | str | Backend,
+    *,
+    dry_run: bool = False,
+    command: str = "popvault upgrade",
+    warn: Callable[[str], None] = lambda _m: None,
+) -> Upgrade:
+    """Raise the vault's format version to :data:`FORMAT_VERSION` (format §4.1).
+
+    Under the writer lock: ``config`` is read again, and rewritten (an atomic replace)
+    with the new version and every other key kept; then read back. Nothing else changes:
+    packs written before stay as they are (still read), new packs get the new version.
+    A vault already at the version is left alone (``changed`` False); ``dry_run``
+    changes nothing and takes no lock. Older popvault refuses the vault afterwards."""
+    backend, label = as_backend(where)
+    conf = read_vault_config(backend, label)
+    if conf.version >= FORMAT_VERSION or dry_run:
+        return Upgrade(conf.id, conf.version, FORMAT_VERSION, False)
+    with interrupts.critical():
+        lock = lockmod.acquire(backend, command, warn)
+        try:
+            conf = read_vault_config(backend, label)  # as it is now, under the lock
+            if conf.version >= FORMAT_VERSION:
+                return Upgrade(conf.id, conf.version, conf.version, False)
+            backend.put("config", checksum_json({**conf.body, "version": FORMAT_VERSION}))
+            after = read_vault_config(backend, label)
+            if after.id != conf.id or after.version != FORMAT_VERSION:
+                raise IntegrityError("vault config did not read back as written")
+        finally:
+            lock.release()
+    return Upgrade(conf.id, conf.version, FORMAT_VERSION, True)
 
 
 def as_backend(where: Path | str | Backend) -> tuple[Backend, str]:

@@ -230,31 +230,59 @@ def open_object(keys: MasterKeys, vault_id: str, magic: bytes, data: bytes, what
 
 
 class PackCipher:
-    """The AEAD for one pack: frame *i* uses nonce *i*; the trailer uses all-ones."""
+    """The AEAD for one pack: frame *i* uses nonce *i*; the trailer uses all-ones.
 
-    def __init__(self, keys: MasterKeys, vault_id: str, magic: bytes, salt: bytes) -> None:
+    With ``bind_layout`` (pack version 2, format §6.1) the associated data of a frame
+    also holds the frame's place and size, ``u64 start || u32 len(ct)``, and that of the
+    trailer ``u64 start || u32 len(trailer_ct)``: every length prefix and the pack's size
+    are authenticated with the ciphertext they describe. ``start`` is the absolute
+    offset of the ciphertext in the pack (just after its length prefix)."""
+
+    def __init__(
+        self,
+        keys: MasterKeys,
+        vault_id: str,
+        magic: bytes,
+        salt: bytes,
+        *,
+        bind_layout: bool = False,
+    ) -> None:
         self._aead = keys.subkey(salt, b"popvault-pack-v1")
         self._ad = magic + vault_id.encode() + salt
+        self._bind = bind_layout
 
     @staticmethod
     def nonce(index: int) -> bytes:
         return struct.pack(">IQ", 0, index)
 
-    def seal_frame(self, index: int, plaintext: bytes) -> bytes:
-        return self._aead.encrypt(self.nonce(index), plaintext, self._ad + b"F")
+    def associated_data(self, part: bytes, start: int, ct_length: int) -> bytes:
+        """The AD of a frame (``part`` ``F``) or the trailer (``T``) of ``ct_length``
+        ciphertext bytes at offset ``start``."""
+        if not self._bind:
+            return self._ad + part
+        return self._ad + part + struct.pack(">QI", start, ct_length)
 
-    def open_frame(self, index: int, ciphertext: bytes, what: str) -> bytes:
+    def seal_frame(self, index: int, plaintext: bytes, start: int = 0) -> bytes:
+        ad = self.associated_data(b"F", start, len(plaintext) + TAG_SIZE)
+        return self._aead.encrypt(self.nonce(index), plaintext, ad)
+
+    def open_frame(
+        self, index: int, ciphertext: bytes | memoryview, what: str, start: int = 0
+    ) -> bytes:
+        ad = self.associated_data(b"F", start, len(ciphertext))
         try:
-            return self._aead.decrypt(self.nonce(index), ciphertext, self._ad + b"F")
+            return self._aead.decrypt(self.nonce(index), ciphertext, ad)
         except InvalidTag:
             raise IntegrityError(f"{what} failed authentication") from None
 
-    def seal_trailer(self, plaintext: bytes) -> bytes:
-        return self._aead.encrypt(TRAILER_NONCE, plaintext, self._ad + b"T")
+    def seal_trailer(self, plaintext: bytes, start: int = 0) -> bytes:
+        ad = self.associated_data(b"T", start, len(plaintext) + TAG_SIZE)
+        return self._aead.encrypt(TRAILER_NONCE, plaintext, ad)
 
-    def open_trailer(self, ciphertext: bytes, what: str) -> bytes:
+    def open_trailer(self, ciphertext: bytes, what: str, start: int = 0) -> bytes:
+        ad = self.associated_data(b"T", start, len(ciphertext))
         try:
-            return self._aead.decrypt(TRAILER_NONCE, ciphertext, self._ad + b"T")
+            return self._aead.decrypt(TRAILER_NONCE, ciphertext, ad)
         except InvalidTag:
             raise IntegrityError(f"{what} trailer failed authentication") from None
 

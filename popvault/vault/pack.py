@@ -2,14 +2,18 @@
 
 Byte layout (all integers big-endian)::
 
-    pack    = magic "PVPACK01" | salt (32) | frame* | trailer-ct | u32 trailer-ct-length
+    pack    = magic | salt (32) | frame* | trailer-ct | u32 trailer-ct-length
     frame   = u32 ct-length | ct            ct = AEAD(pack key, nonce = frame index, ...)
     plain   = u8 codec (0 stored, 1 zstd) | payload     payload = blob bytes concatenated
 
-The trailer (nonce all-ones) is zstd-compressed JSON listing every frame and blob, so the
-index can be rebuilt from packs alone. A pack's name is the SHA-256 of its bytes.
-Compression and sealing of frames run on a thread pool (zstandard and cryptography
-release the GIL), in order of submission.
+Two versions share that layout. ``PVPACK01`` (vaults of format version 1) binds the
+magic, vault id and salt into every ciphertext's associated data; ``PVPACK02`` (version
+2) binds each frame's offset and length, and the trailer's, too, so that every byte of
+the pack is authenticated by whatever reads it. The trailer (nonce all-ones) is
+zstd-compressed JSON listing every frame and blob, so the index can be rebuilt from packs
+alone. A pack's name is the SHA-256 of its bytes. Frames are compressed on a thread pool
+(zstandard releases the GIL), in order of submission, and sealed in order once their
+offset is known.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import hashlib
 import json
 import secrets
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
@@ -27,13 +31,32 @@ import zstandard
 from popvault.errors import IntegrityError
 from popvault.vault.crypto import SALT_SIZE, TAG_SIZE, MasterKeys, PackCipher
 
-PACK_MAGIC = b"PVPACK01"
-HEADER_SIZE = len(PACK_MAGIC) + SALT_SIZE
+#: Pack magic by pack version (format §6.1); a vault of format version N writes pack
+#: version N and reads every pack version up to N.
+PACK_MAGICS = {1: b"PVPACK01", 2: b"PVPACK02"}
+PACK_VERSIONS = {magic: version for version, magic in PACK_MAGICS.items()}
+LATEST_PACK_VERSION = max(PACK_MAGICS)
+HEADER_SIZE = 8 + SALT_SIZE
+LENGTH_SIZE = 4
+#: The smallest pack: header, an empty trailer's tag, the trailer length.
+MIN_PACK = HEADER_SIZE + TAG_SIZE + LENGTH_SIZE
 CODEC_STORED = 0
 CODEC_ZSTD = 1
 #: A frame whose zstd output is not at least this much smaller is stored as is.
 MIN_SAVING = 0.97
 MAX_FRAME_PLAIN = 64 << 20
+
+
+class PackVersionError(IntegrityError):
+    """A pack of a newer pack version than the vault's config allows (format §6.1)."""
+
+    def __init__(self, message: str, version: int) -> None:
+        super().__init__(
+            message,
+            hint="if this vault was upgraded, its config was replaced by an older copy:"
+            " 'popvault upgrade' sets its version again",
+        )
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -113,14 +136,21 @@ class PackWriter:
     """Builds one pack in memory (bounded by the pack target size) and returns its bytes."""
 
     def __init__(
-        self, keys: MasterKeys, vault_id: str, level: int, executor: Executor | None
+        self,
+        keys: MasterKeys,
+        vault_id: str,
+        level: int,
+        executor: Executor | None,
+        version: int = LATEST_PACK_VERSION,
     ) -> None:
         self.salt = secrets.token_bytes(SALT_SIZE)
-        self._cipher = PackCipher(keys, vault_id, PACK_MAGIC, self.salt)
+        magic = PACK_MAGICS[version]
+        self.version = version
+        self._cipher = PackCipher(keys, vault_id, magic, self.salt, bind_layout=version >= 2)
         self._level = level
         self._executor = executor
         self._pending: list[tuple[int, list[tuple[bytes, str, int, int]], Future[bytes]]] = []
-        self._buf = bytearray(PACK_MAGIC + self.salt)
+        self._buf = bytearray(magic + self.salt)
         self._frames: list[tuple[int, int]] = []
         self._blobs: list[tuple[bytes, str, int, int, int]] = []
         self.plain_bytes = 0
@@ -133,9 +163,6 @@ class PackWriter:
     @property
     def frame_count(self) -> int:
         return len(self._frames) + len(self._pending)
-
-    def _seal(self, index: int, payload: bytes) -> bytes:
-        return self._cipher.seal_frame(index, compress_frame(payload, self._level))
 
     def add_frame(self, blobs: list[tuple[bytes, str, bytes]]) -> None:
         """Queue a frame holding ``blobs`` (id, kind, data) for compression and sealing."""
@@ -150,18 +177,20 @@ class PackWriter:
         fut: Future[bytes]
         if self._executor is None:
             fut = Future()
-            fut.set_result(self._seal(index, payload))
+            fut.set_result(compress_frame(payload, self._level))
         else:
-            fut = self._executor.submit(self._seal, index, payload)
+            fut = self._executor.submit(compress_frame, payload, self._level)
         self._pending.append((index, spans, fut))
         while len(self._pending) > 4:
             self._drain_one()
 
     def _drain_one(self) -> None:
+        """Seal the oldest compressed frame at the end of the pack: its offset is known
+        only now (version 2 binds it into the frame's associated data)."""
         index, spans, fut = self._pending.pop(0)
-        ct = fut.result()
+        start = len(self._buf) + LENGTH_SIZE
+        ct = self._cipher.seal_frame(index, fut.result(), start)
         self._buf += struct.pack(">I", len(ct))
-        start = len(self._buf)
         self._buf += ct
         self._frames.append((start, len(ct)))
         for blob_id, kind, off, length in spans:
@@ -177,7 +206,7 @@ class PackWriter:
             "blobs": [[b.hex(), k, f, o, n] for b, k, f, o, n in self._blobs],
         }
         tplain = zstandard.ZstdCompressor(level=3).compress(json.dumps(trailer).encode())
-        tct = self._cipher.seal_trailer(tplain)
+        tct = self._cipher.seal_trailer(tplain, len(self._buf))
         self._buf += tct + struct.pack(">I", len(tct))
         data = self._buf  # handed over as is: a copy would cost another pack in memory
         name = hashlib.sha256(data).hexdigest()
@@ -188,52 +217,176 @@ class PackWriter:
         return name, data, locs
 
 
+def _u32(data: bytes | bytearray | memoryview) -> int:
+    value: int = struct.unpack(">I", data)[0]
+    return value
+
+
 class PackReader:
-    """Opens frames of one pack given its header; verification is the caller's choice."""
+    """Opens frames of one pack given its header; verification is the caller's choice.
 
-    def __init__(self, keys: MasterKeys, vault_id: str, name: str, header: bytes) -> None:
-        if len(header) < HEADER_SIZE or header[: len(PACK_MAGIC)] != PACK_MAGIC:
-            raise IntegrityError(f"pack {name[:12]} has a damaged header")
+    ``max_version`` is the highest pack version the vault may hold (its config version):
+    a newer pack raises :class:`PackVersionError`."""
+
+    def __init__(
+        self,
+        keys: MasterKeys,
+        vault_id: str,
+        name: str,
+        header: bytes,
+        *,
+        max_version: int = LATEST_PACK_VERSION,
+    ) -> None:
         self.name = name
-        self._cipher = PackCipher(keys, vault_id, PACK_MAGIC, header[len(PACK_MAGIC) :])
+        self.what = f"pack {name[:12]}"
+        version = PACK_VERSIONS.get(bytes(header[:8])) if len(header) >= HEADER_SIZE else None
+        if version is None:
+            raise IntegrityError(f"{self.what} has a damaged header")
+        if version > max_version:
+            raise PackVersionError(
+                f"{self.what} is a version {version} pack in a vault whose config says"
+                f" version {max_version}",
+                version,
+            )
+        self.version = version
+        self.header = bytes(header[:HEADER_SIZE])
+        self._cipher = PackCipher(
+            keys, vault_id, header[:8], header[8:HEADER_SIZE], bind_layout=version >= 2
+        )
 
-    def frame(self, index: int, ciphertext: bytes) -> bytes:
-        what = f"pack {self.name[:12]} frame {index}"
-        return decompress_frame(self._cipher.open_frame(index, ciphertext, what), what)
+    def frame(self, index: int, start: int, ciphertext: bytes | memoryview) -> bytes:
+        """Frame ``index``'s payload from its ciphertext at offset ``start``."""
+        what = f"{self.what} frame {index}"
+        plain = self._cipher.open_frame(index, ciphertext, what, start)
+        return decompress_frame(plain, what)
 
-    def parse(self, data: bytes) -> tuple[list[tuple[int, int]], list[BlobLocation]]:
-        """Read a whole pack: its frames and blob list from the trailer; verifies layout."""
-        what = f"pack {self.name[:12]}"
-        if len(data) < HEADER_SIZE + 4 + TAG_SIZE:
-            raise IntegrityError(f"{what} is truncated")
-        (tlen,) = struct.unpack(">I", data[-4:])
-        tstart = len(data) - 4 - tlen
+    def framed(self, index: int, start: int, length: int, data: bytes) -> bytes:
+        """Frame ``index``'s payload from ``data``: the 4-byte length prefix and the
+        ``length`` ciphertext bytes read at ``start - 4``. The prefix must say ``length``
+        (in version 2 it is authenticated; in version 1 a mismatch is damage too)."""
+        if len(data) != LENGTH_SIZE + length:
+            raise IntegrityError(f"{self.what} is truncated")
+        if _u32(data[:LENGTH_SIZE]) != length:
+            raise IntegrityError(f"{self.what} frame {index} has a damaged length")
+        return self.frame(index, start, memoryview(data)[LENGTH_SIZE:])
+
+    def trailer_span(self, size: int, tail: bytes) -> tuple[int, int]:
+        """(start, length) of the trailer ciphertext of a pack of ``size`` bytes whose
+        last 4 bytes are ``tail``."""
+        if size < MIN_PACK or len(tail) != LENGTH_SIZE:
+            raise IntegrityError(f"{self.what} is truncated")
+        tlen = _u32(tail)
+        tstart = size - LENGTH_SIZE - tlen
         if tlen < TAG_SIZE or tstart < HEADER_SIZE:
-            raise IntegrityError(f"{what} is truncated (bad trailer length)")
-        tplain = self._cipher.open_trailer(data[tstart : len(data) - 4], what)
+            raise IntegrityError(f"{self.what} is truncated (bad trailer length)")
+        return tstart, tlen
+
+    def trailer(
+        self, tstart: int, ciphertext: bytes
+    ) -> tuple[list[tuple[int, int]], list[BlobLocation]]:
+        """The frames and blob list of the trailer ciphertext found at ``tstart``."""
+        what = self.what
+        tplain = self._cipher.open_trailer(ciphertext, what, tstart)
         try:
-            trailer = json.loads(zstandard.ZstdDecompressor().decompress(tplain))
+            trailer = json.loads(
+                zstandard.ZstdDecompressor().decompress(tplain, max_output_size=MAX_FRAME_PLAIN)
+            )
             if trailer["version"] != 1:
                 raise IntegrityError(f"{what} trailer has unknown version {trailer['version']!r}")
             frames = [(int(a), int(b)) for a, b in trailer["frames"]]
-            blobs = [
-                BlobLocation(
-                    bytes.fromhex(b), str(k), self.name, int(f), frames[f][0], frames[f][1], o, n
+            blobs = []
+            for b, k, f, o, n in trailer["blobs"]:
+                if not 0 <= f < len(frames):
+                    raise IndexError(f)
+                start, length = frames[f]
+                blobs.append(
+                    BlobLocation(bytes.fromhex(b), str(k), self.name, f, start, length, o, n)
                 )
-                for b, k, f, o, n in trailer["blobs"]
-            ]
         except (ValueError, KeyError, TypeError, IndexError, zstandard.ZstdError) as exc:
             raise IntegrityError(f"{what} has a malformed trailer") from exc
-        # frames must tile the space between header and trailer exactly
-        pos = HEADER_SIZE
-        for start, length in frames:
-            if start != pos + 4 or struct.unpack(">I", data[pos : pos + 4])[0] != length:
-                raise IntegrityError(f"{what} frame layout does not match its trailer")
-            pos = start + length
-        if pos != tstart:
-            raise IntegrityError(f"{what} has bytes outside its frames")
         return frames, blobs
 
-    def iter_frames(self, data: bytes, frames: list[tuple[int, int]]) -> Iterator[bytes]:
+    def parse(self, data: bytes | bytearray) -> tuple[list[tuple[int, int]], list[BlobLocation]]:
+        """Read a whole pack: its frames and blob list from the trailer; verifies layout."""
+        tstart, tlen = self.trailer_span(len(data), bytes(data[-LENGTH_SIZE:]))
+        frames, blobs = self.trailer(tstart, bytes(data[tstart : tstart + tlen]))
+        pos = HEADER_SIZE
+        for start, length in frames:
+            pos = self.tile(pos, start, length, tstart, data[pos : pos + LENGTH_SIZE])
+        self.tiled(pos, tstart)
+        return frames, blobs
+
+    def tile(
+        self, pos: int, start: int, length: int, tstart: int, prefix: bytes | bytearray
+    ) -> int:
+        """The next frame of the layout (format §6.3), whose 4-byte length ``prefix`` is
+        at ``pos``, must start there and say ``length``; returns where the next begins."""
+        if start != pos + LENGTH_SIZE or start + length > tstart or _u32(prefix) != length:
+            raise self.layout_error()
+        return start + length
+
+    def layout_error(self) -> IntegrityError:
+        return IntegrityError(f"{self.what} frame layout does not match its trailer")
+
+    def tiled(self, pos: int, tstart: int) -> None:
+        if pos != tstart:
+            raise IntegrityError(f"{self.what} has bytes outside its frames")
+
+    def iter_frames(
+        self, data: bytes | bytearray, frames: list[tuple[int, int]]
+    ) -> Iterator[bytes]:
         for i, (start, length) in enumerate(frames):
-            yield self.frame(i, data[start : start + length])
+            yield self.frame(i, start, memoryview(data)[start : start + length])
+
+
+class PackScan:
+    """One pass over a whole pack in bounded windows (``check --read-data``, format §11):
+    the trailer first, then frame by frame in order, hashing every byte on the way, so
+    that no more than one frame is held at a time. ``fetch(offset, length)`` reads bytes
+    of the pack; ``progress(n)`` is told of every ``n`` bytes read."""
+
+    def __init__(
+        self,
+        reader: PackReader,
+        size: int,
+        fetch: Callable[[int, int], bytes],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.reader = reader
+        self._fetch = fetch
+        self._progress = progress
+        self._hash = hashlib.sha256(reader.header)
+        if progress is not None:
+            progress(HEADER_SIZE)
+        self._tail = self._read(size - LENGTH_SIZE, LENGTH_SIZE) if size >= MIN_PACK else b""
+        self.tstart, tlen = reader.trailer_span(size, self._tail)
+        self._tct = self._read(self.tstart, tlen)
+        self.frames, self.blobs = reader.trailer(self.tstart, self._tct)
+
+    def _read(self, offset: int, length: int) -> bytes:
+        data = self._fetch(offset, length)
+        if len(data) != length:
+            raise IntegrityError(f"{self.reader.what} is truncated")
+        if self._progress is not None:
+            self._progress(length)
+        return data
+
+    def payloads(self) -> Iterator[tuple[int, bytes]]:
+        """(frame index, payload) of every frame, authenticated, in order."""
+        r = self.reader
+        pos = HEADER_SIZE
+        for i, (start, length) in enumerate(self.frames):
+            if start != pos + LENGTH_SIZE or start + length > self.tstart:
+                raise r.layout_error()  # before reading: the read stays within the pack
+            data = self._read(pos, LENGTH_SIZE + length)
+            pos = r.tile(pos, start, length, self.tstart, data[:LENGTH_SIZE])
+            self._hash.update(data)
+            yield i, r.framed(i, start, length, data)
+        r.tiled(pos, self.tstart)
+
+    def digest(self) -> str:
+        """The SHA-256 of the whole pack, once :meth:`payloads` ran to its end."""
+        h = self._hash.copy()
+        h.update(self._tct)
+        h.update(self._tail)
+        return h.hexdigest()

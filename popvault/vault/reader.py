@@ -1,10 +1,11 @@
 """Reading blobs and messages back: frames, their small LRU, rebuilding messages (§6, §7).
 
-Every frame is authenticated when it is read and every blob checked against its keyed
-id; a message is rebuilt from its pieces (raw runs and re-encoded base64 attachments)
-and checked against its id at the end. Nothing that fails a check is returned as if it
-were good: IntegrityError instead. ``use_cache=False`` reads from storage only (the
-read-back before a deletion from a server must not trust memory).
+Every frame is authenticated when it is read (with its length prefix, format §6.6) and
+every blob checked against its keyed id; a message is rebuilt from its pieces (raw runs
+and re-encoded base64 attachments) and checked against its id at the end. Nothing that
+fails a check is returned as if it were good: IntegrityError instead. ``use_cache=False``
+reads from storage only (the read-back before a deletion from a server must not trust
+memory).
 """
 
 from __future__ import annotations
@@ -15,8 +16,17 @@ from collections.abc import Callable, Iterator
 
 from popvault.errors import IntegrityError
 from popvault.vault.backend import Backend, ObjectNotFound
+from popvault.vault.config import FORMAT_VERSION, read_vault_config
 from popvault.vault.crypto import MasterKeys
-from popvault.vault.pack import HEADER_SIZE, BlobLocation, PackReader, pack_object_name
+from popvault.vault.pack import (
+    HEADER_SIZE,
+    LENGTH_SIZE,
+    BlobLocation,
+    PackReader,
+    PackScan,
+    PackVersionError,
+    pack_object_name,
+)
 from popvault.vault.records import BlobPiece, Pieces
 from popvault.vault.split import wrap_lines
 
@@ -25,7 +35,8 @@ FRAME_CACHE = 8
 
 
 class Reader:
-    """Reads one vault's blobs; ``locate`` finds a blob's location in the index."""
+    """Reads one vault's blobs; ``locate`` finds a blob's location in the index.
+    ``version`` is the vault's format version: the highest pack version it may hold."""
 
     def __init__(
         self,
@@ -33,11 +44,13 @@ class Reader:
         keys: MasterKeys,
         vault_id: str,
         locate: Callable[[bytes], BlobLocation | None],
+        version: int = FORMAT_VERSION,
     ) -> None:
         self.backend = backend
         self.keys = keys
         self.vault_id = vault_id
         self.locate = locate
+        self.version = version
         self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._pack_readers: dict[str, PackReader] = {}
 
@@ -45,42 +58,57 @@ class Reader:
         """Drop the frames held in memory."""
         self._frames.clear()
 
+    def open_pack(self, pack: str, header: bytes | None = None) -> PackReader:
+        """A reader for ``pack`` from its header (read now unless given). A pack newer
+        than the vault's version is refused (format §6.1), unless ``config`` was
+        upgraded since this reader was made (another process ran ``popvault upgrade``)."""
+        if header is None:
+            header = self.backend.get_range(pack_object_name(pack), 0, HEADER_SIZE)
+        try:
+            return PackReader(self.keys, self.vault_id, pack, header, max_version=self.version)
+        except PackVersionError as exc:
+            now = read_vault_config(self.backend, "the vault").version
+            if now < exc.version:
+                raise
+            self.version = now
+            return PackReader(self.keys, self.vault_id, pack, header, max_version=now)
+
     def pack_reader(self, pack: str, header: bytes | None = None) -> PackReader:
         r = self._pack_readers.get(pack)
         if r is None:
-            if header is None:
-                header = self.backend.get_range(pack_object_name(pack), 0, HEADER_SIZE)
-            r = PackReader(self.keys, self.vault_id, pack, header)
+            r = self.open_pack(pack, header)
             self._pack_readers[pack] = r
         return r
+
+    def scan_pack(self, pack: str, progress: Callable[[int], None] | None = None) -> PackScan:
+        """A bounded-memory pass over the whole of ``pack`` (``check --read-data``)."""
+        name = pack_object_name(pack)
+        reader = self.open_pack(pack)  # refuses a FIFO, a device, an oversized file
+        size = self.backend.size(name)
+        return PackScan(reader, size, lambda off, n: self.backend.get_range(name, off, n), progress)
 
     def _frame(self, loc: BlobLocation, use_cache: bool) -> bytes:
         key = (loc.pack, loc.frame)
         if use_cache and key in self._frames:
             self._frames.move_to_end(key)
             return self._frames[key]
+        if loc.frame_offset < HEADER_SIZE + LENGTH_SIZE:
+            raise IntegrityError(f"blob {loc.blob_id.hex()[:12]} has a bad location")
         try:
-            ct = self.backend.get_range(
-                pack_object_name(loc.pack), loc.frame_offset, loc.frame_length
+            # the frame with its length prefix: it is checked (and in pack version 2
+            # authenticated) too, so that every byte read is verified
+            data = self.backend.get_range(
+                pack_object_name(loc.pack),
+                loc.frame_offset - LENGTH_SIZE,
+                LENGTH_SIZE + loc.frame_length,
             )
-            reader = (
-                self.pack_reader(loc.pack)
-                if use_cache
-                else PackReader(
-                    self.keys,
-                    self.vault_id,
-                    loc.pack,
-                    self.backend.get_range(pack_object_name(loc.pack), 0, HEADER_SIZE),
-                )
-            )
+            reader = self.pack_reader(loc.pack) if use_cache else self.open_pack(loc.pack)
         except ObjectNotFound:
             raise IntegrityError(
                 f"pack {loc.pack[:12]} is missing",
                 hint="run 'popvault check --read-data' to list affected messages",
             ) from None
-        if len(ct) != loc.frame_length:
-            raise IntegrityError(f"pack {loc.pack[:12]} is truncated")
-        plain = reader.frame(loc.frame, ct)
+        plain = reader.framed(loc.frame, loc.frame_offset, loc.frame_length, data)
         if use_cache:
             self._frames[key] = plain
             while len(self._frames) > FRAME_CACHE:

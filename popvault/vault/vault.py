@@ -30,7 +30,7 @@ from popvault.vault.anchor import Anchor
 from popvault.vault.backend import Backend, LocalBackend
 from popvault.vault.cache import Filter, IndexCache, MessageRow
 from popvault.vault.check import Checker, CheckReport
-from popvault.vault.config import as_backend, config_body, default_cache_dir, read_config
+from popvault.vault.config import as_backend, config_body, default_cache_dir, read_vault_config
 from popvault.vault.crypto import (
     KdfParams,
     MasterKeys,
@@ -136,13 +136,15 @@ class Vault:
         Raises VaultNotFound (10), WrongPassphrase (12), VaultLocked (11), IntegrityError.
         """
         backend, label = as_backend(where)
-        vault_id = read_config(backend, label)
+        conf = read_vault_config(backend, label)
+        vault_id = conf.id
         if keys is None:
             if passphrase is None:
                 raise UsageError("a passphrase is needed to open the vault")
             keys = unlock(backend, vault_id, passphrase)
         cache = _open_cache(backend, vault_id, cache_dir, cache_file)
         v = cls(backend, vault_id, keys, cache, warn=warn or (lambda _m: None))
+        v._writer.pack_version = v._reader.version = conf.version  # format §4, §6.1
         v._anchor = Anchor(vault_id, location_of(backend, label))
         try:
             if write:

@@ -27,7 +27,12 @@ from popvault.vault.cache import IndexCache
 from popvault.vault.crypto import MasterKeys
 from popvault.vault.ids import Base64Piece, PreparedMessage
 from popvault.vault.meta import MessageMeta
-from popvault.vault.pack import BlobLocation, PackWriter, pack_object_name
+from popvault.vault.pack import (
+    LATEST_PACK_VERSION,
+    BlobLocation,
+    PackWriter,
+    pack_object_name,
+)
 from popvault.vault.records import (
     AddResult,
     CommitMark,
@@ -74,6 +79,7 @@ class Writer:
         cache: IndexCache,
         log: CommitLog,
         level: int = DEFAULT_LEVEL,
+        pack_version: int = LATEST_PACK_VERSION,
     ) -> None:
         self.backend = backend
         self.keys = keys
@@ -81,6 +87,8 @@ class Writer:
         self.cache = cache
         self.log = log
         self.level = level
+        #: The pack version written: the vault's format version (format §4, §6.1).
+        self.pack_version = pack_version
         self._executor: ThreadPoolExecutor | None = None
         self._pack: PackWriter | None = None
         self.groups: dict[str, FrameGroup] = {}
@@ -172,7 +180,9 @@ class Writer:
         if self._pack is None:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
-            self._pack = PackWriter(self.keys, self.vault_id, self.level, self._executor)
+            self._pack = PackWriter(
+                self.keys, self.vault_id, self.level, self._executor, self.pack_version
+            )
         self._pack.add_frame(group.blobs)
         if self._pack.size >= PACK_TARGET:
             self._finish_pack()

@@ -373,7 +373,7 @@ def test_newer_format_version_is_refused_and_vault_untouched(vault: Path, tmp_pa
     write_maildir(tmp_path / "md", [simple_message(1)])
     _import(vault, tmp_path / "md")
     body = json.loads((vault / "config").read_bytes())["body"]
-    body["version"] = 2
+    body["version"] = 3  # newer than any popvault reads (format §4)
     (vault / "config").chmod(0o600)
     (vault / "config").write_bytes(checksum_json(body))
     before = tree(vault)
@@ -381,7 +381,7 @@ def test_newer_format_version_is_refused_and_vault_untouched(vault: Path, tmp_pa
         res = run("--vault", vault, *args)
         assert res.code == 1, str(res)
         assert_one_line_error(res.err)
-        assert "version 2" in first_error_line(res.err) and "newer" in first_error_line(res.err)
+        assert "version 3" in first_error_line(res.err) and "newer" in first_error_line(res.err)
         assert "upgrade" in res.err
         assert tree(vault) == before
 
@@ -389,7 +389,7 @@ def test_newer_format_version_is_refused_and_vault_untouched(vault: Path, tmp_pa
 def test_damaged_config_is_20(vault: Path) -> None:
     cfg = vault / "config"
     cfg.chmod(0o600)
-    cfg.write_bytes(cfg.read_bytes().replace(b'"version": 1', b'"version": 2'))
+    cfg.write_bytes(cfg.read_bytes().replace(b'"version": 2', b'"version": 3'))
     res = run("--vault", vault, "list")
     assert res.code == 20, str(res)
     assert "checksum" in res.err

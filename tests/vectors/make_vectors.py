@@ -64,11 +64,19 @@ def _messages() -> list[list[tuple[str, bytes]]]:
     ]
 
 
-def make(out: Path) -> dict[str, str]:
-    from popvault.vault.crypto import TEST_KDF
+def make(out: Path, version: int = 1) -> dict[str, str]:
+    """The vault at ``out`` in format ``version`` (a new vault is of the newest version;
+    its config is set back before anything is written, so packs are of ``version``)."""
+    from popvault.vault.config import FORMAT_NAME
+    from popvault.vault.crypto import TEST_KDF, checksum_json, parse_checksum_json
     from popvault.vault.vault import MessageMeta, SourceInfo, Vault
 
     Vault.init(out, PASSPHRASE, kdf=TEST_KDF).close()
+    body = parse_checksum_json((out / "config").read_bytes(), "config")
+    assert body["format"] == FORMAT_NAME
+    if body["version"] != version:
+        (out / "config").chmod(0o600)
+        (out / "config").write_bytes(checksum_json({**body, "version": version}))
     expected: dict[str, str] = {}
     with Vault.open(out, PASSPHRASE, write=True) as v:
         for b, batch in enumerate(_messages()):
@@ -84,10 +92,12 @@ def make(out: Path) -> dict[str, str]:
     return expected
 
 
-def main() -> int:
+def main(version: int = 1, description: str = __doc__) -> int:
+    """Write the golden vault of format ``version`` to ``--out`` (default ``v<version>``
+    next to this file), with its ``expected.json``."""
     here = Path(__file__).resolve().parent
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=here / "v1")
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=here / f"v{version}")
     args = parser.parse_args()
     out: Path = args.out
     if out.exists() and any(out.iterdir()):
@@ -96,9 +106,11 @@ def main() -> int:
     sys.path.insert(0, str(here.parent.parent))
     with tempfile.TemporaryDirectory() as cache:
         os.environ["POPVAULT_CACHE_DIR"] = cache
-        messages = make(out)
+        messages = make(out, version)
+    magics = {p.read_bytes()[:8] for p in (out / "packs").rglob("*") if p.is_file()}
+    assert magics == {b"PVPACK0%d" % version}, magics
     doc = {
-        "format_version": 1,
+        "format_version": version,
         "passphrase": PASSPHRASE.decode(),
         "kdf": "TEST_KDF",
         "commits": 3,

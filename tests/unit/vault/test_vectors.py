@@ -1,8 +1,10 @@
-"""Golden vectors: the committed version-1 vault in tests/vectors/v1 stays readable.
+"""Golden vectors: the committed vaults in tests/vectors/v1 and v2 stay readable.
 
-The vault was made once by ``tests/vectors/make_vectors.py`` and is never regenerated
-here. The test reads a copy (opening read-only must not write into the vault; the index
-cache goes to POPVAULT_CACHE_DIR) and checks every message against ``expected.json``.
+``v1`` (format version 1, ``PVPACK01`` packs) was made once by
+``tests/vectors/make_vectors.py``, ``v2`` (format version 2, ``PVPACK02`` packs, the same
+messages) by ``tests/vectors/make_vectors_v2.py``; neither is ever regenerated here. The
+tests read a copy (opening read-only must not write into the vault; the index cache goes
+to POPVAULT_CACHE_DIR) and check every message against ``expected.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from popvault.errors import WrongPassphrase
 from popvault.vault.vault import Vault
 from tests.support.vaults import cache_accounts
 
-VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "v1"
+ROOT = Path(__file__).resolve().parents[2] / "vectors"
+#: Each golden vault, its format version and the magic of its packs.
+GOLDEN = {"v1": (1, b"PVPACK01"), "v2": (2, b"PVPACK02")}
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -30,28 +34,47 @@ def _tree(root: Path) -> dict[str, str]:
     }
 
 
+@pytest.fixture(params=sorted(GOLDEN))
+def golden(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def expected() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((VECTORS / "expected.json").read_text())
+def expected(golden: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((ROOT / golden / "expected.json").read_text())
     return doc
 
 
 @pytest.fixture
-def copy(tmp_path: Path) -> Path:
-    dst = tmp_path / "v1"
-    shutil.copytree(VECTORS, dst)
+def copy(tmp_path: Path, golden: str) -> Path:
+    dst = tmp_path / golden
+    shutil.copytree(ROOT / golden, dst)
     return dst
 
 
-def test_vectors_present(expected: dict[str, Any]) -> None:
-    assert expected["format_version"] == 1
+def test_vectors_present(expected: dict[str, Any], golden: str) -> None:
+    version, magic = GOLDEN[golden]
+    assert expected["format_version"] == version
     assert len(expected["messages"]) == 6
-    assert len(list((VECTORS / "commits").iterdir())) == expected["commits"]
+    assert len(list((ROOT / golden / "commits").iterdir())) == expected["commits"]
+    config = json.loads((ROOT / golden / "config").read_text())
+    assert config["body"]["version"] == version
+    packs = [p for p in (ROOT / golden / "packs").rglob("*") if p.is_file()]
+    assert packs and {p.read_bytes()[:8] for p in packs} == {magic}
 
 
-def test_golden_vault_reads(copy: Path, expected: dict[str, Any], cache_dir: Path) -> None:
+def test_both_golden_vaults_hold_the_same_messages() -> None:
+    docs = [json.loads((ROOT / g / "expected.json").read_text()) for g in sorted(GOLDEN)]
+    digests = [sorted(d["messages"].values()) for d in docs]
+    assert digests[0] == digests[1]  # same bytes (ids differ: each vault has its keys)
+
+
+def test_golden_vault_reads(
+    copy: Path, expected: dict[str, Any], cache_dir: Path, golden: str
+) -> None:
     before = _tree(copy)
-    original = _tree(VECTORS)
+    original = _tree(ROOT / golden)
     passphrase = expected["passphrase"].encode()
     with Vault.open(copy, passphrase) as v:
         ids = {r.id.hex() for r in v.messages()}
@@ -69,7 +92,7 @@ def test_golden_vault_reads(copy: Path, expected: dict[str, Any], cache_dir: Pat
         assert len(shared) == 1
         assert any(p[0] == "b" for r in v.messages() for p in r.pieces)  # attachment split
     assert _tree(copy) == before  # opening read-only wrote nothing into the vault
-    assert _tree(VECTORS) == original
+    assert _tree(ROOT / golden) == original
     assert list(cache_dir.glob("*.sqlite"))
 
 
