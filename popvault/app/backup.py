@@ -327,7 +327,7 @@ def _doomed(
         earlier,
         archived,
         lambda msg: _first_piece_id(vault, msg),
-        lambda num: _top_id(vault, run.client, num),
+        lambda nums: _top_ids(vault, run.client, nums, acct.pipeline_window),
     )
     doubtful = set(unproven)
     doomed = [d for d in ok if d not in doubtful]
@@ -416,12 +416,21 @@ def _first_piece_id(vault: Vault, msg_id: bytes) -> bytes | None:
     return bytes.fromhex(blob) if tag == "r" and isinstance(blob, str) else None
 
 
-def _top_id(vault: Vault, client: Pop3Client, num: int) -> bytes | None:
-    """The keyed id of ``TOP num 0``; None when the server answers ``-ERR``."""
+def _top_ids(
+    vault: Vault, client: Pop3Client, nums: list[int], window: int
+) -> tuple[dict[int, bytes], bool]:
+    """The keyed id of ``TOP n 0`` for each of ``nums`` (pipelined), and whether the
+    server answered ``-ERR`` (then no further TOP was sent)."""
+    ids: dict[int, bytes] = {}
+
+    def got(num: int, data: bytes) -> None:
+        ids[num] = vault.keyed_id(data)
+
     try:
-        return vault.keyed_id(client.top(num, 0))
+        client.top_many(nums, 0, got, window=window)
     except (Pop3CommandFailed, Pop3TemporaryFailure):
-        return None
+        return ids, True
+    return ids, False
 
 
 def _report_fetch(rep: AccountReport, got: Fetched) -> None:

@@ -130,28 +130,25 @@ def prove_identity(
     candidates: Sequence[tuple[int, str]],
     archived: dict[str, bytes],
     header_id: Callable[[bytes], bytes | None],
-    top_id: Callable[[int], bytes | None],
+    top_ids: Callable[[list[int]], tuple[dict[int, bytes], bool]],
 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]], bool]:
     """Rule 6 for candidates archived in an earlier run (the caller has checked their
-    sizes): ``top_id(num)`` is the keyed id of ``TOP num 0``, or None when the server
-    refuses TOP (then no further TOP is sent); ``header_id(msg)`` is the id of the
-    archived message's first piece (its header section), None when unknown.
+    sizes): ``header_id(msg)`` is the id of the archived message's first piece (its
+    header section), None when unknown; ``top_ids(nums)`` sends ``TOP n 0`` for those
+    numbers (only those whose header id is known) and returns the keyed id of each reply
+    it got, and whether the server refused TOP (it then stops asking).
 
     Returns (proven, unproven, whether TOP was refused): an unproven candidate must be
     fetched again, and its download decides (the same message, or a new one under a
     reused UIDL); it is never deleted unseen."""
+    expected = {num: header_id(archived[uidl]) for num, uidl in candidates}
+    asked = [num for num, _ in candidates if expected[num] is not None]
+    tops, refused = top_ids(asked) if asked else ({}, False)
     proven: list[tuple[int, str]] = []
     unproven: list[tuple[int, str]] = []
-    refused = False
     for num, uidl in candidates:
-        expected = header_id(archived[uidl])
-        if expected is not None and not refused:
-            got = top_id(num)
-            if got == expected:
-                proven.append((num, uidl))
-                continue
-            refused = got is None
-        unproven.append((num, uidl))
+        same = expected[num] is not None and tops.get(num) == expected[num]
+        (proven if same else unproven).append((num, uidl))
     return proven, unproven, refused
 
 

@@ -341,6 +341,50 @@ class Pop3Client:
         the error is raised; messages completed before it have had their ``end`` call.
         If a callback raises, the session is unusable afterwards.
         """
+        self._pipelined(nums, "RETR {}", begin, end, window, lambda: None)
+
+    def top_many(
+        self,
+        nums: Sequence[int],
+        lines: int,
+        got: Callable[[int, bytes], None],
+        window: int = 8,
+    ) -> None:
+        """TOP each of ``nums`` with ``lines`` body lines, pipelined as :meth:`retr_many`
+        (one round trip per window, not per message); ``got(num, reply)`` for each, in
+        order. An ``-ERR`` is handled as there: no further TOP is sent, the error is
+        raised. Each reply is held in memory (ProtocolError past MAX_TOP_BYTES)."""
+        held: dict[int, bytearray] = {}
+
+        def begin(num: int) -> Sink:
+            out = held[num] = bytearray()
+
+            def collect(data: bytes) -> None:
+                if len(out) + len(data) > MAX_TOP_BYTES:
+                    raise ReplyTooLarge(f"reply longer than {MAX_TOP_BYTES} bytes")
+                out.extend(data)
+
+            return collect
+
+        def end(num: int, _nbytes: int) -> None:
+            got(num, bytes(held.pop(num)))
+
+        timeout = self._settings.timeout
+        self._pipelined(
+            nums, f"TOP {{}} {lines}", begin, end, window, lambda: collected_deadline(timeout)
+        )
+
+    def _pipelined(
+        self,
+        nums: Sequence[int],
+        command: str,
+        begin: Callable[[int], Sink],
+        end: Callable[[int, int], None],
+        window: int,
+        body_deadline: Callable[[], Deadline | None],
+    ) -> None:
+        """``command`` (a format with one ``{}`` for the number) for each of ``nums``,
+        multi-line replies, up to ``window`` in flight with PIPELINING (retr_many)."""
         limit = max(1, window) if self.pipelining else 1
         pending = iter(nums)
         inflight: deque[int] = deque()
@@ -350,17 +394,17 @@ class Pop3Client:
             batch = []
             for num in pending:
                 self._parser.expect(Expect.MULTI)
-                batch.append(f"RETR {num}\r\n".encode())
+                batch.append(f"{command.format(num)}\r\n".encode())
                 inflight.append(num)
                 if len(inflight) >= limit:
                     break
             if batch:
-                self._send(b"".join(batch), f"RETR {inflight[0]}")
+                self._send(b"".join(batch), command.format(inflight[0]))
 
         fill()
         while inflight:
             num = inflight[0]
-            label = f"RETR {num}"
+            label = command.format(num)
             status = self._read_status(label)
             if not status.ok:
                 inflight.popleft()
@@ -376,7 +420,7 @@ class Pop3Client:
             except BaseException:
                 self._broken = ProtocolError(f"{self.host}: session abandoned mid-reply")
                 raise
-            nbytes = self._read_body(label, sink)
+            nbytes = self._read_body(label, sink, body_deadline())
             inflight.popleft()
             try:
                 end(num, nbytes)

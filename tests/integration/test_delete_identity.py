@@ -194,15 +194,17 @@ def test_server_without_top_proves_by_download(
     again; the download decides (the same message: deleted; B: archived, then deleted)."""
     user = dovecot_user
     reused, uidls = _archive_then_reuse(dovecot, user, vault, account(dovecot, user))
-    tops: list[int] = []
+    tops: list[list[int]] = []
 
-    def top(client: Pop3Client, num: int, lines: int) -> bytes:
-        tops.append(num)
-        raise Pop3CommandFailed(f"{client.host}: TOP {num} {lines} failed: -ERR unknown command")
+    def top_many(
+        client: Pop3Client, nums: list[int], lines: int, got: object, window: int = 8
+    ) -> None:
+        tops.append(list(nums))
+        raise Pop3CommandFailed(f"{client.host}: TOP {nums[0]} {lines} failed: -ERR unknown")
 
-    monkeypatch.setattr(Pop3Client, "top", top)
+    monkeypatch.setattr(Pop3Client, "top_many", top_many)
     rep = backup_account(vault, account(dovecot, user, delete=True), user.password)
-    assert tops == [1]  # refused once: no further TOP
+    assert tops == [[1, 2, 3]]  # asked once, for the three candidates archived earlier
     assert any(f"UIDL {reused} was reused" in w for w in rep.warnings)
     assert any("refuses TOP" in w for w in rep.warnings)
     # all three downloaded again; only B is new; the other two are confirmed, not
