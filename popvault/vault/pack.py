@@ -124,6 +124,11 @@ def decompress_frame(plain: bytes, what: str) -> bytes:
         return plain[1:]
     if codec == CODEC_ZSTD:
         try:
+            # max_output_size binds only frames without a content size: check the size
+            # a frame declares before decompressing it (format §6.2, at most 64 MiB)
+            declared = zstandard.frame_content_size(plain[1:])
+            if declared > MAX_FRAME_PLAIN:
+                raise IntegrityError(f"{what} decompresses to more than 64 MiB")
             return zstandard.ZstdDecompressor().decompress(
                 plain[1:], max_output_size=MAX_FRAME_PLAIN
             )
@@ -217,6 +222,14 @@ class PackWriter:
         return name, data, locs
 
 
+def _count(value: object) -> int:
+    """A JSON integer of the trailer (format §6.3): an int, not a bool, float or string,
+    from 0 to 2^63-1; ValueError otherwise."""
+    if type(value) is not int or not 0 <= value < 1 << 63:
+        raise ValueError(f"not a count: {value!r}")
+    return value
+
+
 def _u32(data: bytes | bytearray | memoryview) -> int:
     value: int = struct.unpack(">I", data)[0]
     return value
@@ -291,13 +304,15 @@ class PackReader:
             trailer = json.loads(
                 zstandard.ZstdDecompressor().decompress(tplain, max_output_size=MAX_FRAME_PLAIN)
             )
-            if trailer["version"] != 1:
-                raise IntegrityError(f"{what} trailer has unknown version {trailer['version']!r}")
-            frames = [(int(a), int(b)) for a, b in trailer["frames"]]
+            version = trailer["version"]
+            if type(version) is not int or version != 1:
+                raise IntegrityError(f"{what} trailer has unknown version {version!r}")
+            frames = [(_count(a), _count(b)) for a, b in trailer["frames"]]
             blobs = []
             for b, k, f, o, n in trailer["blobs"]:
-                if not 0 <= f < len(frames):
+                if not 0 <= _count(f) < len(frames) or not isinstance(k, str):
                     raise IndexError(f)
+                o, n = _count(o), _count(n)
                 start, length = frames[f]
                 blobs.append(
                     BlobLocation(bytes.fromhex(b), str(k), self.name, f, start, length, o, n)
