@@ -148,7 +148,7 @@ class Checker:
             return
         found: list[Orphan] = []
         for p in uncommitted:
-            orphan = read_orphan(self.backend, self.reader, p)
+            orphan = read_orphan(self.reader, p)
             if orphan is None:
                 rep.notes.append(
                     f"pack {p[:12]} belongs to no commit and does not authenticate with this"

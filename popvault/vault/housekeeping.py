@@ -10,16 +10,14 @@ record, and never while the cache knows a commit that is missing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-
-import zstandard
 
 from popvault.errors import IntegrityError
 from popvault.vault import guard
 from popvault.vault.backend import ObjectNotFound
 from popvault.vault.cache import IndexCache
-from popvault.vault.pack import HEADER_SIZE, BlobLocation, pack_object_name
+from popvault.vault.orphans import pack_contents
+from popvault.vault.pack import BlobLocation
 from popvault.vault.reader import Reader
 from popvault.vault.records import CommitRecord, Record, records_from_json
 from popvault.vault.segments import CommitLog, segment_blobs, short_name
@@ -110,13 +108,9 @@ def rebuild_cache(
         packs = [n.rsplit("/", 1)[1] for n in log.backend.list("packs")]
         commits = []
     for pack in packs:
-        data = log.backend.get(pack_object_name(pack))
-        _frames, blobs = reader.pack_reader(pack, data[:HEADER_SIZE]).parse(data)
+        blobs, lists = pack_contents(reader, pack)  # bounded windows, every byte checked
         cache.apply(None, blobs, [])
-        for loc in blobs:
-            if loc.kind == "rec":
-                raw = reader.read_blob(loc.blob_id, loc=loc)
-                items = json.loads(zstandard.ZstdDecompressor().decompress(raw))
-                cache.apply(None, [], records_from_json(items))
+        for items in lists:
+            cache.apply(None, [], records_from_json(items))
     cache.mark_applied(commits)
     return {"commits": len(commits), "packs": len(packs)}

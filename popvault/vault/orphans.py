@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import zstandard
 
 from popvault.errors import IntegrityError
-from popvault.vault.backend import Backend, ObjectNotFound
+from popvault.vault.backend import ObjectNotFound
 from popvault.vault.cache import IndexCache
-from popvault.vault.pack import HEADER_SIZE, BlobLocation, pack_object_name
+from popvault.vault.pack import BlobLocation, pack_object_name
 from popvault.vault.reader import Reader
 from popvault.vault.records import (
     CommitMark,
@@ -98,7 +99,7 @@ def survey(
         for obj in log.backend.list("packs"):
             name = obj.rsplit("/", 1)[1]
             if name not in named_packs:
-                orphan = read_orphan(log.backend, reader, name)
+                orphan = read_orphan(reader, name)
                 if orphan is None:
                     out.foreign.append(name)
                 else:
@@ -106,24 +107,49 @@ def survey(
     return out
 
 
-def read_orphan(backend: Backend, reader: Reader, name: str) -> Orphan | None:
-    """Authenticate an unnamed pack whole and read its ``rec`` blobs; None if it does not
-    authenticate with this vault's keys (or is not a pack at all)."""
-    try:
-        data = backend.get(pack_object_name(name))
-        _frames, locs = reader.pack_reader(name, bytes(data[:HEADER_SIZE])).parse(data)
-        orphan = Orphan(name, len(data), locs)
-        for loc in locs:
-            if loc.kind != "rec":
-                continue
-            raw = reader.read_blob(loc.blob_id, loc=loc)
-            items = json.loads(zstandard.ZstdDecompressor().decompress(raw))
+def pack_contents(reader: Reader, name: str) -> tuple[list[BlobLocation], list[list[Any]]]:
+    """Read a whole pack in bounded windows (one frame at a time, format §11): its blob
+    locations and the record lists of its ``rec`` blobs. IntegrityError unless every
+    byte authenticates, every ``rec`` blob matches its keyed id and the pack's SHA-256
+    is its name; ObjectNotFound if it is gone."""
+    scan = reader.scan_pack(name)
+    recs: dict[int, list[BlobLocation]] = {}
+    for loc in scan.blobs:
+        if loc.kind == "rec":
+            recs.setdefault(loc.frame, []).append(loc)
+    lists: list[list[Any]] = []
+    for i, payload in scan.payloads():
+        for loc in recs.get(i, []):
+            raw = payload[loc.offset : loc.offset + loc.length]
+            if len(raw) != loc.length or reader.keys.keyed_id(raw) != loc.blob_id:
+                raise IntegrityError(f"pack {name[:12]}: blob {loc.blob_id.hex()[:12]} is damaged")
+            try:
+                items = json.loads(zstandard.ZstdDecompressor().decompress(raw))
+            except (zstandard.ZstdError, ValueError, RecursionError):
+                items = None
             if not isinstance(items, list):
-                raise ValueError("records are not a list")
-            orphan.mark = orphan.mark or commit_mark(items)
-            orphan.records += records_from_json(items)
-    except (IntegrityError, ObjectNotFound, ValueError, zstandard.ZstdError, RecursionError):
+                raise IntegrityError(f"pack {name[:12]}: a records blob is malformed")
+            lists.append(items)
+    if scan.digest() != name:
+        raise IntegrityError(f"pack {name[:12]} does not match its name (damaged or swapped)")
+    return scan.blobs, lists
+
+
+def read_orphan(reader: Reader, name: str) -> Orphan | None:
+    """Authenticate an unnamed pack whole (in bounded windows) and read its ``rec``
+    blobs; None if it does not authenticate with this vault's keys, is not a pack, or
+    does not match its name."""
+    try:
+        locs, lists = pack_contents(reader, name)
+        orphan = Orphan(name, reader.backend.size(pack_object_name(name)), locs)
+    except (IntegrityError, ObjectNotFound, ValueError):
         return None
+    for items in lists:
+        orphan.mark = orphan.mark or commit_mark(items)
+        try:
+            orphan.records += records_from_json(items)
+        except IntegrityError:
+            return None
     return orphan
 
 

@@ -11,20 +11,17 @@ this machine's anchor is reset to it. Prune deletes only what the vault holds el
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import zstandard
 
 from popvault.errors import IntegrityError
 from popvault.vault import guard
 from popvault.vault.backend import ObjectNotFound
 from popvault.vault.cache import IndexCache
 from popvault.vault.housekeeping import commit_contents
-from popvault.vault.orphans import Adoption, Survey, plan_adoption, prunable
-from popvault.vault.pack import HEADER_SIZE, BlobLocation, pack_object_name
+from popvault.vault.orphans import Adoption, Survey, pack_contents, plan_adoption, prunable
+from popvault.vault.pack import BlobLocation, pack_object_name
 from popvault.vault.reader import Reader
 from popvault.vault.records import DelRecord, MsgRecord, Record, RstRecord, SrcRecord
 from popvault.vault.records import records_from_json as _records
@@ -90,15 +87,12 @@ def _from_packs(
     records: list[Record] = []
     for pack in packs:
         try:
-            data = log.backend.get(pack_object_name(pack))
-            _frames, locs = reader.pack_reader(pack, bytes(data[:HEADER_SIZE])).parse(data)
+            locs, lists = pack_contents(reader, pack)
         except (IntegrityError, ObjectNotFound):
             continue  # a lost or damaged pack: check names the messages it held
         blobs += locs
-        for loc in locs:
-            if loc.kind == "rec":
-                raw = reader.read_blob(loc.blob_id, loc=loc)
-                records += _records(json.loads(zstandard.ZstdDecompressor().decompress(raw)))
+        for items in lists:
+            records += _records(items)
     return blobs, records
 
 
