@@ -142,7 +142,7 @@ class Vault:
             if passphrase is None:
                 raise UsageError("a passphrase is needed to open the vault")
             keys = unlock(backend, vault_id, passphrase)
-        cache = _open_cache(backend, vault_id, cache_dir, cache_file)
+        cache = _open_cache(backend, vault_id, keys, cache_dir, cache_file, warn)
         v = cls(backend, vault_id, keys, cache, warn=warn or (lambda _m: None))
         v._writer.pack_version = v._reader.version = conf.version  # format §4, §6.1
         v._anchor = Anchor(vault_id, location_of(backend, label))
@@ -574,20 +574,21 @@ _STORED = ("packs", "index", "commits")
 
 
 def _open_cache(
-    backend: Backend, vault_id: str, cache_dir: Path | None, cache_file: Path | None
+    backend: Backend,
+    vault_id: str,
+    keys: MasterKeys,
+    cache_dir: Path | None,
+    cache_file: Path | None,
+    warn: Callable[[str], None] | None,
 ) -> IndexCache:
+    """The vault's cache (format §9.3): a file for a local vault or ``--cache`` (see
+    :meth:`IndexCache.for_vault`), else in memory."""
     if cache_file is not None:
         path: Path | None = cache_file
     elif isinstance(backend, LocalBackend):
         path = (cache_dir or default_cache_dir()) / f"{vault_id}.sqlite"
     else:
         path = None
-    cache = IndexCache(path)
-    owner = cache.get_meta("vault_id")
-    if owner is not None and owner != vault_id:
-        cache.close()
-        raise UsageError(
-            f"index cache {path} belongs to another vault ({owner[:8]}…)",
-            hint="delete that file or point --cache elsewhere; it is only a cache",
-        )
-    return cache
+    if path is None:
+        return IndexCache(None)
+    return IndexCache.for_vault(path, vault_id, keys, warn)
