@@ -15,7 +15,6 @@ take effect on a successful :meth:`Pop3Client.quit` (RFC 1939 section 6).
 from __future__ import annotations
 
 import logging
-import re
 import select
 import socket
 import ssl
@@ -24,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from popvault.errors import NetworkError, PopvaultError, ProtocolError, TLSError
+from popvault.errors import NetworkError, PopvaultError, ProtocolError
 from popvault.pop3.errors import TLS_WORDING, UidlNotSupported, error_for_reply
 from popvault.pop3.limits import (
     CAPA_LIMITS,
@@ -34,7 +33,7 @@ from popvault.pop3.limits import (
     collected_deadline,
     status_deadline,
 )
-from popvault.pop3.login import login
+from popvault.pop3.login import start_session
 from popvault.pop3.parser import (
     BodyChunk,
     BodyEnd,
@@ -61,8 +60,6 @@ _Caps = dict[str, list[str]]
 _RECV_SIZE = 256 * 1024
 #: Bytes already received that one read gathers before parsing (see Pop3Client._gather).
 _GATHER = 64 * 1024
-
-_TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -143,38 +140,7 @@ class Pop3Client:
         )
 
     def _start(self) -> None:
-        settings = self._settings
-        self._parser.expect(Expect.SINGLE)
-        greeting = self._read_status("greeting")
-        if not greeting.ok:
-            raise error_for_reply(self.host, "greeting", greeting.text)
-        self._greeting = greeting.text
-        m = _TIMESTAMP_RE.search(greeting.text)
-        self._timestamp = m.group(0) if m else None
-        self._capabilities = self._capa()
-        if settings.tls == "starttls":
-            if "STLS" not in self._capabilities:
-                raise TLSError(
-                    f"{self.host}: server does not offer STLS",
-                    hint="use pop3s:// (implicit TLS) or, only on a trusted network, tls=none",
-                )
-            self._simple("STLS")
-            dropped = self._parser.discard_buffer()
-            if dropped:
-                log.warning("%s: discarded %d plaintext bytes sent after STLS", self.host, dropped)
-            assert self._sock is not None
-            raw, self._sock = self._sock, None
-            self._sock = self._wrap_tls(raw, settings)
-            self._sock.settimeout(settings.timeout)
-            self._capabilities = self._capa()
-        if settings.utf8 and "UTF8" in self._capabilities:
-            self._parser.expect(Expect.SINGLE)
-            self._send(b"UTF8\r\n", "UTF8")
-            self._read_status("UTF8")  # a refusal is harmless: we stay in ASCII mode
-        login(self)
-        after = self._capa()
-        if after:
-            self._capabilities = after
+        start_session(self)
 
     def close(self) -> None:
         """Close the connection without QUIT; the server discards pending deletions.
@@ -438,23 +404,9 @@ class Pop3Client:
 
         Raises :class:`ProtocolError` past MAX_TOP_BYTES (it is held in memory).
         """
-        label = f"TOP {num} {lines}"
-        deadline = collected_deadline(self._settings.timeout)
-        self._parser.expect(Expect.MULTI)
-        self._send(f"TOP {num} {lines}\r\n".encode(), label)
-        status = self._read_status(label, deadline)
-        if not status.ok:
-            raise error_for_reply(self.host, label, status.text)
-        out = bytearray()
-        limit = MAX_TOP_BYTES
-
-        def collect(data: bytes) -> None:
-            if len(out) + len(data) > limit:
-                raise ReplyTooLarge(f"reply longer than {limit} bytes")
-            out.extend(data)
-
-        self._read_body(label, collect, deadline)
-        return bytes(out)
+        out: list[bytes] = []
+        self.top_many([num], lines, lambda _num, reply: out.append(reply))
+        return out[0]
 
     def dele(self, num: int) -> None:
         """DELE ``num``: mark for deletion; it takes effect only on a successful QUIT."""

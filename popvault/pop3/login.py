@@ -10,9 +10,11 @@ password, the digest or a SASL string.
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from typing import TYPE_CHECKING
 
-from popvault.errors import ProtocolError
+from popvault.errors import ProtocolError, TLSError
 from popvault.pop3 import sasl
 from popvault.pop3.errors import Pop3CommandFailed, error_for_reply
 from popvault.pop3.limits import status_deadline
@@ -21,7 +23,48 @@ from popvault.pop3.parser import Continuation, Expect, Status
 if TYPE_CHECKING:
     from popvault.pop3.client import Pop3Client
 
+log = logging.getLogger("popvault.pop3")
+
 _MAX_SASL_ROUNDS = 8
+_TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
+
+
+def start_session(client: Pop3Client) -> None:
+    """From the greeting to a logged-in session: the greeting (and its APOP timestamp),
+    CAPA, STLS when asked (then CAPA again), UTF8 when offered, the login, CAPA once
+    more."""
+    settings = client._settings
+    client._parser.expect(Expect.SINGLE)
+    greeting = client._read_status("greeting")
+    if not greeting.ok:
+        raise error_for_reply(client.host, "greeting", greeting.text)
+    client._greeting = greeting.text
+    m = _TIMESTAMP_RE.search(greeting.text)
+    client._timestamp = m.group(0) if m else None
+    client._capabilities = client._capa()
+    if settings.tls == "starttls":
+        if "STLS" not in client._capabilities:
+            raise TLSError(
+                f"{client.host}: server does not offer STLS",
+                hint="use pop3s:// (implicit TLS) or, only on a trusted network, tls=none",
+            )
+        client._simple("STLS")
+        dropped = client._parser.discard_buffer()
+        if dropped:
+            log.warning("%s: discarded %d plaintext bytes sent after STLS", client.host, dropped)
+        assert client._sock is not None
+        raw, client._sock = client._sock, None
+        client._sock = client._wrap_tls(raw, settings)
+        client._sock.settimeout(settings.timeout)
+        client._capabilities = client._capa()
+    if settings.utf8 and "UTF8" in client._capabilities:
+        client._parser.expect(Expect.SINGLE)
+        client._send(b"UTF8\r\n", "UTF8")
+        client._read_status("UTF8")  # a refusal is harmless: we stay in ASCII mode
+    login(client)
+    after = client._capa()
+    if after:
+        client._capabilities = after
 
 
 def login(client: Pop3Client) -> None:

@@ -236,6 +236,9 @@ def _trial(
 ) -> Trial:
     """One interrupted run and every check that follows it."""
     vault, cache = setup.fresh(name)
+    # every trial is a copy of one template vault: each is its own machine (its anchor,
+    # format §8.6, beside its cache, as cli_env puts the child's)
+    os.environ["POPVAULT_STATE_DIR"] = f"{cache}.state"
     marker = uuid.uuid4().hex
     env = cli_env(cache, POPVAULT_TRIAL=marker, **setup.env)
     proc = _start(_command(vault, setup.args, hook), env)

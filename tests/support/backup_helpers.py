@@ -119,9 +119,9 @@ def cli_env(cache_dir: Path, pop3_password: str | None = None, **extra: str) -> 
     }
     env["POPVAULT_PASSPHRASE"] = PASSPHRASE
     env["POPVAULT_CACHE_DIR"] = str(cache_dir)
-    # this test's own anchors (format §8.6), as in-process runs have (tests/conftest.py)
-    if "POPVAULT_STATE_DIR" in os.environ:
-        env["POPVAULT_STATE_DIR"] = os.environ["POPVAULT_STATE_DIR"]
+    # the anchors (format §8.6) beside the cache: a fresh cache is a fresh machine, as
+    # these tests mean it (a trial on a copy of a template vault is not a rollback)
+    env["POPVAULT_STATE_DIR"] = f"{cache_dir}.state"
     env["PYTHONPATH"] = str(REPO)
     if pop3_password is not None:
         env["POPVAULT_POP3_PASSWORD"] = pop3_password

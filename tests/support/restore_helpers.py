@@ -195,8 +195,7 @@ def cli_env(
     env = {k: v for k, v in os.environ.items() if not k.startswith("POPVAULT_")}
     env["POPVAULT_PASSPHRASE"] = PASSPHRASE
     env["POPVAULT_CACHE_DIR"] = str(cache_dir)
-    if "POPVAULT_STATE_DIR" in os.environ:  # this test's own anchors (tests/conftest.py)
-        env["POPVAULT_STATE_DIR"] = os.environ["POPVAULT_STATE_DIR"]
+    env["POPVAULT_STATE_DIR"] = f"{cache_dir}.state"  # a fresh cache: a fresh machine
     if imap_password is not None:
         env["POPVAULT_IMAP_PASSWORD"] = imap_password
     if pop3_password is not None:
