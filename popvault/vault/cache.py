@@ -394,10 +394,11 @@ class IndexCache:
 
     def uidls(self, account: str) -> dict[str, bytes]:
         """UIDL -> message id of everything archived for ``account`` (not the UIDLs
-        of incomplete messages: format §8.6)."""
+        of incomplete messages: format §8.3.1). A UIDL with several arrivals (the
+        server reused it) maps to its latest one."""
         rows = self.db.execute(
             "SELECT uidl, msg FROM sources WHERE account=? AND uidl IS NOT NULL"
-            " AND msg NOT IN (SELECT msg FROM incomplete)",
+            " AND msg NOT IN (SELECT msg FROM incomplete) ORDER BY archived",
             (account,),
         )
         return {u: m for u, m in rows}

@@ -343,3 +343,18 @@ def test_a_shared_folder_is_left_alone(tmp_path: Path) -> None:
     IndexCache(shared / "x.sqlite").close()
     assert shared.stat().st_mode & 0o7777 == 0o1777
     assert (shared / "x.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_reused_uidl_maps_to_its_latest_arrival() -> None:
+    """A server that reused a UIDL: the vault holds two arrivals under it, and the one
+    that counts (for the deletion identity check) is the latest, whatever the ids."""
+    _backend, v = memory_vault()
+    with v:
+        a, b = text_message(1, subject="first"), text_message(2, subject="second")
+        ids = {v.keyed_id(m): m for m in (a, b)}
+        older, newer = (ids[k] for k in sorted(ids, reverse=True))  # older has the larger id
+        for data in (older, newer):
+            v.add_message(data, SourceInfo("acct", "pop3://u@h", uidl="same"), MessageMeta())
+            v.commit()
+            time.sleep(0.01)
+        assert v.known_uidls("acct") == {"same": v.keyed_id(newer)}
