@@ -22,7 +22,15 @@ from typing import Any
 
 from benchmarks.common import REPO, Bench, BenchError, Result, check_regular_fs, log
 
-BENCHMARKS = ("size", "import_speed", "random_access", "memory", "pop3_backup", "restore_imap")
+BENCHMARKS = (
+    "size",
+    "import_speed",
+    "random_access",
+    "memory",
+    "pop3_backup",
+    "restore_imap",
+    "cache_encryption",
+)
 
 
 def machine() -> dict[str, Any]:

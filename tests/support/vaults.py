@@ -30,6 +30,7 @@ def isolate_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("POPVAULT_CACHE_DIR", str(cache))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("POPVAULT_CACHE_PLAINTEXT", raising=False)  # the encrypted default
     return cache
 
 

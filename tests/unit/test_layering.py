@@ -99,11 +99,11 @@ def test_the_facade_check_sees_a_leak(tmp_path: Path) -> None:
 
 
 def test_sql_lives_in_the_cache_module_only() -> None:
-    """SQL (sqlite3) only in popvault/vault/cache.py."""
+    """SQL (sqlite3, or SQLCipher's sqlcipher3) only in popvault/vault/cache.py."""
     users = [
         str(m.relative_to(ROOT))
         for m in ROOT.rglob("*.py")
-        if "sqlite3" in _modules(m) and m != ROOT / "vault" / "cache.py"
+        if {"sqlite3", "sqlcipher3"} & _modules(m) and m != ROOT / "vault" / "cache.py"
     ]
     assert users == []
 
