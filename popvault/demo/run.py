@@ -103,6 +103,7 @@ def run_demo(
     ctx, fingerprint = _self_signed(workdir)
     password = "demo-password"  # noqa: S105 - a throw-away local server
     vault_dir = workdir / "vault"
+    state = workdir / "state"  # the demo's machine is its folder: its anchors stay there
     rep.vault = str(vault_dir)
     with ScriptedPop3Server(
         messages, user="demo", password=password, tls="implicit", ssl_context=ctx
@@ -118,10 +119,17 @@ def run_demo(
             timeout=30,
         )
         passphrase = b"demo passphrase"
-        Vault.init(vault_dir, passphrase, kdf=KdfParams(), cache_dir=workdir / "cache").close()
+        Vault.init(
+            vault_dir, passphrase, kdf=KdfParams(), cache_dir=workdir / "cache", state_dir=state
+        ).close()
         say(f"2. created an encrypted vault in {vault_dir}")
         with Vault.open(
-            vault_dir, passphrase, write=True, cache_dir=workdir / "cache", warn=progress.warn
+            vault_dir,
+            passphrase,
+            write=True,
+            cache_dir=workdir / "cache",
+            warn=progress.warn,
+            state_dir=state,
         ) as vault:
             r1 = backup_account(vault, acct, password, progress=progress)
             rep.first_run_fetched = r1.fetched

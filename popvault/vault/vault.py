@@ -91,6 +91,7 @@ class Vault:
         kdf: KdfParams | None = None,
         cache_dir: Path | None = None,
         cache_file: Path | None = None,
+        state_dir: Path | None = None,
     ) -> Vault:
         """Create a new vault (config, one key slot) and open it read-only."""
         backend, label = as_backend(where)
@@ -108,8 +109,10 @@ class Vault:
         slot = make_key_slot(keys, passphrase, vault_id, kdf or KdfParams())
         backend.put(f"keys/{random_hex(16)}", slot)
         backend.put("config", checksum_json(config_body(vault_id)))
-        _anchor_call(Anchor(vault_id, location_of(backend, label)).remember_location)
-        return cls.open(backend, passphrase, cache_dir=cache_dir, cache_file=cache_file)
+        _anchor_call(Anchor(vault_id, location_of(backend, label), state_dir).remember_location)
+        return cls.open(
+            backend, passphrase, cache_dir=cache_dir, cache_file=cache_file, state_dir=state_dir
+        )
 
     @classmethod
     def open(
@@ -125,6 +128,7 @@ class Vault:
         warn: Callable[[str], None] | None = None,
         sync: bool = True,
         repairing: bool = False,
+        state_dir: Path | None = None,
     ) -> Vault:
         """Open a vault: unlock the keys, sync the cache, and with ``write`` take the lock.
 
@@ -132,6 +136,7 @@ class Vault:
         §8.6): a writer refuses them (IntegrityError, exit 20: run ``popvault repair``);
         a reader is told in :attr:`damage`. A writer adopts packs that no commit names.
         ``repairing``: open for :meth:`repair` (write, no refusal, no adoption).
+        ``state_dir``: where this machine's anchors are (default: :func:`anchor.state_dir`).
 
         Raises VaultNotFound (10), WrongPassphrase (12), VaultLocked (11), IntegrityError.
         """
@@ -145,7 +150,7 @@ class Vault:
         cache = _open_cache(backend, vault_id, keys, cache_dir, cache_file, warn)
         v = cls(backend, vault_id, keys, cache, warn=warn or (lambda _m: None))
         v._writer.pack_version = v._reader.version = conf.version  # format §4, §6.1
-        v._anchor = Anchor(vault_id, location_of(backend, label))
+        v._anchor = Anchor(vault_id, location_of(backend, label), state_dir)
         try:
             if write:
                 with interrupts.critical():  # a lock taken is a lock this Vault releases
