@@ -50,6 +50,8 @@ class Orphan:
     #: The records of its ``rec`` blobs, and the commit mark among them (if any).
     records: list[Record] = field(default_factory=list)
     mark: CommitMark | None = None
+    #: An unnamed index segment (``repair`` only): records to adopt, no pack.
+    segment: bool = False
 
 
 @dataclass
@@ -198,6 +200,7 @@ def plan_adoption(orphans: list[Orphan], cache: IndexCache) -> Adoption:
     available: set[bytes] = {loc.blob_id for o in orphans for loc in o.locs}
     msgs: set[bytes] = set()
     srcs: set[tuple[bytes, str, str | None, str]] = set()
+    seen_records: set[str] = set()
     for o in orphans:
         stored = cache.stored_blobs([loc.blob_id for loc in o.locs])
         new_blobs = any(loc.blob_id not in stored and loc.kind != "rec" for loc in o.locs)
@@ -222,9 +225,14 @@ def plan_adoption(orphans: list[Orphan], cache: IndexCache) -> Adoption:
         if not new_blobs and not kept:
             out.redundant.append(o)
             continue
-        out.packs.append(o.name)
-        out.locs += o.locs
-        out.records += kept
+        if not o.segment:
+            out.packs.append(o.name)
+            out.locs += o.locs
+        for r in kept:  # a record once, when a pack and a segment both hold it
+            text = json.dumps(r.to_json(), sort_keys=True)
+            if text not in seen_records:
+                seen_records.add(text)
+                out.records.append(r)
     # sources of messages that are neither in the vault nor adopted stay out
     known = msgs | {r.id for r in out.records if isinstance(r, MsgRecord)}
     out.records = [
@@ -232,6 +240,18 @@ def plan_adoption(orphans: list[Orphan], cache: IndexCache) -> Adoption:
         for r in out.records
         if not isinstance(r, SrcRecord) or r.msg in known or cache.has_message(r.msg)
     ]
+    return out
+
+
+def segment_orphans(log: CommitLog, sv: Survey) -> list[Orphan]:
+    """The unnamed segments that authenticate, as record-only orphans (``repair``): a
+    lost commit whose last pack is gone too may still have its records there."""
+    out: list[Orphan] = []
+    for s in sv.segments:
+        try:
+            out.append(Orphan(s, 0, [], log.read_segment(s).records(), segment=True))
+        except (IntegrityError, ObjectNotFound, ValueError, TypeError):
+            continue
     return out
 
 

@@ -20,7 +20,14 @@ from popvault.vault import guard
 from popvault.vault.backend import ObjectNotFound
 from popvault.vault.cache import IndexCache
 from popvault.vault.housekeeping import commit_contents
-from popvault.vault.orphans import Adoption, Survey, pack_contents, plan_adoption, prunable
+from popvault.vault.orphans import (
+    Adoption,
+    Survey,
+    pack_contents,
+    plan_adoption,
+    prunable,
+    segment_orphans,
+)
 from popvault.vault.pack import BlobLocation, pack_object_name
 from popvault.vault.reader import Reader
 from popvault.vault.records import DelRecord, MsgRecord, Record, RstRecord, SrcRecord
@@ -115,7 +122,7 @@ def plan_repair(
 ) -> tuple[RepairReport, Adoption, tuple[str, ...]]:
     """Rebuild the cache; what to adopt; the damage the repair commit accepts."""
     rep = rebuild(log, cache, reader, sv)
-    plan = plan_adoption(sv.orphans, cache)
+    plan = plan_adoption(sv.orphans + segment_orphans(log, sv), cache)
     count_recovered(rep, plan)
     rep.foreign_packs = len(sv.foreign)
     names = [n for n, _ in sv.commits]

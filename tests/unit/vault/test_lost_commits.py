@@ -23,6 +23,7 @@ from tests.support.vaults import (
     PASSPHRASE,
     add_batch,
     build,
+    deleted_uidls,
     message_ids,
     open_ro,
     open_rw,
@@ -303,3 +304,29 @@ def test_repair_recovers_deletion_records(tmp_path: Path, fresh_machine: Path) -
     v.close()
     assert rep.deletions_recovered == 1 and rep.messages_recovered == 1
     assert rep.accepted
+
+
+def test_repair_recovers_records_from_a_segment_whose_pack_is_gone(
+    tmp_path: Path, fresh_machine: Path
+) -> None:
+    """A lost deletion commit whose one pack is gone too: its segment still holds the
+    deletion record, and repair takes it back."""
+    root = tmp_path / "v"
+    build(root, standard_batches()[:1], cache_dir=fresh_machine)
+    with open_rw(root, cache_dir=fresh_machine) as v:
+        mid = next(iter(message_ids(v)))
+        v.record_deletion("acct", "gone-1", mid)
+        name = v.commit()
+        assert name is not None
+        body = v.read_commit(f"commits/{name}")
+    (root / "commits" / name).unlink()
+    for pack in body.packs:
+        (root / "packs" / pack[:2] / pack).unlink()
+    assert (root / "index" / body.segments[0]).exists()
+    v = Vault.open(root, PASSPHRASE, write=True, repairing=True, cache_dir=fresh_machine)
+    rep = v.repair()
+    assert rep.deletions_recovered == 1 and rep.packs_adopted == 0
+    assert "gone-1" in deleted_uidls(v, "acct")
+    v.close()
+    with open_rw(root, cache_dir=fresh_machine) as v:
+        assert v.check(read_data=True).ok
