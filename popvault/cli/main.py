@@ -37,6 +37,7 @@ COMMANDS = {
     "restore": "cmd_restore",
     "show": "cmd_show",
     "stats": "cmd_stats",
+    "unlock": "cmd_unlock",
     "upgrade": "cmd_upgrade",
 }
 

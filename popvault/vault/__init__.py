@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         prepare_message as prepare_message,
     )
     from popvault.vault.keys import import_key_export as import_key_export
+    from popvault.vault.lock import break_lock as break_lock
     from popvault.vault.meta import MessageMeta as MessageMeta
     from popvault.vault.records import AddResult as AddResult
     from popvault.vault.records import SourceInfo as SourceInfo
@@ -45,6 +46,7 @@ _WHERE = {
     "SourceInfo": "records",
     "Vault": "vault",
     "as_backend": "config",
+    "break_lock": "lock",
     "import_key_export": "keys",
     "prepare_message": "ids",
     "read_config": "config",

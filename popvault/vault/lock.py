@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from popvault.errors import VaultLocked
-from popvault.vault.backend import Backend
+from popvault.vault.backend import Backend, ObjectNotFound
 
 LOCK_NAME = "lock"
 
@@ -83,7 +83,7 @@ def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Lock
                 continue
             raise VaultLocked(
                 "vault lock is unreadable",
-                hint="if no popvault runs on this vault, remove the file 'lock' in it",
+                hint="if no popvault runs on this vault, 'popvault unlock --force' removes it",
             ) from None
         if h_host == info["host"] and not _alive(h_pid, h_start):
             warn(f"removed a stale lock of process {h_pid} on {h_host} (no longer running)")
@@ -96,8 +96,8 @@ def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Lock
                 "wait for it to finish"
                 if h_host == info["host"]
                 else "a lock of another host is never broken automatically; if no popvault"
-                " runs there on this vault (e.g. the vault was copied), delete the file"
-                " 'lock' in the vault"
+                " runs there on this vault (e.g. the vault was copied), run 'popvault"
+                " unlock --force'"
             ),
         )
     raise VaultLocked("could not take the vault lock", hint="try again")
@@ -118,3 +118,45 @@ def running_writer(backend: Backend) -> str | None:
     if host == socket.gethostname() and not _alive(pid, held.get("start")):
         return None
     return f"{held.get('command', 'popvault')}, process {pid} on {host} since {since}"
+
+
+def break_lock(backend: Backend, *, force: bool = False) -> str | None:
+    """``popvault unlock``: remove the writer lock when no writer can be holding it.
+
+    Returns a description of the lock removed, or None when there was none. A lock of a
+    process that no longer runs on this host is removed; one of a live process on this
+    host never is (VaultLocked: stop that process instead); one of another host, or one
+    that cannot be read, only with ``force`` (this host cannot tell whether that writer
+    still runs: the caller must know)."""
+    try:
+        raw = backend.get(LOCK_NAME)
+    except ObjectNotFound:
+        return None
+    try:
+        held = json.loads(raw)
+        host, pid = str(held["host"]), int(held["pid"])
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held["time"])))
+        who = f"{held.get('command', 'popvault')}, process {pid} on {host} since {since}"
+    except Exception:
+        if not force:
+            raise VaultLocked(
+                "the vault lock cannot be read",
+                hint="if no popvault runs on this vault, 'popvault unlock --force' removes it",
+            ) from None
+        backend.delete(LOCK_NAME)
+        return "an unreadable lock"
+    if host == socket.gethostname():
+        if _alive(pid, held.get("start")):
+            raise VaultLocked(
+                f"the vault is locked by a running writer ({who})",
+                hint="wait for it to finish, or stop that process; its lock goes with it",
+            )
+    elif not force:
+        raise VaultLocked(
+            f"the vault is locked by {who}",
+            hint=f"this host cannot tell whether that writer still runs; if no popvault runs"
+            f" on {host} on this vault (e.g. the vault was copied), run 'popvault unlock"
+            " --force'",
+        )
+    backend.delete(LOCK_NAME)
+    return who
