@@ -1,0 +1,169 @@
+"""The searchable text of a message (issue "Find any message", first building block).
+
+What full-text search indexes, decoded as a reader would see it: the header fields
+From, To, Cc and Subject (RFC 2047 encoded words, any charset), the text of every
+``text/plain`` part and of every ``text/html`` part (tags, scripts and styles dropped),
+after content-transfer decoding (base64, quoted-printable, 7bit/8bit) and charset
+decoding (the declared charset; else UTF-8 when the bytes are valid UTF-8; else
+Windows-1252, which decodes any byte), and the file names of attachments (RFC 2231 and
+RFC 2047 names too). Broken MIME never stops it: a part that cannot be read is counted in
+``problems`` and the rest is still taken. Work is bounded: at most ``MAX_PARTS`` parts and
+``MAX_TEXT`` characters of body text per message.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import email
+import email.policy
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.message import Message
+from html.parser import HTMLParser
+
+#: Parts looked at per message (a message of thousands of parts is a bomb, not mail).
+MAX_PARTS = 500
+#: Characters of body text kept per message.
+MAX_TEXT = 1 << 20
+
+
+@dataclass
+class SearchText:
+    """A message's searchable fields, as plain text."""
+
+    from_: str = ""
+    to: str = ""
+    cc: str = ""
+    subject: str = ""
+    body: str = ""
+    filenames: list[str] = field(default_factory=list)
+    #: Parts that could not be decoded (the rest was indexed).
+    problems: int = 0
+
+    @property
+    def has_attachment(self) -> bool:
+        return bool(self.filenames)
+
+
+class _HtmlText(HTMLParser):
+    """The visible text of an HTML document: no tags, no script or style contents."""
+
+    _SKIP = frozenset({"script", "style", "head", "title", "template"})
+    _BREAK = frozenset({"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        elif tag in self._BREAK:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skipping:
+            self._skipping -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.out.append(data)
+
+
+def html_text(html: str) -> str:
+    """The visible text of ``html`` (never raises)."""
+    parser = _HtmlText()
+    with contextlib.suppress(Exception):  # lenient parser; what is left is not indexed
+        parser.feed(html)
+        parser.close()
+    return " ".join("".join(parser.out).split())
+
+
+def decode_text(data: bytes, declared: str | None) -> str:
+    """Bytes of a text part as text: the declared charset when Python knows it, else
+    UTF-8 when the bytes are valid UTF-8, else Windows-1252 (decodes any byte)."""
+    if declared:
+        try:
+            codecs.lookup(declared)
+            return data.decode(declared, errors="replace")
+        except (LookupError, ValueError):
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _header(msg: Message, name: str) -> str:
+    try:
+        values = [str(v) for v in msg.get_all(name) or []]
+    except Exception:  # a header the policy cannot parse: decode its raw text instead
+        values = [_decode_raw(v) for k, v in msg.raw_items() if k.lower() == name.lower()]
+    return " ".join(" ".join(v.split()) for v in values)
+
+
+def _decode_raw(value: str) -> str:
+    """RFC 2047 encoded words of a raw header value, decoded as far as they go."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:
+        return value
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        return None
+    return " ".join(name.split()) if name else None
+
+
+def _part_text(part: Message, out: SearchText) -> str:
+    """A leaf part's text (empty for other parts); notes its file name in ``out``."""
+    name = _filename(part)
+    if name:
+        out.filenames.append(name)
+    ctype = part.get_content_type()
+    if ctype not in ("text/plain", "text/html"):
+        return ""
+    if name and part.get_content_disposition() == "attachment":
+        return ""  # an attached text file: its name is indexed, not its bytes
+    raw = part.get_payload(decode=True)
+    if not isinstance(raw, bytes):
+        raise ValueError("no payload")
+    text = decode_text(raw, part.get_content_charset())
+    return html_text(text) if ctype == "text/html" else text
+
+
+def search_text(data: bytes) -> SearchText:
+    """The searchable text of one message (never raises on broken mail)."""
+    out = SearchText()
+    try:
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+    except Exception:
+        out.problems += 1
+        return out
+    out.from_ = _header(msg, "From")
+    out.to = _header(msg, "To")
+    out.cc = _header(msg, "Cc")
+    out.subject = _header(msg, "Subject")
+    texts: list[str] = []
+    size = 0
+    for n, part in enumerate(msg.walk()):
+        if n >= MAX_PARTS:
+            out.problems += 1
+            break
+        if part.is_multipart():
+            continue
+        try:
+            text = _part_text(part, out)
+        except Exception:  # any part the email package cannot read: counted, skipped
+            out.problems += 1
+            continue
+        if text and size < MAX_TEXT:
+            texts.append(text[: MAX_TEXT - size])
+            size += len(texts[-1])
+    out.body = "\n".join(texts)
+    return out
