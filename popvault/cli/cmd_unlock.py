@@ -23,10 +23,10 @@ def command(ctx: Context, force: bool) -> None:
     of another computer is removed only with --force: this computer cannot tell whether
     that writer still runs, so make sure no popvault runs there on this vault first."""
     backend, _label = as_backend(ctx.check_vault())
-    who = break_lock(backend, force=force)
+    removed = break_lock(backend, force=force)
     if ctx.quiet:
         return
-    if who is None:
+    if not removed:
         click.echo("the vault is not locked", err=True)
-    else:
+    for who in removed:
         click.echo(f"removed the lock of {who}", err=True)

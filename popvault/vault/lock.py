@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from popvault.errors import VaultLocked
 from popvault.vault.backend import Backend, ObjectNotFound
@@ -45,10 +46,23 @@ def _alive(pid: int, start: str | None) -> bool:
     return start is None or now is None or now == start
 
 
+class Held(Protocol):
+    """What a writer holds: the ``lock`` object, or a lease (format §10.1)."""
+
+    def check(self) -> None:
+        """Raise VaultLocked when the writer no longer holds the vault."""
+
+    def release(self) -> None:
+        """Give the vault up."""
+
+
 @dataclass
 class Lock:
     backend: Backend
     token: str
+
+    def check(self) -> None:
+        """The ``lock`` object is held until released: nothing to check."""
 
     def release(self) -> None:
         try:
@@ -59,8 +73,15 @@ class Lock:
             self.backend.delete(LOCK_NAME)
 
 
-def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Lock:
-    """Take the writer lock or raise VaultLocked; breaks stale locks (and says so)."""
+def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Held:
+    """Take the writer lock or raise VaultLocked; breaks stale locks (and says so).
+
+    A backend whose exclusive creation cannot be trusted (``exclusive_create`` false:
+    a server that ignores conditional writes) gets a lease instead (format §10.1)."""
+    if not getattr(backend, "exclusive_create", True):
+        from popvault.vault.lease import acquire_lease
+
+        return acquire_lease(backend, command, warn)
     pid = os.getpid()
     info = {
         "host": socket.gethostname(),
@@ -120,30 +141,45 @@ def running_writer(backend: Backend) -> str | None:
     return f"{held.get('command', 'popvault')}, process {pid} on {host} since {since}"
 
 
-def break_lock(backend: Backend, *, force: bool = False) -> str | None:
-    """``popvault unlock``: remove the writer lock when no writer can be holding it.
+def break_lock(backend: Backend, *, force: bool = False) -> list[str]:
+    """``popvault unlock``: remove the writer lock and writer leases (format §10,
+    §10.1) that no writer can be holding; returns what was removed.
 
-    Returns a description of the lock removed, or None when there was none. A lock of a
-    process that no longer runs on this host is removed; one of a live process on this
-    host never is (VaultLocked: stop that process instead); one of another host, or one
-    that cannot be read, only with ``force`` (this host cannot tell whether that writer
-    still runs: the caller must know)."""
-    try:
-        raw = backend.get(LOCK_NAME)
-    except ObjectNotFound:
-        return None
+    A lock or lease of a process that no longer runs on this host, or a stale lease, is
+    removed; one of a live process on this host never is (VaultLocked: stop that process
+    instead); one of another host, or one that cannot be read, only with ``force`` (this
+    host cannot tell whether that writer still runs: the caller must know). Nothing is
+    removed when something is refused."""
+    from popvault.vault.lease import PREFIX
+
+    doomed: list[tuple[str, str]] = []
+    now = time.time()
+    for name in [LOCK_NAME, *backend.list(PREFIX)]:
+        try:
+            raw = backend.get(name)
+        except ObjectNotFound:
+            continue
+        doomed.append((name, _judge(raw, force, now if name != LOCK_NAME else None)))
+    for name, _who in doomed:
+        backend.delete(name)
+    return [who for _name, who in doomed]
+
+
+def _judge(raw: bytes, force: bool, now: float | None) -> str:
+    """Who holds a lock (or, with ``now``, a lease), when it may be removed; VaultLocked
+    when it may not. A lease past its ``expires`` is stale: removed without ``force``."""
     try:
         held = json.loads(raw)
         host, pid = str(held["host"]), int(held["pid"])
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held["time"])))
         who = f"{held.get('command', 'popvault')}, process {pid} on {host} since {since}"
+        stale = now is not None and float(held["expires"]) < now
     except Exception:
         if not force:
             raise VaultLocked(
                 "the vault lock cannot be read",
                 hint="if no popvault runs on this vault, 'popvault unlock --force' removes it",
             ) from None
-        backend.delete(LOCK_NAME)
         return "an unreadable lock"
     if host == socket.gethostname():
         if _alive(pid, held.get("start")):
@@ -151,12 +187,11 @@ def break_lock(backend: Backend, *, force: bool = False) -> str | None:
                 f"the vault is locked by a running writer ({who})",
                 hint="wait for it to finish, or stop that process; its lock goes with it",
             )
-    elif not force:
+    elif not force and not stale:
         raise VaultLocked(
             f"the vault is locked by {who}",
             hint=f"this host cannot tell whether that writer still runs; if no popvault runs"
             f" on {host} on this vault (e.g. the vault was copied), run 'popvault unlock"
             " --force'",
         )
-    backend.delete(LOCK_NAME)
-    return who
+    return f"{who} (stale)" if stale else who

@@ -70,7 +70,7 @@ class Vault:
         self.cache = cache
         self.warn = warn
         self._mutex = threading.RLock()
-        self._lock: lockmod.Lock | None = None
+        self._lock: lockmod.Held | None = None
         self._broken = False
         self._log = CommitLog(backend, keys, vault_id)
         self._writer = Writer(backend, keys, vault_id, cache, self._log, level)

@@ -119,3 +119,43 @@ def test_refresh_extends_and_a_broken_lease_is_noticed() -> None:
     with pytest.raises(VaultLocked, match="lost the vault"):
         lease.check()
     lease.release()
+
+
+class IgnoresConditionalWrites(MemoryBackend):
+    """A server that ignores ``If-None-Match: *``: an exclusive create overwrites."""
+
+    exclusive_create = False
+
+    def create_exclusive(self, name: str, data: bytes) -> bool:
+        self.put(name, data)
+        return True
+
+
+def test_a_vault_on_storage_without_exclusive_creation_has_one_writer() -> None:
+    from popvault.vault.vault import Vault
+    from tests.support.vaults import PASSPHRASE, create
+
+    backend = IgnoresConditionalWrites()
+    create(backend)
+    # the lock object would let both in on this storage: the lease keeps the second out
+    first = Vault.open(backend, PASSPHRASE, write=True)
+    assert [n for n in backend.list(PREFIX)] and not backend.exists("lock")
+    with pytest.raises(VaultLocked, match="locked by popvault, process"):
+        Vault.open(backend, PASSPHRASE, write=True)
+    first.close()
+    assert backend.list(PREFIX) == []
+    Vault.open(backend, PASSPHRASE, write=True).close()
+
+
+def test_unlock_removes_stale_leases_and_asks_force_for_live_foreign_ones() -> None:
+    from popvault.vault.lock import break_lock
+
+    backend = MemoryBackend()
+    _foreign(backend, "e" * 32, expires=time.time() - 5)
+    assert [w.endswith("(stale)") for w in break_lock(backend)] == [True]
+    _foreign(backend, "f" * 32, expires=time.time() + 600)
+    with pytest.raises(VaultLocked, match=r"far\.example"):
+        break_lock(backend)
+    assert len(backend.list(PREFIX)) == 1
+    assert len(break_lock(backend, force=True)) == 1
+    assert backend.list(PREFIX) == []
