@@ -5,6 +5,12 @@ at the end; ``dovecot_user`` (function) gives each test a fresh, empty mailbox. 
 the Dovecot binaries these fixtures fail, never skip: CI installs them (.ci/run), and a
 silently skipped integration suite would hide exactly the bugs it exists to catch.
 Every test under tests/integration/ is marked ``integration``.
+
+``seaweed`` (session) is a private SeaweedFS S3 server (tests/support/seaweedfs.py) that
+accepts any credentials; ``seaweed_signed`` (session) one that checks signatures.
+``s3_vault`` (function) gives a test a fresh, empty bucket on ``seaweed`` with the AWS
+variables set to reach it, and returns its ``s3://`` URL. Like Dovecot, a missing
+``weed`` binary fails these fixtures, never skips them.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.dovecot import Dovecot, DovecotError, UserInfo
+from tests.support.seaweedfs import Seaweed, SeaweedError
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 _user_numbers = itertools.count(1)
+_bucket_numbers = itertools.count(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -57,6 +65,47 @@ def dovecot_user(dovecot: Dovecot) -> UserInfo:
     """A fresh user with an empty INBOX and a random password, unique in the session."""
     name = f"u{next(_user_numbers):04d}{secrets.token_hex(2)}"
     return dovecot.add_user(name, secrets.token_urlsafe(12))
+
+
+def _start_seaweed(identities: dict[str, str] | None = None) -> Seaweed:
+    try:
+        return Seaweed.start(identities)
+    except SeaweedError as exc:
+        pytest.fail(f"cannot start the private SeaweedFS for S3 tests: {exc}")
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[Seaweed]:
+    """A private SeaweedFS S3 server on 127.0.0.1 (any credentials), shared by the session."""
+    instance = _start_seaweed()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed_signed() -> Iterator[Seaweed]:
+    """A private SeaweedFS that checks signatures (one identity, see ``identities``)."""
+    instance = _start_seaweed({"PVTESTKEY": "pv-test-secret-key-1234"})
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def s3_vault(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, empty bucket on ``seaweed`` and the AWS variables to reach it: its URL.
+    The bucket is deleted afterwards."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_MAX_ATTEMPTS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"pv-{next(_bucket_numbers):04d}-{secrets.token_hex(3)}"
+    seaweed.create_bucket(bucket)
+    yield f"s3://{bucket}"
+    seaweed.delete_bucket(bucket)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -4,7 +4,8 @@
 format version and the vault id, as checksummed JSON. Reading it tells "no vault here"
 (exit 10) from "a vault of a newer format" (refused, never misread) from "damaged"
 (exit 20). The local index cache lives outside the vault, by default in
-``$XDG_CACHE_HOME/popvault/<vault id>.sqlite``.
+``$XDG_CACHE_HOME/popvault/<vault id>.sqlite``. A location is a local folder or an
+``s3://BUCKET[/PREFIX]`` URL (:func:`as_backend`, docs/storage.md).
 
 Format versions (§4): 1 writes ``PVPACK01`` packs, 2 writes ``PVPACK02`` packs (every
 byte authenticated). A new vault is version 2; a version 1 vault stays version 1 (and
@@ -27,6 +28,7 @@ from popvault.errors import IntegrityError, PopvaultError, VaultNotFound
 from popvault.vault import lock as lockmod
 from popvault.vault.backend import Backend, LocalBackend, ObjectNotFound
 from popvault.vault.crypto import checksum_json, parse_checksum_json
+from popvault.vault.s3 import S3Backend, is_s3_url, parse_s3_url
 
 FORMAT_NAME = "popvault-vault"
 #: The highest format version this popvault reads, and the version of a new vault.
@@ -133,10 +135,24 @@ def upgrade_config(
 
 
 def as_backend(where: Path | str | Backend) -> tuple[Backend, str]:
-    """The backend of a vault location (a path means a local folder), and a label."""
+    """The backend of a vault location, and a label for messages.
+
+    ``s3://BUCKET[/PREFIX]`` is an :class:`~popvault.vault.s3.S3Backend` (boto3 is
+    imported on its first request, never here), labelled by the URL; any other string or
+    path is a local folder."""
+    if isinstance(where, str) and is_s3_url(where):
+        s3 = S3Backend(parse_s3_url(where))
+        return s3, s3.label
     if isinstance(where, (str, Path)):
         return LocalBackend(Path(where)), str(where)
+    if isinstance(where, S3Backend):
+        return where, where.label
     return where, "the vault"
+
+
+def is_vault_url(where: str) -> bool:
+    """Whether a vault location is a URL (``s3://...``) rather than a local folder."""
+    return is_s3_url(where)
 
 
 def json_object(data: bytes, what: str) -> dict[str, Any]:

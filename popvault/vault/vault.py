@@ -586,14 +586,13 @@ def _open_cache(
     cache_file: Path | None,
     warn: Callable[[str], None] | None,
 ) -> IndexCache:
-    """The vault's cache (format §9.3): a file for a local vault or ``--cache`` (see
-    :meth:`IndexCache.for_vault`), else in memory."""
-    if cache_file is not None:
-        path: Path | None = cache_file
-    elif isinstance(backend, LocalBackend):
+    """The vault's cache (format §9.3): a file for a local or S3 vault or ``--cache``
+    (see :meth:`IndexCache.for_vault`), else in memory."""
+    from popvault.vault.s3 import S3Backend
+
+    path = cache_file
+    if path is None and isinstance(backend, (LocalBackend, S3Backend)):
         path = (cache_dir or default_cache_dir()) / f"{vault_id}.sqlite"
-    else:
-        path = None
     if path is None:
         return IndexCache(None)
     return IndexCache.for_vault(path, vault_id, keys, warn)

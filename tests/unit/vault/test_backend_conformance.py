@@ -1,20 +1,27 @@
 """One conformance suite for every storage backend (docs/format.md §3, "Backend interface").
 
-Each test runs against :class:`LocalBackend` and :class:`MemoryBackend`; a new backend
-(S3, ...) joins by adding a factory to ``BACKENDS``. Local-only durability details
-(temporary files, fault steps) follow at the end.
+Each test runs against :class:`LocalBackend`, :class:`MemoryBackend` and
+:class:`S3Backend` (a fresh bucket, with and without a prefix, on a private SeaweedFS:
+the ``s3_vault`` fixture); a new backend joins by adding a factory to ``BACKENDS``.
+Local-only durability details (temporary files, fault steps) and S3-only details (the
+conditional-write probe, bounded reads, request counts) follow at the end.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from popvault.errors import IntegrityError, PopvaultError, UsageError, VaultNotFound
+from popvault.vault import s3 as s3mod
 from popvault.vault.backend import (
+    MAX_OBJECT,
     TMP_PREFIX,
     Backend,
     DiskFull,
@@ -22,10 +29,16 @@ from popvault.vault.backend import (
     MemoryBackend,
     ObjectNotFound,
 )
+from popvault.vault.config import as_backend
+from popvault.vault.s3 import ConditionalWritesUnsupported, S3Backend
+from tests.support.seaweedfs import Seaweed
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {
-    "local": lambda p: LocalBackend(p / "store"),
-    "memory": lambda _p: MemoryBackend(),
+#: name -> factory(tmp_path, request); the S3 ones ask for the ``s3_vault`` fixture.
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Backend]] = {
+    "local": lambda p, _r: LocalBackend(p / "store"),
+    "memory": lambda _p, _r: MemoryBackend(),
+    "s3": lambda _p, r: as_backend(str(r.getfixturevalue("s3_vault")))[0],
+    "s3-prefix": lambda _p, r: as_backend(f"{r.getfixturevalue('s3_vault')}/some/prefix")[0],
 }
 
 BAD_NAMES = ["", "/abs", "a/../b", "..", "../x", "a\\b", "packs/..", "/"]
@@ -33,7 +46,7 @@ BAD_NAMES = ["", "/abs", "a/../b", "..", "../x", "a\\b", "packs/..", "/"]
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    yield BACKENDS[request.param](tmp_path)
+    yield BACKENDS[request.param](tmp_path, request)
 
 
 def test_put_get_roundtrip(backend: Backend) -> None:
@@ -289,3 +302,124 @@ def test_local_cleanup_spares_fresh_top_level_temp(tmp_path: Path) -> None:
     assert b.cleanup_temporary() == 1
     assert fresh.exists()
     assert not old.exists()
+
+
+# --- S3 backend only (format §3.2), against the private SeaweedFS ------------------------
+
+
+def _s3(url: str) -> S3Backend:
+    backend, label = as_backend(url)
+    assert isinstance(backend, S3Backend)
+    assert label == url
+    return backend
+
+
+def test_s3_keys_live_under_the_prefix(s3_vault: str, seaweed: Seaweed) -> None:
+    b = _s3(f"{s3_vault}/mail/vault1")
+    b.put("packs/ab/p", b"pack")
+    b.put("config", b"c")
+    bucket = s3_vault.removeprefix("s3://")
+    keys = [o["Key"] for o in seaweed.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(keys) == ["mail/vault1/config", "mail/vault1/packs/ab/p"]
+    # a sibling prefix is another vault: nothing of it shows
+    _s3(f"{s3_vault}/mail/vault10").put("config", b"other")
+    assert b.list("") == ["config", "packs/ab/p"]
+    assert b.list("packs") == ["packs/ab/p"]
+
+
+def test_s3_list_is_paginated(s3_vault: str) -> None:
+    b = _s3(s3_vault)
+    names = [f"index/{i:05d}" for i in range(1005)]  # > 1000: two pages
+    for n in names:
+        b.put(n, b"")
+    assert b.list("index") == names
+
+
+def test_s3_create_exclusive_read_back(s3_vault: str) -> None:
+    """A 412 on an object holding exactly our bytes is ours: what a retry after a lost
+    reply sees. Different bytes are someone else's."""
+    b = _s3(s3_vault)
+    b.put("lock", b"token-123")
+    assert b.create_exclusive("lock", b"token-123") is True
+    assert b.create_exclusive("lock", b"token-456") is False
+    assert b.get("lock") == b"token-123"
+
+
+def test_s3_probe_leaves_nothing(s3_vault: str) -> None:
+    b = _s3(s3_vault)
+    b.probe_conditional_writes()
+    before = b.requests
+    assert b.create_exclusive("lock", b"x")  # probed already: one request
+    assert b.requests == before + 1
+    assert b.list("") == ["lock"]
+    assert _s3(s3_vault)._list_keys("", "") == ["lock"]  # no dot-named probe left
+
+
+def test_s3_server_ignoring_conditional_writes_is_refused(s3_vault: str) -> None:
+    """A gateway that drops If-None-Match (here: the header removed before signing, so
+    SeaweedFS overwrites): the probe finds out and nothing is locked or written."""
+    b = _s3(s3_vault)
+
+    def drop(request: Any, **_kw: Any) -> None:
+        if "If-None-Match" in request.headers:
+            del request.headers["If-None-Match"]
+
+    b._client.meta.events.register("before-sign.s3.PutObject", drop)
+    with pytest.raises(ConditionalWritesUnsupported) as ei:
+        b.create_exclusive("lock", b"mine")
+    assert ei.value.exit_code == 1
+    assert "ignores conditional writes" in ei.value.message
+    assert b._list_keys("", "") == []
+
+
+def test_s3_bounded_reads(s3_vault: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    b = _s3(s3_vault)
+    b.put("packs/00/big", b"x" * 100)
+    monkeypatch.setattr(s3mod, "MAX_OBJECT", 50)
+    reads: list[Callable[[], bytes]] = [
+        lambda: b.get("packs/00/big"),
+        lambda: b.get_range("packs/00/big", 0, 10),
+    ]
+    for read in reads:
+        with pytest.raises(IntegrityError, match="larger than any object"):
+            read()
+    with pytest.raises(PopvaultError, match="larger than any object"):
+        b.put("packs/00/bigger", b"y" * 51)
+    assert not b.exists("packs/00/bigger")
+    assert MAX_OBJECT == 256 << 20
+
+
+def test_s3_missing_bucket_is_vault_not_found(s3_vault: str) -> None:
+    b = _s3("s3://pv-no-such-bucket")
+    with pytest.raises(VaultNotFound) as ei:
+        b.get("config")
+    assert ei.value.exit_code == 10
+    assert "pv-no-such-bucket does not exist" in ei.value.message
+
+
+def test_s3_prepare_init(s3_vault: str, seaweed: Seaweed) -> None:
+    fresh = _s3(f"s3://pv-created-{secrets.token_hex(3)}/v")
+    try:
+        assert fresh.prepare_init() is True  # the bucket was missing: created
+        assert fresh.list("") == []
+    finally:
+        seaweed.delete_bucket(fresh.location.bucket)
+    assert _s3(f"{s3_vault}/v").prepare_init() is False  # exists: left alone
+    _s3(s3_vault).put("photos/cat.jpg", b"meow")
+    with pytest.raises(UsageError, match="holds objects that are not a vault"):
+        _s3(s3_vault).prepare_init()
+    with pytest.raises(UsageError, match="holds objects that are not a vault"):
+        _s3(f"{s3_vault}/photos").prepare_init()
+    assert _s3(s3_vault).list("") == ["photos/cat.jpg"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["s3://", "s3://ab", "s3://key:secret@bucket/p", "s3://bucket/a/../b", "s3://b_ucket?x=1",
+     "s3://bucket/.hidden", "s3://host:9000/bucket"],
+)  # fmt: skip
+def test_s3_bad_urls(url: str) -> None:
+    with pytest.raises(UsageError) as ei:
+        as_backend(url)
+    assert ei.value.exit_code == 2
+    assert "secret" not in ei.value.message

@@ -1,0 +1,504 @@
+"""The S3 backend: a vault's objects in a bucket of S3-compatible storage (format §3.2).
+
+A vault at ``s3://BUCKET[/PREFIX]`` keeps object ``name`` under the key
+``PREFIX/name``. boto3 does the talking (signing, the AWS credential and endpoint chain,
+retries of 5xx/SlowDown/dropped connections within a bounded budget); it is imported
+only when an S3 vault is opened, so local runs and ``--help`` never load it. Every
+botocore error becomes a popvault error with its documented exit code (docs/storage.md):
+a missing bucket VaultNotFound (10), refused credentials AuthenticationFailed (77), an
+unreachable endpoint or exhausted retries TemporaryFailure (75); secrets are never shown.
+
+``create_exclusive`` is a PutObject with ``If-None-Match: *``. The first one a backend
+makes probes that the server honours the header (a probe object put twice: the second
+must be refused); a server that ignores it is refused for writing (exit 1), since the
+writer lock needs it until the lease lock of a later step exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+from popvault.errors import (
+    AuthenticationFailed,
+    IntegrityError,
+    NetworkError,
+    PopvaultError,
+    TemporaryFailure,
+    UsageError,
+    VaultNotFound,
+)
+from popvault.vault.backend import MAX_OBJECT, ObjectNotFound, _check_name
+
+SCHEME = "s3://"
+#: Tries of one request (botocore ``standard`` retries), unless ``AWS_MAX_ATTEMPTS`` says.
+MAX_ATTEMPTS = 10
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+#: Our own tries of a GET whose body is cut off mid-read (botocore does not retry those).
+BODY_TRIES = 5
+#: ``path``, ``virtual`` or ``auto``: how the bucket goes into requests. Default: path
+#: style for a custom endpoint (``AWS_ENDPOINT_URL[_S3]``), else botocore's choice.
+ADDRESSING_ENV = "POPVAULT_S3_ADDRESSING"
+_AUTH_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidSecurity",
+    "AllAccessDisabled",
+    "AccountProblem",
+}
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+
+T = TypeVar("T")
+#: Object names (``list`` is a method name inside the backend).
+Names = list[str]
+
+
+class ConditionalWritesUnsupported(PopvaultError):
+    """The server ignores ``If-None-Match: *`` (or refuses it): no safe lock yet."""
+
+
+def is_s3_url(where: str) -> bool:
+    return where[:5].lower() == SCHEME
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # no leading or trailing "/"; "" for the bucket's root
+
+    @property
+    def url(self) -> str:
+        return f"{SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{self.bucket}"
+
+
+def parse_s3_url(url: str) -> S3Location:
+    """``s3://BUCKET[/PREFIX]`` checked; UsageError (2) otherwise. Credentials never go
+    into the URL (they come from the AWS chain), so a URL with ``user@`` is refused
+    without being shown."""
+    rest = url[len(SCHEME) :]
+    netloc = rest.split("/", 1)[0]
+    if "@" in netloc or ":" in netloc:
+        raise UsageError(
+            "an s3:// vault URL holds no credentials, host or port",
+            hint="give credentials and the endpoint by the AWS variables (docs/storage.md)",
+        )
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise UsageError("an s3:// vault URL has no query or fragment: s3://BUCKET[/PREFIX]")
+    bucket = netloc
+    if not 3 <= len(bucket) <= 63 or not all(c.isalnum() or c in "-._" for c in bucket):
+        raise UsageError(
+            f"bad bucket name {bucket!r} in the vault URL",
+            hint="s3://BUCKET[/PREFIX]; bucket names have 3-63 letters, digits, '-', '.'",
+        )
+    prefix = rest[len(netloc) :].strip("/")
+    if prefix:
+        try:
+            _check_name(prefix)
+        except ValueError:
+            raise UsageError(f"bad prefix {prefix!r} in the vault URL") from None
+        if "//" in prefix or any(p.startswith(".") for p in prefix.split("/")):
+            raise UsageError(f"bad prefix {prefix!r} in the vault URL")
+    return S3Location(bucket.lower(), prefix)
+
+
+def _is_aws(endpoint: str) -> bool:
+    host = (urlsplit(endpoint).hostname or "").lower()
+    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+
+
+class S3Backend:
+    """A vault under ``s3://BUCKET/PREFIX``; see the module docstring and format §3.2."""
+
+    def __init__(self, location: S3Location) -> None:
+        self.location = location
+        self.label = location.url
+        #: HTTP requests sent (retries included): what a run costs.
+        self.requests = 0
+        self._count_lock = threading.Lock()
+        self._client_obj: Any = None
+        self._client_lock = threading.Lock()
+        self._probed = False
+        self.endpoint = "?"
+
+    # ------------------------------------------------------------------ the client
+
+    @property
+    def _client(self) -> Any:
+        with self._client_lock:
+            if self._client_obj is None:
+                self._client_obj = self._make_client()
+            return self._client_obj
+
+    def _make_client(self) -> Any:
+        import boto3
+        import botocore.exceptions
+        from botocore.config import Config
+
+        try:
+            attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or MAX_ATTEMPTS)
+        except ValueError:
+            raise UsageError("AWS_MAX_ATTEMPTS is not a number") from None
+        style = (os.environ.get(ADDRESSING_ENV) or "").strip().lower() or None
+        if style not in (None, "path", "virtual", "auto"):
+            raise UsageError(f"{ADDRESSING_ENV} must be path, virtual or auto")
+
+        def make(addressing: str | None) -> Any:
+            config = Config(
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=READ_TIMEOUT,
+                retries={"mode": "standard", "total_max_attempts": max(1, attempts)},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                max_pool_connections=16,
+                s3={"addressing_style": addressing} if addressing else None,
+            )
+            try:
+                return boto3.session.Session().client("s3", config=config)
+            except botocore.exceptions.ProfileNotFound as exc:
+                raise UsageError(f"AWS profile {exc.kwargs.get('profile')!r} not found") from None
+            except botocore.exceptions.BotoCoreError as exc:
+                raise UsageError(f"cannot set up the S3 client: {type(exc).__name__}") from None
+
+        client = make(style)
+        if style is None and not _is_aws(client.meta.endpoint_url):
+            client = make("path")
+        self.endpoint = client.meta.endpoint_url
+        client.meta.events.register("before-send.s3", self._count)
+        return client
+
+    def _count(self, **_kwargs: Any) -> None:
+        with self._count_lock:
+            self.requests += 1
+
+    def _key(self, name: str) -> str:
+        _check_name(name)
+        return f"{self.location.prefix}/{name}" if self.location.prefix else name
+
+    def _call(self, op: str, name: str, fn: Callable[[Any], T]) -> T:
+        """``fn(client)`` with every botocore error translated (see the module doc)."""
+        client = self._client
+        try:
+            return fn(client)
+        except Exception as exc:
+            self._translate(exc, op, name)
+
+    def _translate(self, exc: Exception, op: str, name: str) -> NoReturn:
+        import botocore.exceptions as be
+
+        what = f"{op} of {name}" if name else op
+        where = f"{self.label} at {self.endpoint}"
+        if isinstance(exc, be.ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code in _NOT_FOUND:
+                raise ObjectNotFound(f"object {name} is missing") from None
+            if code == "NoSuchBucket":
+                raise VaultNotFound(
+                    f"no vault at {self.label}: the bucket {self.location.bucket} does not"
+                    f" exist at {self.endpoint}",
+                    hint="check --vault and AWS_ENDPOINT_URL, or create it with 'popvault init'",
+                ) from None
+            if status in (401, 403) or code in _AUTH_CODES:
+                raise AuthenticationFailed(
+                    f"{self.endpoint} refused the credentials for the {what} in"
+                    f" {self.label} ({code or status})",
+                    hint="check AWS_ACCESS_KEY_ID / AWS_PROFILE and the bucket's permissions"
+                    " (docs/storage.md)",
+                ) from None
+            if status >= 500 or code in ("SlowDown", "RequestTimeout", "Throttling"):
+                raise TemporaryFailure(
+                    f"the {what} in {where} failed after retries ({code or status})",
+                    hint="the storage is busy or down; run the command again later",
+                ) from None
+            raise PopvaultError(f"the {what} in {where} was refused ({code or status})") from None
+        if isinstance(exc, (be.NoCredentialsError, be.PartialCredentialsError)):
+            raise AuthenticationFailed(
+                f"no AWS credentials for {self.label}",
+                hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+                " (docs/storage.md)",
+            ) from None
+        if isinstance(exc, be.NoRegionError):
+            raise UsageError(f"no AWS region for {self.label}", hint="set AWS_REGION") from None
+        if isinstance(
+            exc,
+            (
+                be.EndpointConnectionError,
+                be.ConnectionError,
+                be.ConnectTimeoutError,
+                be.ReadTimeoutError,
+                be.ResponseStreamingError,
+                be.IncompleteReadError,
+            ),
+        ):
+            raise NetworkError(
+                f"cannot reach {self.endpoint} for the {what} in {self.label}"
+                f" ({type(exc).__name__})",
+                hint="check the network and AWS_ENDPOINT_URL; run the command again later",
+            ) from None
+        if isinstance(exc, be.BotoCoreError):
+            raise PopvaultError(f"the {what} in {where} failed ({type(exc).__name__})") from None
+        raise exc
+
+    # ------------------------------------------------------------------ objects
+
+    def put(self, name: str, data: bytes | bytearray) -> None:
+        key = self._key(name)
+        body = bytes(data)
+        _check_size(name, len(body))
+        self._call(
+            "upload",
+            name,
+            lambda c: c.put_object(
+                Bucket=self.location.bucket, Key=key, Body=body, ContentMD5=_md5(body)
+            ),
+        )
+
+    def create_exclusive(self, name: str, data: bytes) -> bool:
+        key = self._key(name)
+        _check_size(name, len(data))
+        if not self._probed:
+            self.probe_conditional_writes()
+        return self._put_if_absent(name, key, bytes(data))
+
+    def _put_if_absent(self, name: str, key: str, body: bytes) -> bool:
+        """True if this call created the object. A 412 after a retry that may have
+        written the object already is told apart by reading it back."""
+        import botocore.exceptions as be
+
+        client = self._client
+        try:
+            client.put_object(
+                Bucket=self.location.bucket,
+                Key=key,
+                Body=body,
+                ContentMD5=_md5(body),
+                IfNoneMatch="*",
+            )
+            return True
+        except be.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if status == 412 or code == "PreconditionFailed":
+                try:
+                    return self.get(name) == body  # ours, from an earlier attempt
+                except ObjectNotFound:
+                    return False
+            if status == 501 or code == "NotImplemented":
+                self._refuse_unconditional()
+            self._translate(exc, "conditional upload", name)
+        except Exception as exc:
+            self._translate(exc, "conditional upload", name)
+
+    def probe_conditional_writes(self) -> None:
+        """Check that the server refuses a second ``If-None-Match: *`` put of one key
+        (a probe object, deleted afterwards); ConditionalWritesUnsupported otherwise."""
+        name = f".popvault-probe-{secrets.token_hex(8)}"
+        key = self._key(name)
+        try:
+            if not self._put_if_absent(name, key, b"1"):
+                raise PopvaultError(f"the probe object {name} in {self.label} already exists")
+            second = self._put_if_absent(name, key, b"2")
+        finally:
+            self.delete(name)
+        if second:
+            self._refuse_unconditional()
+        self._probed = True
+
+    def _refuse_unconditional(self) -> NoReturn:
+        raise ConditionalWritesUnsupported(
+            f"the storage at {self.endpoint} ignores conditional writes (If-None-Match),"
+            f" so popvault cannot lock {self.label} for writing",
+            hint="reading works; writing needs a server with conditional writes (AWS, R2,"
+            " MinIO 2025+, Ceph, SeaweedFS) until the lease lock arrives (docs/storage.md)",
+        )
+
+    def get(self, name: str) -> bytes:
+        key = self._key(name)
+        return self._read(name, lambda c: c.get_object(Bucket=self.location.bucket, Key=key))
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        key = self._key(name)
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset or length")
+        if length == 0:
+            self.size(name)  # a missing object is still ObjectNotFound
+            return b""
+        rng = f"bytes={offset}-{offset + length - 1}"
+        try:
+            data = self._read(
+                name,
+                lambda c: c.get_object(Bucket=self.location.bucket, Key=key, Range=rng),
+                ranged=True,
+            )
+        except _RangePastEnd:
+            return b""
+        return data[:length]
+
+    def _read(self, name: str, request: Callable[[Any], Any], *, ranged: bool = False) -> bytes:
+        """One GET, its body read in full; a body cut off mid-read is fetched again
+        (:data:`BODY_TRIES` times). Objects over MAX_OBJECT are refused unread."""
+        import botocore.exceptions as be
+
+        client = self._client
+        for attempt in range(1, BODY_TRIES + 1):
+            try:
+                resp = request(client)
+            except be.ClientError as exc:
+                if ranged and exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                    raise _RangePastEnd from None
+                self._translate(exc, "download", name)
+            except Exception as exc:
+                self._translate(exc, "download", name)
+            body = resp["Body"]
+            try:
+                total = _total_size(resp)
+                if total > MAX_OBJECT:
+                    raise IntegrityError(
+                        f"object {name} is {total} bytes, larger than any object popvault"
+                        f" writes ({MAX_OBJECT})"
+                    )
+                try:
+                    return bytes(body.read())
+                except (be.ResponseStreamingError, be.IncompleteReadError, be.ReadTimeoutError):
+                    if attempt == BODY_TRIES:
+                        raise NetworkError(
+                            f"the download of {name} from {self.label} at {self.endpoint}"
+                            f" was cut off {BODY_TRIES} times",
+                            hint="run the command again later",
+                        ) from None
+                    time.sleep(min(0.2 * 2**attempt, 5.0))
+            finally:
+                body.close()
+        raise AssertionError("unreachable")
+
+    def _head(self, name: str) -> dict[str, Any]:
+        key = self._key(name)
+        head: dict[str, Any] = self._call(
+            "look-up", name, lambda c: c.head_object(Bucket=self.location.bucket, Key=key)
+        )
+        return head
+
+    def size(self, name: str) -> int:
+        return int(self._head(name)["ContentLength"])
+
+    def exists(self, name: str) -> bool:
+        try:
+            self._head(name)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def list(self, prefix: str) -> Names:
+        folder = prefix.strip("/")
+        start = f"{self.location.prefix}/" if self.location.prefix else ""
+        return [
+            n
+            for n in self._list_keys(start + (f"{folder}/" if folder else ""), start)
+            if not n.rsplit("/", 1)[-1].startswith(".")
+        ]
+
+    def _list_keys(self, key_prefix: str, strip: str, limit: int | None = None) -> Names:
+        def run(c: Any) -> Names:
+            out: Names = []
+            pages = c.get_paginator("list_objects_v2").paginate(
+                Bucket=self.location.bucket, Prefix=key_prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    key = str(item["Key"])
+                    if key.startswith(strip) and not key.endswith("/"):
+                        out.append(key[len(strip) :])
+                if limit is not None and len(out) >= limit:
+                    break
+            return out
+
+        return sorted(self._call("listing", key_prefix or "/", run))
+
+    def delete(self, name: str) -> None:
+        key = self._key(name)
+        try:
+            self._call(
+                "deletion", name, lambda c: c.delete_object(Bucket=self.location.bucket, Key=key)
+            )
+        except ObjectNotFound:
+            return
+
+    def cleanup_temporary(self) -> int:
+        return 0  # a PutObject is atomic: nothing half-written is ever visible
+
+    # ------------------------------------------------------------------ init
+
+    def prepare_init(self) -> bool:
+        """Before ``init``: create the bucket if it is missing (True if it was created;
+        AuthenticationFailed if the credentials may not), refuse a prefix that already
+        holds objects (a vault or anything else: UsageError, nothing written), and
+        probe conditional writes."""
+        import botocore.exceptions as be
+
+        bucket = self.location.bucket
+        created = False
+        try:
+            self._client.head_bucket(Bucket=bucket)
+        except be.ClientError as exc:
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if status != 404:
+                self._translate(exc, "look-up of the bucket", "")
+            self._call("creation of the bucket", "", lambda c: c.create_bucket(Bucket=bucket))
+            created = True
+        except Exception as exc:
+            self._translate(exc, "look-up of the bucket", "")
+        start = f"{self.location.prefix}/" if self.location.prefix else ""
+        found = [
+            n
+            for n in self._list_keys(start, start, limit=1)
+            if not n.rsplit("/", 1)[-1].startswith(".")
+        ]
+        if found:
+            held = "a vault" if self.exists("config") else "objects that are not a vault"
+            raise UsageError(
+                f"{self.label} already holds {held}; nothing was written",
+                hint="choose a new bucket or an empty prefix: s3://BUCKET/PREFIX",
+            )
+        self.probe_conditional_writes()
+        return created
+
+
+class _RangePastEnd(Exception):
+    """A ranged GET starting at or past the end (416)."""
+
+
+def _check_size(name: str, size: int) -> None:
+    if size > MAX_OBJECT:
+        raise PopvaultError(
+            f"object {name} is {size} bytes, larger than any object popvault writes ({MAX_OBJECT})"
+        )
+
+
+def _total_size(resp: dict[str, Any]) -> int:
+    """The whole object's size: from Content-Range (``bytes 0-9/1234``) of a ranged
+    answer, else Content-Length."""
+    crange = str(resp.get("ContentRange") or "")
+    if "/" in crange:
+        tail = crange.rsplit("/", 1)[1]
+        if tail.isdigit():
+            return int(tail)
+    return int(resp.get("ContentLength") or 0)
+
+
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
