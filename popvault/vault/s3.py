@@ -8,10 +8,12 @@ botocore error becomes a popvault error with its documented exit code (docs/stor
 a missing bucket VaultNotFound (10), refused credentials AuthenticationFailed (77), an
 unreachable endpoint or exhausted retries TemporaryFailure (75); secrets are never shown.
 
-``create_exclusive`` is a PutObject with ``If-None-Match: *``. The first one a backend
-makes probes that the server honours the header (a probe object put twice: the second
-must be refused); a server that ignores it is refused for writing (exit 1), since the
-writer lock needs it until the lease lock of a later step exists.
+``create_exclusive`` is a PutObject with ``If-None-Match: *``. Whether the server honours
+that header is probed once, when a writer first asks (:attr:`S3Backend.exclusive_create`,
+read by the writer lock): a probe object put twice, the second must be refused. Where it
+is not honoured (some gateways overwrite, B2 answers 501) ``exclusive_create`` is false
+and the writer lock uses leases instead (format §10.1); ``create_exclusive`` itself then
+refuses (exit 1) rather than overwrite.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ Names = list[str]
 
 
 class ConditionalWritesUnsupported(PopvaultError):
-    """The server ignores ``If-None-Match: *`` (or refuses it): no safe lock yet."""
+    """The server ignores ``If-None-Match: *`` (or refuses it): no exclusive create."""
 
 
 def is_s3_url(where: str) -> bool:
@@ -131,7 +133,7 @@ class S3Backend:
         self._count_lock = threading.Lock()
         self._client_obj: Any = None
         self._client_lock = threading.Lock()
-        self._probed = False
+        self._conditional: bool | None = None
         self.endpoint = "?"
 
     # ------------------------------------------------------------------ the client
@@ -271,9 +273,17 @@ class S3Backend:
     def create_exclusive(self, name: str, data: bytes) -> bool:
         key = self._key(name)
         _check_size(name, len(data))
-        if not self._probed:
-            self.probe_conditional_writes()
+        if not self.exclusive_create:
+            self._refuse_unconditional()
         return self._put_if_absent(name, key, bytes(data))
+
+    @property
+    def exclusive_create(self) -> bool:
+        """Whether the server honours ``If-None-Match: *`` (probed on first use). The
+        writer lock takes a lease instead of the ``lock`` object when it does not."""
+        if self._conditional is None:
+            self._conditional = self.probe_conditional_writes()
+        return self._conditional
 
     def _put_if_absent(self, name: str, key: str, body: bytes) -> bool:
         """True if this call created the object. A 412 after a retry that may have
@@ -299,32 +309,32 @@ class S3Backend:
                 except ObjectNotFound:
                     return False
             if status == 501 or code == "NotImplemented":
-                self._refuse_unconditional()
+                raise _Unconditional from None
             self._translate(exc, "conditional upload", name)
         except Exception as exc:
             self._translate(exc, "conditional upload", name)
 
-    def probe_conditional_writes(self) -> None:
-        """Check that the server refuses a second ``If-None-Match: *`` put of one key
-        (a probe object, deleted afterwards); ConditionalWritesUnsupported otherwise."""
+    def probe_conditional_writes(self) -> bool:
+        """Whether the server refuses a second ``If-None-Match: *`` put of one key (a
+        probe object, deleted afterwards). False also when it answers 501."""
         name = f".popvault-probe-{secrets.token_hex(8)}"
         key = self._key(name)
         try:
             if not self._put_if_absent(name, key, b"1"):
                 raise PopvaultError(f"the probe object {name} in {self.label} already exists")
             second = self._put_if_absent(name, key, b"2")
+        except _Unconditional:
+            return False
         finally:
             self.delete(name)
-        if second:
-            self._refuse_unconditional()
-        self._probed = True
+        self._conditional = not second
+        return self._conditional
 
     def _refuse_unconditional(self) -> NoReturn:
         raise ConditionalWritesUnsupported(
             f"the storage at {self.endpoint} ignores conditional writes (If-None-Match),"
-            f" so popvault cannot lock {self.label} for writing",
-            hint="reading works; writing needs a server with conditional writes (AWS, R2,"
-            " MinIO 2025+, Ceph, SeaweedFS) until the lease lock arrives (docs/storage.md)",
+            f" and cannot create an object in {self.label} exclusively",
+            hint="the writer lock uses leases on such storage (docs/storage.md)",
         )
 
     def get(self, name: str) -> bytes:
@@ -474,8 +484,12 @@ class S3Backend:
                 f"{self.label} already holds {held}; nothing was written",
                 hint="choose a new bucket or an empty prefix: s3://BUCKET/PREFIX",
             )
-        self.probe_conditional_writes()
+        self._conditional = self.probe_conditional_writes()
         return created
+
+
+class _Unconditional(Exception):
+    """The server refused a conditional put as not implemented (501)."""
 
 
 class _RangePastEnd(Exception):

@@ -347,7 +347,7 @@ def test_s3_create_exclusive_read_back(s3_vault: str) -> None:
 
 def test_s3_probe_leaves_nothing(s3_vault: str) -> None:
     b = _s3(s3_vault)
-    b.probe_conditional_writes()
+    assert b.exclusive_create is True  # SeaweedFS 4.48 honours If-None-Match
     before = b.requests
     assert b.create_exclusive("lock", b"x")  # probed already: one request
     assert b.requests == before + 1
@@ -355,21 +355,54 @@ def test_s3_probe_leaves_nothing(s3_vault: str) -> None:
     assert _s3(s3_vault)._list_keys("", "") == ["lock"]  # no dot-named probe left
 
 
-def test_s3_server_ignoring_conditional_writes_is_refused(s3_vault: str) -> None:
-    """A gateway that drops If-None-Match (here: the header removed before signing, so
-    SeaweedFS overwrites): the probe finds out and nothing is locked or written."""
-    b = _s3(s3_vault)
+def _ignoring_conditional_writes(b: S3Backend) -> S3Backend:
+    """``b`` behind a gateway that drops If-None-Match (the header removed before
+    signing, so SeaweedFS itself overwrites): what some S3-compatible servers do."""
 
     def drop(request: Any, **_kw: Any) -> None:
         if "If-None-Match" in request.headers:
             del request.headers["If-None-Match"]
 
     b._client.meta.events.register("before-sign.s3.PutObject", drop)
+    return b
+
+
+def test_s3_server_ignoring_conditional_writes_is_found_out(s3_vault: str) -> None:
+    """The probe finds out; exclusive creation is then refused, never an overwrite."""
+    b = _ignoring_conditional_writes(_s3(s3_vault))
+    assert b.exclusive_create is False
+    b.put("lock", b"theirs")
     with pytest.raises(ConditionalWritesUnsupported) as ei:
         b.create_exclusive("lock", b"mine")
     assert ei.value.exit_code == 1
     assert "ignores conditional writes" in ei.value.message
-    assert b._list_keys("", "") == []
+    assert b._list_keys("", "") == ["lock"]  # no probe left, nothing overwritten
+    assert b.get("lock") == b"theirs"
+
+
+def test_s3_without_conditional_writes_a_vault_has_one_writer(
+    s3_vault: str, tmp_path: Path
+) -> None:
+    """On such a server the writer lock is a lease (format §10.1): a second writer is
+    kept out, and the lease goes when the first closes."""
+    from popvault.errors import VaultLocked
+    from popvault.vault.crypto import TEST_KDF
+    from popvault.vault.vault import Vault
+
+    url = f"{s3_vault}/v"
+    Vault.init(url, b"pw", kdf=TEST_KDF, cache_dir=tmp_path).close()
+
+    def writer() -> Vault:
+        b = _ignoring_conditional_writes(_s3(url))
+        return Vault.open(b, b"pw", write=True, cache_dir=tmp_path)
+
+    first = writer()
+    assert first.backend.list("locks") and not first.backend.exists("lock")
+    with pytest.raises(VaultLocked, match="locked by"):
+        writer()
+    first.close()
+    assert _s3(url).list("locks") == []
+    writer().close()
 
 
 def test_s3_bounded_reads(s3_vault: str, monkeypatch: pytest.MonkeyPatch) -> None:
