@@ -1,7 +1,8 @@
 """Run popvault's benchmarks: ``python3 -m benchmarks.run [--quick] [--only NAME] [--out DIR]``.
 
 Benchmarks (one module each): size, import_speed, random_access, memory, pop3_backup,
-restore_imap. Prints a table and writes ``results.json`` (and ``results.md``) to --out.
+restore_imap, cache_encryption, scale. Prints a table and writes ``results.json`` (and
+``results.md``) to --out.
 Scratch data goes to --work (default /var/tmp/popvault-bench; must be a regular file
 system, not tmpfs). Needs root for the private Dovecot; installs missing Debian packages
 (restic, borgbackup, mpop, fetchmail, getmail6, zstd, dovecot-*) with apt-get.
@@ -30,6 +31,7 @@ BENCHMARKS = (
     "pop3_backup",
     "restore_imap",
     "cache_encryption",
+    "scale",
 )
 
 

@@ -8,6 +8,7 @@ the writers' (docs/formats.md): mboxrd quoting and LF endings for mbox unless ``
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import Literal
@@ -18,7 +19,7 @@ from popvault.mailboxes.eml import EmlWriter
 from popvault.mailboxes.maildir import MaildirWriter
 from popvault.mailboxes.mbox import MboxWriter
 from popvault.mailboxes.message import MessageBytes
-from popvault.vault import Filter, Vault
+from popvault.vault import Filter, MessageRow, Vault
 
 ExportFormat = Literal["mbox", "maildir", "eml"]
 #: Messages larger than this are streamed from the vault to the writer.
@@ -30,6 +31,16 @@ class ExportReport:
     messages: int = 0
     bytes: int = 0
     failed: list[str] = field(default_factory=list)
+
+
+def measure(rows: Iterable[MessageRow]) -> tuple[int, int]:
+    """How many ``rows`` there are and their bytes, counted as they stream by (a listing
+    is read twice rather than held: the count for the progress bar, then the work)."""
+    count = size = 0
+    for row in rows:
+        count += 1
+        size += row.size
+    return count, size
 
 
 def export_messages(
@@ -44,14 +55,14 @@ def export_messages(
     """Write the matching messages to ``dest``. Damaged messages are listed in
     ``failed`` and not written. Files are complete and fsync'd on return."""
     progress = progress or NullProgress()
-    rows = list(vault.messages(flt))
-    progress.start(f"export to {fmt}:{dest}", len(rows), sum(r.size for r in rows))
+    count, size = measure(vault.messages(flt))
+    progress.start(f"export to {fmt}:{dest}", count, size)
     rep = ExportReport()
     mbox = MboxWriter(dest, crlf=crlf) if fmt == "mbox" else None
     maildir = MaildirWriter(dest) if fmt == "maildir" else None
     eml = EmlWriter(dest) if fmt == "eml" else None
     try:
-        for row in rows:
+        for row in vault.messages(flt):  # streamed: a second pass over the cache
             # small messages are verified whole before writing; large ones stream
             # (every piece authenticated; a failing whole is removed again by the writer)
             data: MessageBytes = vault.iter_message(row.id) if row.size > STREAM_ABOVE else b""

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from popvault.app.export import STREAM_ABOVE, export_messages
+from popvault.app.export import STREAM_ABOVE, export_messages, measure
 from popvault.app.progress import NullProgress, Progress
 from popvault.errors import IntegrityError, UsageError, shown_url
 from popvault.imap import (
@@ -198,10 +198,9 @@ def restore(
         return _restore_maildir(vault, path, flt, dry_run, progress)
     if kind in ("mbox", "eml"):
         rep = RestoreReport(target=target)
-        rows = list(vault.messages(flt))
-        rep.selected = len(rows)
+        rep.selected, _ = measure(vault.messages(flt))
         if dry_run:
-            rep.would_restore = len(rows)
+            rep.would_restore = rep.selected
             return rep
         ex = export_messages(vault, path, kind, flt, progress=progress)  # type: ignore[arg-type]
         rep.restored, rep.bytes, rep.failed = ex.messages, ex.bytes, ex.failed
@@ -222,8 +221,6 @@ def _restore_maildir(
 ) -> RestoreReport:
     target_id = f"maildir:{os.path.abspath(path)}"
     rep = RestoreReport(target=target_id)
-    rows = list(vault.messages(flt))
-    rep.selected = len(rows)
     present: set[bytes] = set()
     if Path(path, "cur").is_dir() or Path(path, "new").is_dir():
         for sm in read_maildir(path, on_error=lambda f, e: rep.failed.append(f"{f}: {e}")):
@@ -235,14 +232,18 @@ def _restore_maildir(
                 rep.failed.append(f"{sm.source}: {exc.strerror or exc}")
                 continue
             present.add(h.digest())
-    todo = [r for r in rows if r.id not in present]
-    rep.already = len(rows) - len(todo)
+    # the listing is streamed twice (counted, then restored), never held
+    rep.selected, _ = measure(vault.messages(flt))
+    count, size = measure(r for r in vault.messages(flt) if r.id not in present)
+    rep.already = rep.selected - count
     if dry_run:
-        rep.would_restore = len(todo)
+        rep.would_restore = count
         return rep
     writer = MaildirWriter(path)
-    progress.start(target_id, len(todo), sum(r.size for r in todo))
-    for row in todo:
+    progress.start(target_id, count, size)
+    for row in vault.messages(flt):
+        if row.id in present:
+            continue
         try:
             # large messages stream (each piece authenticated; a failing whole is
             # removed again by the writer), small ones are verified whole first
@@ -283,11 +284,14 @@ def _restore_imap(
     port = t.port or (993 if t.tls == "implicit" else 143)
     target_id = f"imap://{t.user}@{t.host.lower()}:{port}/{t.folder}"
     rep = RestoreReport(target=target_id)
-    rows = list(vault.messages(flt))
-    rep.selected = len(rows)
     done = vault.restored(target_id)
-    rows = [r for r in rows if r.id not in done]
-    rep.already = rep.selected - len(rows)
+
+    def pending() -> Iterator[MessageRow]:
+        """The selected messages not recorded as restored there: a stream each call."""
+        return (r for r in vault.messages(flt) if r.id not in done)
+
+    rep.selected, _ = measure(vault.messages(flt))
+    rep.already = rep.selected - measure(pending())[0]
     settings: ImapSettings = t.settings(
         password(), tls_ca_file=tls_ca_file, tls_fingerprint=tls_fingerprint, timeout=timeout
     )
@@ -295,42 +299,50 @@ def _restore_imap(
         folder = _server_folder(client, t.folder)
         if not client.folder_exists(folder):
             if dry_run:
-                rep.would_restore = len(rows)
+                rep.would_restore = rep.selected - rep.already
                 return rep
             client.create_folder(folder)
         present = {server_key(size, head) for _uid, size, head in client.uid_fetch_headers(folder)}
-        todo = _within_limit(rows, _size_limit(client, t.host), rep)
+        limit = _size_limit(client, t.host)
+        count, nbytes = _within_limit(pending(), limit, rep)
+        todo = (r for r in pending() if not _over(r, limit))
         if dry_run:
             _count_dry_run(vault, todo, present, rep)
             return rep
-        progress.start(target_id, len(todo), sum(r.size for r in todo))
+        progress.start(target_id, count, nbytes)
         _append_all(vault, client, folder, target_id, todo, present, date_from, rep, progress)
         progress.done()
     return rep
 
 
+def _over(row: MessageRow, limit: tuple[str, int] | None) -> bool:
+    return bool(row.size) and limit is not None and row.size > limit[1]
+
+
 def _within_limit(
-    rows: list[MessageRow], limit: tuple[str, int] | None, rep: RestoreReport
-) -> list[MessageRow]:
-    """The rows the server takes; those over its size limit are failures."""
-    todo: list[MessageRow] = []
+    rows: Iterable[MessageRow], limit: tuple[str, int] | None, rep: RestoreReport
+) -> tuple[int, int]:
+    """How many of ``rows`` the server takes, and their bytes; those over its size limit
+    are failures."""
+    count = size = 0
     for row in rows:
-        if row.size and limit is not None and row.size > limit[1]:
+        if limit is not None and _over(row, limit):
             rep.failed.append(
                 f"{row.id.hex()[:16]}: {row.size} bytes is over {limit[0]}'s limit of"
                 f" {limit[1]} bytes; not restored"
             )
             continue
-        todo.append(row)
-    return todo
+        count += 1
+        size += row.size
+    return count, size
 
 
 def _count_dry_run(
-    vault: Vault, todo: list[MessageRow], present: set[tuple[int, str]], rep: RestoreReport
+    vault: Vault, todo: Iterable[MessageRow], present: set[tuple[int, str]], rep: RestoreReport
 ) -> None:
     """Count what a real run would append: it skips what the folder scan finds."""
     if not present:
-        rep.would_restore = len(todo)
+        rep.would_restore = sum(1 for _ in todo)
         return
     for row in todo:
         try:
@@ -349,7 +361,7 @@ def _append_all(
     client: ImapClient,
     folder: str,
     target_id: str,
-    todo: list[MessageRow],
+    todo: Iterable[MessageRow],
     present: set[tuple[int, str]],
     date_from: DateFrom,
     rep: RestoreReport,

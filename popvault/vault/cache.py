@@ -14,12 +14,10 @@ does not is discarded and rebuilt. Deleting it is always safe.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -36,15 +34,11 @@ from popvault.vault.cachekey import (
 )
 from popvault.vault.crypto import MasterKeys
 from popvault.vault.pack import BlobLocation
-from popvault.vault.records import (
-    DelRecord,
-    MsgRecord,
-    Pieces,
-    Record,
-    SrcRecord,
-    piece_ids,
-    pieces_from_json,
-)
+from popvault.vault.records import Pieces, Record, piece_ids, pieces_from_json
+from popvault.vault.rows import LISTED_COLUMNS, CommitRows, message_row, stored_message
+from popvault.vault.rows import Filter as Filter
+from popvault.vault.rows import MessageRow as MessageRow
+from popvault.vault.rows import StoredMessage as StoredMessage
 
 SCHEMA_VERSION = "2"
 
@@ -60,6 +54,12 @@ _CIPHER_SETTINGS = (
     "PRAGMA cipher_memory_security = OFF",
     "PRAGMA cache_size = -32768",
 )
+#: Messages a listing reads a query (see :meth:`IndexCache.messages`).
+WINDOW = 500
+#: A message's delivery time as listings sort it (``messages_delivered`` indexes it): NULL
+#: (nothing known) sorts first, as it did before the index, with the row-value paging.
+_DELIVERED = "COALESCE(m.received, m.file_time, m.first_archived, -1e308)"
+_AFTER = f"{_DELIVERED} >= ? AND ({_DELIVERED} > ? OR m.id > ?)"
 _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, sqlcipher3.DatabaseError)
 
 _SCHEMA = """
@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS sources(
 CREATE INDEX IF NOT EXISTS sources_account ON sources(account, uidl, msg);
 CREATE INDEX IF NOT EXISTS sources_msg ON sources(msg);
 CREATE INDEX IF NOT EXISTS messages_message_id ON messages(message_id);
+CREATE INDEX IF NOT EXISTS messages_delivered
+  ON messages(COALESCE(received, file_time, first_archived, -1e308), id);
 CREATE UNIQUE INDEX IF NOT EXISTS sources_unique
   ON sources(msg, account, ifnull(uidl, ''), source, archived);
 CREATE TABLE IF NOT EXISTS deletions(
@@ -88,49 +90,6 @@ CREATE TABLE IF NOT EXISTS restores(
   target TEXT NOT NULL, msg BLOB NOT NULL, uid INTEGER, time REAL NOT NULL,
   PRIMARY KEY(target, msg));
 """
-
-
-@dataclass(frozen=True)
-class MessageRow:
-    """One distinct message as the cache knows it."""
-
-    id: bytes
-    size: int
-    pieces: Pieces
-    date: float | None
-    received: float | None
-    from_: str
-    to: str
-    cc: str
-    subject: str
-    message_id: str
-    file_time: float | None
-    first_archived: float
-    accounts: list[str]
-    uidls: list[str]
-    sources: list[str]
-    flags: str | None
-
-    @property
-    def delivered(self) -> float:
-        """When it reached its mailbox: Received, else file/From_ time, else archived."""
-        for t in (self.received, self.file_time):
-            if t is not None:
-                return t
-        return self.first_archived
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Message filters shared by list, export and restore (all optional, all AND)."""
-
-    account: str | None = None
-    since: float | None = None
-    until: float | None = None
-    from_: str | None = None
-    to: str | None = None
-    subject: str | None = None
-    ids: frozenset[bytes] | None = None
 
 
 def _key_pragma(key: CacheKey) -> str:
@@ -289,7 +248,7 @@ class IndexCache:
 
         Records are applied grouped by table (one ``executemany`` each): messages before
         the sources that update them; within a table, in record order."""
-        rows = _Rows()
+        rows = CommitRows()
         for r in records:
             rows.add(r)
         msgs, pieces, srcs, firsts = rows.msgs, rows.pieces, rows.srcs, rows.firsts
@@ -431,48 +390,71 @@ class IndexCache:
         )
         return [r[0] for r in rows]
 
-    def messages(self, flt: Filter | None = None) -> Iterator[MessageRow]:
-        """Messages matching ``flt``, oldest delivery first."""
+    def messages(self, flt: Filter | None = None, *, window: int = WINDOW) -> Iterator[MessageRow]:
+        """Messages matching ``flt``, oldest delivery first: read ``window`` messages a
+        query (ordered and filtered by SQLite), so memory does not grow with the vault and
+        no statement stays open while the caller works (it may write to the cache)."""
         flt = flt or Filter()
-        where: list[str] = []
-        args: list[Any] = []
-        delivered = "COALESCE(m.received, m.file_time, m.first_archived)"
-        if flt.account is not None:
-            where.append("EXISTS(SELECT 1 FROM sources s2 WHERE s2.msg=m.id AND s2.account=?)")
-            args.append(flt.account)
-        if flt.since is not None:
-            where.append(f"{delivered} >= ?")
-            args.append(flt.since)
-        if flt.until is not None:
-            where.append(f"{delivered} < ?")
-            args.append(flt.until)
-        for col, val in (
-            ("from_", flt.from_),
-            ("to_ || ' ' || m.cc", flt.to),
-            ("subject", flt.subject),
-        ):
-            if val is not None:
-                where.append(f"instr(lower(m.{col}), lower(?)) > 0")
-                args.append(val)
-        # one query, messages joined with their arrivals (not one query a message: a
-        # listing of 30,000 messages took twice as long that way)
-        sql = f"SELECT {_MESSAGE_COLUMNS}, s.account, s.uidl, s.source, s.flags"
-        sql += " FROM messages m"
-        sql += " LEFT JOIN sources s ON s.msg = m.id"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY {delivered}, m.id, s.archived, s.rowid"
-        rows = self.db.execute(sql, args).fetchall()
-        for msg_id, group in itertools.groupby(rows, key=lambda r: r[0]):
-            if flt.ids is not None and msg_id not in flt.ids:
-                continue
-            got = list(group)
-            srcs = [r[_N_COLUMNS:] for r in got if r[_N_COLUMNS] is not None]
-            yield _message_row(got[0], srcs)
+        where, args = _where(flt)
+        for page in self._pages(LISTED_COLUMNS, where, args, window, since=flt.since):
+            if flt.ids is not None:
+                page = [r for r in page if r[1] in flt.ids]
+            srcs = self._arrivals([r[1] for r in page])
+            for r in page:
+                yield message_row(r[1:], srcs.get(r[1], ()))
 
-    def message(self, msg_id: bytes) -> MessageRow | None:
+    def message_pieces(self, *, window: int = WINDOW) -> Iterator[tuple[bytes, int, Pieces]]:
+        """Every message's id, size and pieces, oldest delivery first (as
+        :meth:`messages`, without the arrivals and the header facts)."""
+        for page in self._pages("m.id, m.size, m.pieces", [], [], window):
+            for _, msg_id, size, text in page:
+                yield msg_id, size, pieces_from_json(json.loads(text))
+
+    def _pages(
+        self,
+        columns: str,
+        where: list[str],
+        args: list[Any],
+        window: int,
+        *,
+        since: float | None = None,
+    ) -> Iterator[list[Any]]:
+        """Rows of ``messages m`` matching ``where``, each ``(delivery key, *columns)``
+        (``columns`` start with ``m.id``), in delivery order, ``window`` rows a query: each
+        query seeks past the last row of the one before in the ``messages_delivered``
+        index (keyset paging), so none sorts the table or holds its rows."""
+        # each query seeks to its first row in the index: past the previous page's last
+        # (a row value compared would scan the index from its start), or to ``since``
+        start, after = ([f"{_DELIVERED} >= ?"], [since]) if since is not None else ([], [])
+        while True:
+            cond = [*where, *start]
+            sql = f"SELECT {_DELIVERED}, {columns} FROM messages m"  # noqa: S608 (fixed text)
+            if cond:
+                sql += " WHERE " + " AND ".join(cond)
+            sql += f" ORDER BY {_DELIVERED}, m.id LIMIT ?"
+            page = self.db.execute(sql, [*args, *after, window]).fetchall()
+            yield page
+            if len(page) < window:
+                return
+            start, after = [_AFTER], [page[-1][0], page[-1][0], page[-1][1]]
+
+    def _arrivals(self, msg_ids: list[bytes]) -> dict[bytes, list[Any]]:
+        """Message id -> its arrivals (account, uidl, source, flags), oldest first."""
+        out: dict[bytes, list[Any]] = {}
+        for i in range(0, len(msg_ids), 500):
+            part = msg_ids[i : i + 500]
+            marks = ",".join("?" * len(part))  # only placeholders go into the text
+            q = (
+                "SELECT msg, account, uidl, source, flags FROM sources"  # noqa: S608
+                f" WHERE msg IN ({marks}) ORDER BY archived, rowid"
+            )
+            for r in self.db.execute(q, part):
+                out.setdefault(r[0], []).append(r[1:])
+        return out
+
+    def message(self, msg_id: bytes) -> StoredMessage | None:
         row = self.db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE id=?",  # noqa: S608 (fixed)
+            f"SELECT {LISTED_COLUMNS}, m.pieces FROM messages m WHERE id=?",  # noqa: S608
             (msg_id,),
         ).fetchone()
         if row is None:
@@ -481,7 +463,7 @@ class IndexCache:
             "SELECT account, uidl, source, flags FROM sources WHERE msg=? ORDER BY archived, rowid",
             (msg_id,),
         ).fetchall()
-        return _message_row(row, srcs)
+        return stored_message(row[:-1], srcs, row[-1])
 
     def count(self, table: Literal["messages", "blobs"]) -> int:
         """Rows of ``messages`` or ``blobs``."""
@@ -505,85 +487,27 @@ class IndexCache:
         }
 
 
-_MESSAGE_COLUMNS = (
-    "m.id, m.size, m.pieces, m.date, m.received, m.from_, m.to_, m.cc, m.subject,"
-    " m.message_id, m.file_time, m.first_archived"
-)
-_N_COLUMNS = 12
-
-
-def _message_row(row: Sequence[Any], srcs: Sequence[Sequence[Any]]) -> MessageRow:
-    """A message's row (:data:`_MESSAGE_COLUMNS`) and its arrivals (account, uidl,
-    source, flags; oldest first) as a :class:`MessageRow`."""
-    return MessageRow(
-        id=row[0],
-        size=row[1],
-        pieces=pieces_from_json(json.loads(row[2])),
-        date=row[3],
-        received=row[4],
-        from_=row[5] or "",
-        to=row[6] or "",
-        cc=row[7] or "",
-        subject=row[8] or "",
-        message_id=row[9] or "",
-        file_time=row[10],
-        first_archived=row[11] if row[11] is not None else 0.0,
-        accounts=sorted({s[0] for s in srcs}),
-        uidls=[s[1] for s in srcs if s[1] is not None],
-        sources=[s[2] for s in srcs],
-        flags=next((s[3] for s in srcs if s[3] is not None), None),
-    )
-
-
-class _Rows:
-    """One commit's records as the rows of each table."""
-
-    def __init__(self) -> None:
-        self.msgs: list[tuple[Any, ...]] = []
-        self.pieces: list[tuple[bytes, list[bytes]]] = []
-        self.srcs: list[tuple[Any, ...]] = []
-        self.firsts: list[tuple[Any, ...]] = []
-        self.dels: list[tuple[Any, ...]] = []
-        self.rsts: list[tuple[Any, ...]] = []
-
-    def add(self, r: Record) -> None:
-        if isinstance(r, MsgRecord):
-            m = r.meta
-            self.pieces.append((r.id, piece_ids(r.pieces)))
-            self.msgs.append(
-                (
-                    r.id,
-                    r.size,
-                    json.dumps(r.pieces),
-                    m.date,
-                    m.received,
-                    m.from_,
-                    m.to,
-                    m.cc,
-                    m.subject,
-                    m.message_id,
-                )
-            )
-        elif isinstance(r, SrcRecord):
-            s = r.source
-            ft = s.file_time if s.file_time is not None else s.from_line_time
-            self.srcs.append(
-                (
-                    r.msg,
-                    s.account,
-                    s.uidl,
-                    s.source,
-                    s.flags,
-                    r.archived,
-                    s.file_time,
-                    s.from_line_time,
-                )
-            )
-            self.firsts.append((r.archived, r.archived, ft, ft, ft, r.msg))
-        elif isinstance(r, DelRecord):
-            self.dels.append((r.account, r.uidl, r.msg, r.time))
-        else:
-            self.rsts.append((r.target, r.msg, r.uid, r.time))
+def _where(flt: Filter) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their arguments) for ``flt``: not its ``ids``, nor its
+    ``since`` (where :meth:`IndexCache._pages` starts)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if flt.account is not None:
+        where.append("EXISTS(SELECT 1 FROM sources s2 WHERE s2.msg=m.id AND s2.account=?)")
+        args.append(flt.account)
+    if flt.until is not None:
+        # a message whose delivery is unknown (no time at all) matches no time range
+        where.append(f"{_DELIVERED} < ? AND {_DELIVERED} > -1e308")
+        args.append(flt.until)
+    for col, val in (
+        ("from_", flt.from_),
+        ("to_ || ' ' || m.cc", flt.to),
+        ("subject", flt.subject),
+    ):
+        if val is not None:
+            where.append(f"instr(lower(m.{col}), lower(?)) > 0")
+            args.append(val)
+    return where, args
 
 
 def _other_kind(path: Path, key: CacheKey | None) -> bool:

@@ -174,19 +174,20 @@ class Checker:
     ) -> None:
         """Every message's blobs must be known and good (and rebuild, with read_data)."""
         rep.blobs = self.cache.count("blobs")
-        for row in self.cache.messages():
+        # id, size and pieces only, streamed in delivery order (the order of the report)
+        for msg_id, size, pieces in self.cache.message_pieces():
             rep.messages += 1
-            ids = piece_ids(row.pieces)
+            ids = piece_ids(pieces)
             if any(b in bad_blobs or (seg_locs and b not in seg_locs) for b in ids):
-                rep.affected.add(row.id)
+                rep.affected.add(msg_id)
                 continue
             if read_data:
                 try:
-                    for _ in self.reader.iter_message(row.id, row.size, row.pieces):
+                    for _ in self.reader.iter_message(msg_id, size, pieces):
                         pass
                 except IntegrityError as exc:
                     rep.problems.append(exc.message)
-                    rep.affected.add(row.id)
+                    rep.affected.add(msg_id)
         torn = self.cache.incomplete()
         if torn:
             rep.problems.append(

@@ -28,7 +28,7 @@ from popvault.vault import guard, housekeeping, orphans
 from popvault.vault import lock as lockmod
 from popvault.vault.anchor import Anchor
 from popvault.vault.backend import Backend, LocalBackend
-from popvault.vault.cache import Filter, IndexCache, MessageRow
+from popvault.vault.cache import Filter, IndexCache, MessageRow, StoredMessage
 from popvault.vault.check import Checker, CheckReport
 from popvault.vault.config import as_backend, config_body, default_cache_dir, read_vault_config
 from popvault.vault.crypto import (
@@ -385,7 +385,7 @@ class Vault:
         with self._mutex:
             return self._reader.read_blob(blob_id)
 
-    def message(self, msg_id: bytes) -> MessageRow:
+    def message(self, msg_id: bytes) -> StoredMessage:
         with self._mutex:
             row = self.cache.message(msg_id)
         if row is None:

@@ -122,7 +122,7 @@ def _users_of(v: Vault, pack: str, frame_starts: set[int] | None) -> set[bytes]:
     """Messages with a blob in ``pack`` (in a frame starting at one of ``frame_starts``)."""
     out: set[bytes] = set()
     for row in v.messages():
-        for p in row.pieces:
+        for p in v.message(row.id).pieces:
             ids = [p[1]] if p[0] == "r" else p[1]
             for bid in ids:
                 loc = v.cache.blob(bytes.fromhex(bid))

@@ -38,7 +38,6 @@ def row(**times: float | None) -> MessageRow:
     return MessageRow(
         id=b"\x00" * 32,
         size=1,
-        pieces=[],
         date=base["date"],
         received=base["received"],
         from_="",

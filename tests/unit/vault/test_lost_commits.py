@@ -270,7 +270,7 @@ def _blob_ids(v: Vault) -> list[bytes]:
     return [
         bytes.fromhex(p.blob)
         for row in v.messages()
-        for p in row.pieces
+        for p in v.message(row.id).pieces
         if isinstance(p, BlobPiece)
     ]
 

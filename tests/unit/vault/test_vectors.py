@@ -90,7 +90,9 @@ def test_golden_vault_reads(
         assert sorted(cache_accounts(v)) == ["alice", "bob"]
         shared = [r for r in v.messages() if r.accounts == ["alice", "bob"]]
         assert len(shared) == 1
-        assert any(p[0] == "b" for r in v.messages() for p in r.pieces)  # attachment split
+        assert any(
+            p[0] == "b" for r in v.messages() for p in v.message(r.id).pieces
+        )  # attachment split
     assert _tree(copy) == before  # opening read-only wrote nothing into the vault
     assert _tree(ROOT / golden) == original
     assert list(cache_dir.glob("*.sqlite"))

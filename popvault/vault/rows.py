@@ -1,0 +1,164 @@
+"""The cache's rows as Python values, and a commit's records as rows (no SQL here: the
+queries are :mod:`popvault.vault.cache`'s).
+
+A listing yields :class:`MessageRow` (what ``list``, ``export`` and ``restore`` show or
+need); a look-up of one message yields :class:`StoredMessage`, which adds the pieces its
+bytes are rebuilt from. A listing never decodes the pieces column.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from popvault.vault.records import (
+    DelRecord,
+    MsgRecord,
+    Pieces,
+    Record,
+    SrcRecord,
+    piece_ids,
+    pieces_from_json,
+)
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One distinct message as the cache knows it (a listing's row)."""
+
+    id: bytes
+    size: int
+    date: float | None
+    received: float | None
+    from_: str
+    to: str
+    cc: str
+    subject: str
+    message_id: str
+    file_time: float | None
+    first_archived: float
+    accounts: list[str]
+    uidls: list[str]
+    sources: list[str]
+    flags: str | None
+
+    @property
+    def delivered(self) -> float:
+        """When it reached its mailbox: Received, else file/From_ time, else archived."""
+        for t in (self.received, self.file_time):
+            if t is not None:
+                return t
+        return self.first_archived
+
+
+@dataclass(frozen=True)
+class StoredMessage(MessageRow):
+    """One message with the pieces its bytes are rebuilt from (format §7.2)."""
+
+    pieces: Pieces
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Message filters shared by list, export and restore (all optional, all AND)."""
+
+    account: str | None = None
+    since: float | None = None
+    until: float | None = None
+    from_: str | None = None
+    to: str | None = None
+    subject: str | None = None
+    ids: frozenset[bytes] | None = None
+
+
+#: The columns of a message a listing reads (not ``pieces``), in :func:`message_row`'s order.
+LISTED_COLUMNS = (
+    "m.id, m.size, m.date, m.received, m.from_, m.to_, m.cc, m.subject,"
+    " m.message_id, m.file_time, m.first_archived"
+)
+
+
+def message_row(row: Sequence[Any], srcs: Sequence[Sequence[Any]]) -> MessageRow:
+    """A message's row (:data:`LISTED_COLUMNS`) and its arrivals (account, uidl, source,
+    flags; oldest first) as a :class:`MessageRow`."""
+    return MessageRow(**_fields(row, srcs))
+
+
+def stored_message(
+    row: Sequence[Any], srcs: Sequence[Sequence[Any]], pieces_text: str
+) -> StoredMessage:
+    """The same with the message's ``pieces`` column (JSON) decoded."""
+    return StoredMessage(**_fields(row, srcs), pieces=pieces_from_json(json.loads(pieces_text)))
+
+
+def _fields(row: Sequence[Any], srcs: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    return {
+        "id": row[0],
+        "size": row[1],
+        "date": row[2],
+        "received": row[3],
+        "from_": row[4] or "",
+        "to": row[5] or "",
+        "cc": row[6] or "",
+        "subject": row[7] or "",
+        "message_id": row[8] or "",
+        "file_time": row[9],
+        "first_archived": row[10] if row[10] is not None else 0.0,
+        "accounts": sorted({s[0] for s in srcs}),
+        "uidls": [s[1] for s in srcs if s[1] is not None],
+        "sources": [s[2] for s in srcs],
+        "flags": next((s[3] for s in srcs if s[3] is not None), None),
+    }
+
+
+class CommitRows:
+    """One commit's records as the rows of each table."""
+
+    def __init__(self) -> None:
+        self.msgs: list[tuple[Any, ...]] = []
+        self.pieces: list[tuple[bytes, list[bytes]]] = []
+        self.srcs: list[tuple[Any, ...]] = []
+        self.firsts: list[tuple[Any, ...]] = []
+        self.dels: list[tuple[Any, ...]] = []
+        self.rsts: list[tuple[Any, ...]] = []
+
+    def add(self, r: Record) -> None:
+        if isinstance(r, MsgRecord):
+            m = r.meta
+            self.pieces.append((r.id, piece_ids(r.pieces)))
+            self.msgs.append(
+                (
+                    r.id,
+                    r.size,
+                    json.dumps(r.pieces),
+                    m.date,
+                    m.received,
+                    m.from_,
+                    m.to,
+                    m.cc,
+                    m.subject,
+                    m.message_id,
+                )
+            )
+        elif isinstance(r, SrcRecord):
+            s = r.source
+            ft = s.file_time if s.file_time is not None else s.from_line_time
+            self.srcs.append(
+                (
+                    r.msg,
+                    s.account,
+                    s.uidl,
+                    s.source,
+                    s.flags,
+                    r.archived,
+                    s.file_time,
+                    s.from_line_time,
+                )
+            )
+            self.firsts.append((r.archived, r.archived, ft, ft, ft, r.msg))
+        elif isinstance(r, DelRecord):
+            self.dels.append((r.account, r.uidl, r.msg, r.time))
+        else:
+            self.rsts.append((r.target, r.msg, r.uid, r.time))
