@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from popvault import interrupts
-from popvault.errors import IntegrityError, PopvaultError, VaultNotFound
+from popvault.errors import IntegrityError, PopvaultError, UsageError, VaultNotFound
 from popvault.vault import lock as lockmod
 from popvault.vault.backend import Backend, LocalBackend, ObjectNotFound
 from popvault.vault.crypto import checksum_json, parse_checksum_json
@@ -148,6 +148,16 @@ def as_backend(where: Path | str | Backend) -> tuple[Backend, str]:
     if isinstance(where, S3Backend):
         return where, where.label
     return where, "the vault"
+
+
+def check_new_location(backend: Backend, label: str) -> None:
+    """Before ``init`` writes to a location that is not a local folder: an S3 location
+    gets its bucket created if missing and must hold nothing yet (UsageError, nothing
+    written; :meth:`S3Backend.prepare_init`); any other backend must hold no vault."""
+    if isinstance(backend, S3Backend):
+        backend.prepare_init()
+    elif backend.exists("config"):
+        raise UsageError(f"{label} already holds a vault")
 
 
 def is_vault_url(where: str) -> bool:

@@ -134,6 +134,8 @@ class S3Backend:
         self._client_obj: Any = None
         self._client_lock = threading.Lock()
         self._conditional: bool | None = None
+        #: Whether :meth:`prepare_init` created the bucket (``init`` says so).
+        self.bucket_created = False
         self.endpoint = "?"
 
     # ------------------------------------------------------------------ the client
@@ -485,6 +487,7 @@ class S3Backend:
                 hint="choose a new bucket or an empty prefix: s3://BUCKET/PREFIX",
             )
         self._conditional = self.probe_conditional_writes()
+        self.bucket_created = created
         return created
 
 

@@ -251,3 +251,59 @@ def test_local_runs_do_not_import_boto3(tmp_path: Path) -> None:
             check=False,
         )
         assert proc.stdout.strip().splitlines()[-1] == "[]", (args, proc.stdout, proc.stderr)
+
+
+# ------------------------------------------------------- init and `vault =` (CLI)
+
+#: `popvault init` and `vault =` in the config need small changes outside the S3 work's
+#: files (cmd_init.py's parent-folder check, Vault.init calling check_new_location,
+#: app/config.py not resolving a URL as a path): /work/shared/patches/s3-init-config.patch.
+#: Strict: once applied these pass, and the marker must go.
+NEEDS_PATCH = pytest.mark.xfail(
+    strict=True, reason="needs the init/config patch (s3-init-config.patch)"
+)
+
+
+@NEEDS_PATCH
+def test_cli_init_creates_the_bucket_and_says_so(
+    cache_dir: Path, seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch, s3_vault: str
+) -> None:
+    bucket = f"pv-init-{os.getpid()}"
+    where = f"s3://{bucket}/family"
+    try:
+        res = ok("--vault", where, "init")
+        assert "created the bucket" in res.err
+        assert f"at {where}" in res.err
+        ok("--vault", where, "list")
+        # a second init finds a vault there: refused, nothing written
+        before = keys_of(where)
+        line = one_line_error(run("--vault", where, "init"), 2)
+        assert "already holds a vault" in line
+        assert keys_of(where) == before
+    finally:
+        seaweed.delete_bucket(bucket)
+
+
+@NEEDS_PATCH
+def test_cli_init_refuses_a_prefix_holding_other_objects(cache_dir: Path, s3_vault: str) -> None:
+    b, _ = _backend(s3_vault.removeprefix("s3://"))
+    b.put("photos/cat.jpg", b"meow")
+    for where in (s3_vault, f"{s3_vault}/photos"):
+        line = one_line_error(run("--vault", where, "init"), 2)
+        assert "holds objects that are not a vault" in line
+    assert keys_of(s3_vault) == ["photos/cat.jpg"]
+    ok("--vault", f"{s3_vault}/other", "init")  # a new prefix beside it is fine
+    assert "other/config" in keys_of(s3_vault)
+
+
+@NEEDS_PATCH
+def test_config_vault_url(cache_dir: Path, url: str, tmp_path: Path) -> None:
+    """``vault = "s3://..."`` in the config is a URL, not a path relative to the file;
+    its passphrase_file serves it."""
+    pw = tmp_path / "pw"
+    pw.write_text(PASSPHRASE + "\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'vault = "{url}"\npassphrase_file = "{pw}"\n')
+    config.chmod(0o600)
+    res = run("--config", config, "list", env={"POPVAULT_PASSPHRASE": None})
+    assert res.code == 0, res
