@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,3 +206,65 @@ class Seaweed:
                     pass
                 self.proc.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class CuttingRelay:
+    """A TCP relay in front of the server that cuts answers short on request: while
+    ``cuts`` is above zero, a connection whose answer passes ``after`` bytes is closed
+    there (and ``cuts`` counts down) — a body cut off mid-read, as real networks do."""
+
+    def __init__(self, target_port: int, after: int = 64 * 1024) -> None:
+        self.target_port = target_port
+        self.after = after
+        self.cuts = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _take_cut(self) -> bool:
+        with self._lock:
+            if self.cuts > 0:
+                self.cuts -= 1
+                return True
+            return False
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        sent = 0
+        try:
+            while True:
+                data = src.recv(16384)
+                if not data:
+                    break
+                if answers and sent + len(data) > self.after and self._take_cut():
+                    dst.sendall(data[: max(0, self.after - sent)])
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()

@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 
-from popvault.errors import IntegrityError, PopvaultError, UsageError, VaultNotFound
+from popvault.errors import (
+    IntegrityError,
+    NetworkError,
+    PopvaultError,
+    UsageError,
+    VaultNotFound,
+)
 from popvault.vault import s3 as s3mod
 from popvault.vault.backend import (
     MAX_OBJECT,
@@ -31,7 +37,7 @@ from popvault.vault.backend import (
 )
 from popvault.vault.config import as_backend
 from popvault.vault.s3 import ConditionalWritesUnsupported, S3Backend
-from tests.support.seaweedfs import Seaweed
+from tests.support.seaweedfs import CuttingRelay, Seaweed
 
 #: name -> factory(tmp_path, request); the S3 ones ask for the ``s3_vault`` fixture.
 BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Backend]] = {
@@ -456,3 +462,28 @@ def test_s3_bad_urls(url: str) -> None:
         as_backend(url)
     assert ei.value.exit_code == 2
     assert "secret" not in ei.value.message
+
+
+def test_s3_get_of_a_body_cut_off_is_retried(
+    s3_vault: str, seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore does not retry a body cut off mid-read: the backend fetches it again
+    (BODY_TRIES times), then gives up with a temporary failure (exit 75)."""
+    data = secrets.token_bytes(1 << 20)
+    _s3(s3_vault).put("packs/00/p", data)
+    relay = CuttingRelay(seaweed.port)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", relay.endpoint)
+        b = _s3(s3_vault)
+        relay.cuts = 2
+        assert b.get("packs/00/p") == data
+        assert b.get_range("packs/00/p", 1000, 500_000) == data[1000:501_000]
+        assert relay.cuts == 0
+        relay.cuts = s3mod.BODY_TRIES
+        monkeypatch.setattr(s3mod, "BODY_TRIES", 2)
+        with pytest.raises(NetworkError) as ei:
+            b.get("packs/00/p")
+        assert ei.value.exit_code == 75
+        assert "cut off 2 times" in ei.value.message
+    finally:
+        relay.close()
