@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from popvault.errors import (
+    AuthenticationFailed,
     IntegrityError,
     NetworkError,
     PopvaultError,
@@ -487,3 +488,57 @@ def test_s3_get_of_a_body_cut_off_is_retried(
         assert "cut off 2 times" in ei.value.message
     finally:
         relay.close()
+
+
+def test_s3_every_put_sends_content_md5(s3_vault: str) -> None:
+    import base64
+    import hashlib
+
+    b = _s3(s3_vault)
+    sent: list[tuple[str, str]] = []
+
+    def capture(request: Any, **_kw: Any) -> None:
+        header = request.headers.get("Content-MD5", b"")
+        sent.append((request.method, header.decode() if isinstance(header, bytes) else header))
+
+    b._client.meta.events.register("before-send.s3.PutObject", capture)
+    b.put("packs/00/p", b"pack bytes")
+    assert b.create_exclusive("lock", b"lock bytes")
+    md5 = [
+        base64.b64encode(hashlib.md5(d).digest()).decode() for d in (b"pack bytes", b"lock bytes")
+    ]
+    assert sent[0] == ("PUT", md5[0])
+    assert sent[-1] == ("PUT", md5[1])
+    assert all(h for _m, h in sent)  # the probe's puts too
+
+
+def test_s3_credentials_from_a_profile(
+    seaweed_signed: Seaweed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AWS chain: a profile of a credentials file, as the aws command reads it; a
+    wrong one is refused with exit 77 and the secret is never shown."""
+    env = seaweed_signed.env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    creds = tmp_path / "credentials"
+    creds.write_text(
+        f"[pv]\naws_access_key_id = {env['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {env['AWS_SECRET_ACCESS_KEY']}\n"
+        "[bad]\naws_access_key_id = NOSUCH\naws_secret_access_key = bad-secret-123\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    seaweed_signed.create_bucket("pv-profile")
+    monkeypatch.setenv("AWS_PROFILE", "pv")
+    b = _s3("s3://pv-profile/v")
+    b.put("config", b"c")
+    assert b.get("config") == b"c"
+    monkeypatch.setenv("AWS_PROFILE", "bad")
+    with pytest.raises(AuthenticationFailed) as ei:
+        _s3("s3://pv-profile/v").get("config")
+    assert ei.value.exit_code == 77
+    assert "bad-secret-123" not in ei.value.message + str(ei.value.hint)
+    monkeypatch.setenv("AWS_PROFILE", "nosuchprofile")
+    with pytest.raises(UsageError, match="profile 'nosuchprofile' not found"):
+        _s3("s3://pv-profile/v").get("config")
