@@ -20,13 +20,21 @@ def _iso(t: float | None) -> str | None:
 
 def row_json(row: MessageRow) -> dict[str, object]:
     """The documented ``list --json`` object (docs/cli.md)."""
+    received, archived = _iso(row.received), _iso(row.first_archived)
+    delivered = row.delivered  # one of the three times: its text is made once
+    if delivered == row.received:
+        shown = received
+    elif delivered == row.first_archived:
+        shown = archived
+    else:
+        shown = _iso(delivered)
     return {
         "id": row.id.hex(),
         "size": row.size,
-        "delivered": _iso(row.delivered),
+        "delivered": shown,
         "date": _iso(row.date),
-        "received": _iso(row.received),
-        "archived": _iso(row.first_archived),
+        "received": received,
+        "archived": archived,
         "from": row.from_,
         "to": row.to,
         "cc": row.cc,
@@ -55,12 +63,29 @@ def command(
 ) -> None:
     """List archived messages, oldest delivery first."""
     with ctx.open_vault() as vault:
+        lines: list[str] = []
         for row in vault.messages(flt):
-            if as_json:
-                click.echo(json.dumps(row_json(row), ensure_ascii=False))
-            else:
-                when = dt.datetime.fromtimestamp(row.delivered, dt.UTC).strftime("%Y-%m-%d %H:%M")
-                click.echo(
-                    f"{row.id.hex()[:12]}  {when}  {row.size:>9}  {_clip(row.from_, 28):<28}"
-                    f"  {_clip(row.subject, 60)}"
-                )
+            lines.append(_json_line(row) if as_json else _text_line(row))
+            if len(lines) == _LINES:
+                click.echo("\n".join(lines))
+                lines.clear()
+        if lines:
+            click.echo("\n".join(lines))
+
+
+#: Lines written at once: the rows stream out a window at a time, not one write (and
+#: flush) a row.
+_LINES = 500
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _json_line(row: MessageRow) -> str:
+    return _ENCODE(row_json(row))
+
+
+def _text_line(row: MessageRow) -> str:
+    when = dt.datetime.fromtimestamp(row.delivered, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"{row.id.hex()[:12]}  {when}  {row.size:>9}  {_clip(row.from_, 28):<28}"
+        f"  {_clip(row.subject, 60)}"
+    )
