@@ -165,7 +165,7 @@ def load_config(path: Path, *, required: bool = True) -> Config:
         name: _account(path, text, name, table) for name, table in data.get("accounts", {}).items()
     }
     vault = data.get("vault")
-    if vault is not None:
+    if vault is not None and not _is_url(vault):
         vault = str((path.parent / Path(vault).expanduser()).resolve())
     return Config(
         path=path,
@@ -249,4 +249,13 @@ def config_passphrase_applies(cfg: Config, vault_in_use: str) -> bool:
     (as it always did: a cron job with ``--vault`` and such a config keeps working)."""
     if cfg.vault is None:
         return True
+    if _is_url(vault_in_use) or _is_url(cfg.vault):
+        return vault_in_use == cfg.vault
     return Path(vault_in_use).expanduser().resolve() == Path(cfg.vault)
+
+
+def _is_url(vault: str) -> bool:
+    """A vault URL (``s3://...``), taken as written: never resolved as a path."""
+    from popvault.vault import is_vault_url
+
+    return is_vault_url(vault)

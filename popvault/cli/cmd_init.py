@@ -8,7 +8,7 @@ import click
 
 from popvault.cli.context import Context, pass_ctx
 from popvault.errors import UsageError
-from popvault.vault import Vault
+from popvault.vault import Vault, is_vault_url
 
 
 @click.command("init")
@@ -22,6 +22,8 @@ def command(ctx: Context, parents: bool) -> None:
     """Create a new, empty vault at --vault (asks for the passphrase twice)."""
     path = ctx.require_vault_path()
     parent = Path(path).expanduser().absolute().parent
+    if is_vault_url(path):  # s3://: the bucket is created if missing (docs/storage.md)
+        parent = Path("/")
     if not parent.is_dir() and not (parents and not parent.exists()):
         if parent.exists():
             raise UsageError(f"cannot create the vault {path}: {parent} is not a folder")
@@ -35,8 +37,11 @@ def command(ctx: Context, parents: bool) -> None:
         parent.mkdir(parents=True, exist_ok=True)
     v = Vault.init(path, passphrase, cache_file=Path(ctx.cache) if ctx.cache else None)
     vid = v.vault_id
+    bucket_created = v.bucket_created
     v.close()
     if not ctx.quiet:
+        if bucket_created:
+            click.echo(f"created the bucket of {path}", err=True)
         click.echo(f"created vault {vid} at {path}", err=True)
         click.echo(
             "keep the passphrase safe, and consider 'popvault key export' for a paper backup",

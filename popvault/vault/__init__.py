@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from popvault.vault.cache import MessageRow as MessageRow
     from popvault.vault.check import CheckReport as CheckReport
     from popvault.vault.config import as_backend as as_backend
+    from popvault.vault.config import is_vault_url as is_vault_url
     from popvault.vault.config import read_config as read_config
     from popvault.vault.config import upgrade_config as upgrade_config
     from popvault.vault.crypto import KdfParams as KdfParams
@@ -46,6 +47,7 @@ _WHERE = {
     "SourceInfo": "records",
     "Vault": "vault",
     "as_backend": "config",
+    "is_vault_url": "config",
     "break_lock": "lock",
     "import_key_export": "keys",
     "prepare_message": "ids",

@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 import sqlcipher3
 
 from popvault.errors import UsageError
+from popvault.vault.backend import Backend
 from popvault.vault.cachekey import (
     PLAIN_HEADER,
     CacheKey,
@@ -517,3 +518,25 @@ def _other_kind(path: Path, key: CacheKey | None) -> bool:
     if owner is None:
         return False
     return (encrypted_owner(file_head(path)) is not None) == (key is None)
+
+
+def open_cache(
+    backend: Backend,
+    vault_id: str,
+    keys: MasterKeys,
+    cache_dir: Path | None,
+    cache_file: Path | None,
+    warn: Callable[[str], None] | None,
+) -> IndexCache:
+    """The vault's cache (format §9.3): a file for a local or S3 vault or ``--cache``
+    (see :meth:`IndexCache.for_vault`), else in memory."""
+    from popvault.vault.backend import LocalBackend
+    from popvault.vault.config import default_cache_dir
+    from popvault.vault.s3 import S3Backend
+
+    path = cache_file
+    if path is None and isinstance(backend, (LocalBackend, S3Backend)):
+        path = (cache_dir or default_cache_dir()) / f"{vault_id}.sqlite"
+    if path is None:
+        return IndexCache(None)
+    return IndexCache.for_vault(path, vault_id, keys, warn)

@@ -28,9 +28,9 @@ from popvault.vault import guard, housekeeping, orphans
 from popvault.vault import lock as lockmod
 from popvault.vault.anchor import Anchor
 from popvault.vault.backend import Backend, LocalBackend
-from popvault.vault.cache import Filter, IndexCache, MessageRow, StoredMessage
+from popvault.vault.cache import Filter, IndexCache, MessageRow, StoredMessage, open_cache
 from popvault.vault.check import Checker, CheckReport
-from popvault.vault.config import as_backend, config_body, default_cache_dir, read_vault_config
+from popvault.vault.config import as_backend, config_body, read_vault_config
 from popvault.vault.crypto import (
     KdfParams,
     MasterKeys,
@@ -102,8 +102,10 @@ class Vault:
                     f"{label} exists and is not empty", hint="choose a new or empty directory"
                 )
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        elif backend.exists("config"):
-            raise UsageError(f"{label} already holds a vault")
+        else:  # an S3 bucket is created if missing; the location must hold nothing
+            from popvault.vault.config import check_new_location
+
+            check_new_location(backend, label)
         vault_id = random_hex(16)
         keys = MasterKeys.generate()
         slot = make_key_slot(keys, passphrase, vault_id, kdf or KdfParams())
@@ -147,7 +149,7 @@ class Vault:
             if passphrase is None:
                 raise UsageError("a passphrase is needed to open the vault")
             keys = unlock(backend, vault_id, passphrase)
-        cache = _open_cache(backend, vault_id, keys, cache_dir, cache_file, warn)
+        cache = open_cache(backend, vault_id, keys, cache_dir, cache_file, warn)
         v = cls(backend, vault_id, keys, cache, warn=warn or (lambda _m: None))
         v._writer.pack_version = v._reader.version = conf.version  # format §4, §6.1
         v._anchor = Anchor(vault_id, location_of(backend, label), state_dir)
@@ -221,6 +223,11 @@ class Vault:
         return self._broken
 
     @property
+    def bucket_created(self) -> bool:
+        """Whether :meth:`init` had to create the storage's bucket (S3 vaults)."""
+        return bool(getattr(self.backend, "bucket_created", False))
+
+    @property
     def writable(self) -> bool:
         return self._lock is not None
 
@@ -265,6 +272,7 @@ class Vault:
     def _require_writable(self) -> None:
         if self._lock is None:
             raise PopvaultError("vault was opened read-only")
+        self._lock.check()  # a lease broken as stale: this writer lost the vault (§10.1)
         if self._broken:
             raise PopvaultError("an earlier write failed; reopen the vault")
 
@@ -576,23 +584,3 @@ def _anchor_call(fn: Callable[[], None], warn: Callable[[str], None] | None = No
 
 #: The object folders whose bytes ``stats`` counts as stored.
 _STORED = ("packs", "index", "commits")
-
-
-def _open_cache(
-    backend: Backend,
-    vault_id: str,
-    keys: MasterKeys,
-    cache_dir: Path | None,
-    cache_file: Path | None,
-    warn: Callable[[str], None] | None,
-) -> IndexCache:
-    """The vault's cache (format §9.3): a file for a local or S3 vault or ``--cache``
-    (see :meth:`IndexCache.for_vault`), else in memory."""
-    from popvault.vault.s3 import S3Backend
-
-    path = cache_file
-    if path is None and isinstance(backend, (LocalBackend, S3Backend)):
-        path = (cache_dir or default_cache_dir()) / f"{vault_id}.sqlite"
-    if path is None:
-        return IndexCache(None)
-    return IndexCache.for_vault(path, vault_id, keys, warn)

@@ -255,16 +255,7 @@ def test_local_runs_do_not_import_boto3(tmp_path: Path) -> None:
 
 # ------------------------------------------------------- init and `vault =` (CLI)
 
-#: `popvault init` and `vault =` in the config need small changes outside the S3 work's
-#: files (cmd_init.py's parent-folder check, Vault.init calling check_new_location,
-#: app/config.py not resolving a URL as a path): /work/shared/patches/s3-init-config.patch.
-#: Strict: once applied these pass, and the marker must go.
-NEEDS_PATCH = pytest.mark.xfail(
-    strict=True, reason="needs the init/config patch (s3-init-config.patch)"
-)
 
-
-@NEEDS_PATCH
 def test_cli_init_creates_the_bucket_and_says_so(
     cache_dir: Path, seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch, s3_vault: str
 ) -> None:
@@ -284,7 +275,6 @@ def test_cli_init_creates_the_bucket_and_says_so(
         seaweed.delete_bucket(bucket)
 
 
-@NEEDS_PATCH
 def test_cli_init_refuses_a_prefix_holding_other_objects(cache_dir: Path, s3_vault: str) -> None:
     b, _ = _backend(s3_vault.removeprefix("s3://"))
     b.put("photos/cat.jpg", b"meow")
@@ -296,7 +286,6 @@ def test_cli_init_refuses_a_prefix_holding_other_objects(cache_dir: Path, s3_vau
     assert "other/config" in keys_of(s3_vault)
 
 
-@NEEDS_PATCH
 def test_config_vault_url(cache_dir: Path, url: str, tmp_path: Path) -> None:
     """``vault = "s3://..."`` in the config is a URL, not a path relative to the file;
     its passphrase_file serves it."""

@@ -12,6 +12,7 @@ import pytest
 from popvault.errors import VaultLocked
 from popvault.vault.backend import MemoryBackend
 from popvault.vault.lease import PREFIX, Lease, acquire_lease, read_leases
+from popvault.vault.records import SourceInfo
 
 
 def _foreign(
@@ -159,3 +160,21 @@ def test_unlock_removes_stale_leases_and_asks_force_for_live_foreign_ones() -> N
     assert len(backend.list(PREFIX)) == 1
     assert len(break_lock(backend, force=True)) == 1
     assert backend.list(PREFIX) == []
+
+
+def test_a_writer_whose_lease_was_broken_commits_nothing() -> None:
+    from popvault.vault.vault import Vault
+    from tests.support.vaults import PASSPHRASE, create, text_message
+
+    backend = IgnoresConditionalWrites()
+    create(backend)
+    v = Vault.open(backend, PASSPHRASE, write=True)
+    lease = v._lock
+    assert isinstance(lease, Lease)
+    for name in backend.list(PREFIX):  # another writer judged it stale and broke it
+        backend.delete(name)
+    lease.refresh()
+    with pytest.raises(VaultLocked, match="lost the vault"):
+        v.add_message(text_message(1), SourceInfo("acct", "test", uidl="u1"))
+    assert backend.list("commits") == []
+    v.close()
