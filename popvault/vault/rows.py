@@ -82,8 +82,13 @@ LISTED_COLUMNS = (
 
 def message_row(row: Sequence[Any], srcs: Sequence[Sequence[Any]]) -> MessageRow:
     """A message's row (:data:`LISTED_COLUMNS`) and its arrivals (account, uidl, source,
-    flags; oldest first) as a :class:`MessageRow`."""
-    return MessageRow(**_fields(row, srcs))
+    flags; oldest first) as a :class:`MessageRow`.
+
+    Made without the dataclass's ``__init__`` (fifteen frozen-field assignments, a third
+    of a listing's time per row in Python): the same attributes, set at once."""
+    out = object.__new__(MessageRow)
+    out.__dict__.update(_fields(row, srcs))
+    return out
 
 
 def stored_message(
