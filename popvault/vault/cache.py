@@ -466,6 +466,12 @@ class IndexCache:
         ).fetchall()
         return stored_message(row[:-1], srcs, row[-1])
 
+    def pack_names(self) -> set[str]:
+        """The packs the applied commits name (every one holds a blob its segment lists,
+        format §9.1): what a writer needs to tell unnamed packs without reading every
+        commit record."""
+        return {str(r[0]) for r in self.db.execute("SELECT DISTINCT pack FROM blobs")}
+
     def count(self, table: Literal["messages", "blobs"]) -> int:
         """Rows of ``messages`` or ``blobs``."""
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608

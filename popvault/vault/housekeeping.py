@@ -28,14 +28,16 @@ def sync_cache(
     cache: IndexCache,
     warn: Callable[[str], None],
     lost: list[str] | None = None,
+    names: list[str] | None = None,
 ) -> int:
     """Bring the cache up to date with the vault's commits; returns commits applied.
+    ``names``: the listing of ``commits/`` when the caller has it (one request less).
 
     Commits the cache applied that the vault lacks are added to ``lost`` (evidence of a
     rollback, :mod:`popvault.vault.guard`) and the cache is rebuilt. Each commit applied
     is checked against its predecessor (``parent``); a mismatch is remembered, and so is
     the damage a repair commit accepts."""
-    names = log.names()
+    names = log.names() if names is None else names
     have = cache.applied_commits()
     wanted = {short_name(n) for n in names}
     if not have <= wanted:

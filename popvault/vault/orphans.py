@@ -75,9 +75,21 @@ class Survey:
 
 
 def survey(
-    log: CommitLog, reader: Reader, warn: Callable[[str], None], *, packs: bool = True
+    log: CommitLog,
+    reader: Reader,
+    warn: Callable[[str], None],
+    *,
+    packs: bool = True,
+    named: set[str] | None = None,
 ) -> Survey:
-    """Read every commit record, then every pack and segment none of them names."""
+    """Read every commit record, then every pack and segment none of them names. With
+    ``named`` (the packs a synchronised cache knows, :meth:`IndexCache.pack_names`) no
+    commit record is read and segments are not looked at: a writer's survey costs one
+    listing of ``packs/`` instead of a request per commit."""
+    if named is not None:
+        out = Survey([], set(named), set())
+        _unnamed_packs(log, reader, out)
+        return out
     commits: list[tuple[str, CommitRecord | None]] = []
     named_packs: set[str] = set()
     named_segments: set[str] = set()
@@ -98,15 +110,19 @@ def survey(
         if s not in named_segments
     ]
     if packs:
-        for obj in log.backend.list("packs"):
-            name = obj.rsplit("/", 1)[1]
-            if name not in named_packs:
-                orphan = read_orphan(reader, name)
-                if orphan is None:
-                    out.foreign.append(name)
-                else:
-                    out.orphans.append(orphan)
+        _unnamed_packs(log, reader, out)
     return out
+
+
+def _unnamed_packs(log: CommitLog, reader: Reader, out: Survey) -> None:
+    for obj in log.backend.list("packs"):
+        name = obj.rsplit("/", 1)[1]
+        if name not in out.named_packs:
+            orphan = read_orphan(reader, name)
+            if orphan is None:
+                out.foreign.append(name)
+            else:
+                out.orphans.append(orphan)
 
 
 def pack_contents(reader: Reader, name: str) -> tuple[list[BlobLocation], list[list[Any]]]:

@@ -169,16 +169,16 @@ class Vault:
         """Sync the cache, look for lost commits (format §8.6); a writer also adopts
         what interrupted runs left (§8.4). Writers refuse a damaged vault (exit 20)."""
         lost: list[str] = []
-        with self._mutex:
-            housekeeping.sync_cache(self._log, self.cache, self.warn, lost)
         names = self._log.names()
+        with self._mutex:
+            housekeeping.sync_cache(self._log, self.cache, self.warn, lost, names)
         found = guard.merge(
             guard.cache_findings(lost),
             guard.chain_findings(names, self.cache),
             guard.anchor_findings(names, self._anchor, self.vault_id),
         )
         if write and not repairing:
-            sv = orphans.survey(self._log, self._reader, self.warn)
+            sv = orphans.survey(self._log, self._reader, self.warn, named=self.cache.pack_names())
             for text in orphans.lost_commits(sv.orphans, names):
                 found.add(f"orphan:{text[5:17]}", text)
             if found:

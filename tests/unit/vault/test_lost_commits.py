@@ -330,3 +330,26 @@ def test_repair_recovers_records_from_a_segment_whose_pack_is_gone(
     v.close()
     with open_rw(root, cache_dir=fresh_machine) as v:
         assert v.check(read_data=True).ok
+
+
+def test_a_writer_in_step_with_its_cache_reads_no_commit_record(tmp_path: Path) -> None:
+    """Opening for writing costs a listing of commits/ and packs/, not a request per
+    commit (what makes a no-op backup cheap on object storage)."""
+    from popvault.vault.backend import LocalBackend
+
+    gets: list[str] = []
+
+    class Counting(LocalBackend):
+        def get(self, name: str) -> bytes:
+            gets.append(name)
+            return super().get(name)
+
+    root = tmp_path / "v"
+    build(root, standard_batches(), cache_dir=tmp_path / "c")
+    with open_rw(Counting(root), cache_dir=tmp_path / "c"):
+        pass
+    assert [g for g in gets if g.startswith(("commits/", "index/", "packs/"))] == []
+    # and the same open without that knowledge (a fresh cache) does read them
+    with open_rw(Counting(root), cache_dir=tmp_path / "fresh"):
+        pass
+    assert any(g.startswith("commits/") for g in gets)
