@@ -92,8 +92,9 @@ def _add_quiet(command: click.Command) -> None:
     "--vault",
     "vault_path",
     envvar="POPVAULT_VAULT",
-    metavar="PATH",
-    help="The vault directory (env POPVAULT_VAULT; default: 'vault' in the config file).",
+    metavar="PATH|s3://BUCKET[/PREFIX]",
+    help="The vault: a directory, or S3-compatible object storage (env POPVAULT_VAULT;"
+    " default: 'vault' in the config file).",
 )
 @click.option("--passphrase-file", metavar="FILE", help="Read the vault passphrase from FILE.")
 @click.option(
