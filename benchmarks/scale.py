@@ -29,15 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import (
+    PASSPHRASE,
     REPO,
     Bench,
     ChildRun,
-    init_vault,
     log,
     run_child,
     small_messages,
 )
 from benchmarks.compare_revisions import _worktree
+from popvault.vault import Vault
 
 NAME = "scale"
 #: The last revision whose listings loaded every row (issue 12).
@@ -80,10 +81,12 @@ def _steps(mbox: Path, sender: str, export: Path) -> Iterator[tuple[str, list[st
 
 def _measure(bench: Bench, label: str, code: Path, base: Path, mbox: Path, sender: str) -> Measured:
     out = Measured(label)
-    vault = init_vault(bench, base / f"vault-{label}")
+    # each vault's cache in its own folder under ``base``: deleted with it (400 MB here)
+    cache = base / f"cache-{label}"
+    vault = base / f"vault-{label}"
+    Vault.init(vault, PASSPHRASE.encode(), cache_dir=cache).close()
     export = base / f"export-{label}.mbox"
-    env = bench.env()
-    env["PYTHONPATH"] = str(code)
+    env = bench.env(POPVAULT_CACHE_DIR=str(cache), PYTHONPATH=str(code))
     argv0 = [sys.executable, "-m", "popvault", "--vault", str(vault), "--quiet"]
     try:
         for step, args in _steps(mbox, sender, export):
@@ -94,6 +97,7 @@ def _measure(bench: Bench, label: str, code: Path, base: Path, mbox: Path, sende
             export.unlink(missing_ok=True)
     finally:
         shutil.rmtree(vault, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
         export.unlink(missing_ok=True)
     return out
 
