@@ -31,7 +31,7 @@ from typing import Any
 
 from popvault.errors import VaultLocked
 from popvault.vault.backend import Backend, ObjectNotFound
-from popvault.vault.lock import _alive, _start_time
+from popvault.vault.lock import process_alive, process_start
 
 PREFIX = "locks"
 #: A lease not refreshed for this long is stale (seconds).
@@ -59,7 +59,7 @@ class LeaseInfo:
         return f"{self.command}, process {self.pid} on {self.host} since {since}"
 
     def stale(self, now: float) -> bool:
-        if self.host == socket.gethostname() and not _alive(self.pid, self.start):
+        if self.host == socket.gethostname() and not process_alive(self.pid, self.start):
             return True
         return now > self.expires
 
@@ -116,13 +116,11 @@ class Lease:
         self._body: dict[str, Any] = {
             "host": socket.gethostname(),
             "pid": pid,
-            "start": _start_time(pid),
+            "start": process_start(pid),
             "time": clock(),
             "command": command,
         }
         self._lost: str | None = None
-        #: The last storage error of a refresh (tried again at the next one).
-        self.last_error: Exception | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -148,16 +146,11 @@ class Lease:
             return
         try:
             self.backend.get(self.name)
+            self.put()
         except ObjectNotFound:
             self._lost = "its lease was removed by another writer (judged stale)"
+        except Exception:  # storage trouble: tried again at the next refresh
             return
-        except Exception as exc:  # storage trouble: try again at the next refresh
-            self.last_error = exc
-            return
-        try:
-            self.put()
-        except Exception as exc:
-            self.last_error = exc
 
     def check(self) -> None:
         """Raise VaultLocked when this writer no longer holds the vault."""

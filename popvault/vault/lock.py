@@ -22,7 +22,8 @@ from popvault.vault.backend import Backend, ObjectNotFound
 LOCK_NAME = "lock"
 
 
-def _start_time(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
+    """Field 22 (``starttime``) of ``/proc/<pid>/stat``, or None where unavailable."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -33,7 +34,8 @@ def _start_time(pid: int) -> str | None:
     return fields[19].decode() if len(fields) > 19 else None
 
 
-def _alive(pid: int, start: str | None) -> bool:
+def process_alive(pid: int, start: str | None) -> bool:
+    """Whether ``pid`` runs on this host and is the process that wrote ``start``."""
     if not 0 < pid < 1 << 22:  # beyond Linux's pid_max: no such process can hold it
         return False
     try:
@@ -42,7 +44,7 @@ def _alive(pid: int, start: str | None) -> bool:
         return False
     except PermissionError:
         return True
-    now = _start_time(pid)
+    now = process_start(pid)
     return start is None or now is None or now == start
 
 
@@ -86,7 +88,7 @@ def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Held
     info = {
         "host": socket.gethostname(),
         "pid": pid,
-        "start": _start_time(pid),
+        "start": process_start(pid),
         "time": time.time(),
         "command": command,
         "token": os.urandom(8).hex(),
@@ -106,7 +108,7 @@ def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Held
                 "vault lock is unreadable",
                 hint="if no popvault runs on this vault, 'popvault unlock --force' removes it",
             ) from None
-        if h_host == info["host"] and not _alive(h_pid, h_start):
+        if h_host == info["host"] and not process_alive(h_pid, h_start):
             warn(f"removed a stale lock of process {h_pid} on {h_host} (no longer running)")
             backend.delete(LOCK_NAME)
             continue
@@ -136,7 +138,7 @@ def running_writer(backend: Backend) -> str | None:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held["time"])))
     except Exception:
         return None
-    if host == socket.gethostname() and not _alive(pid, held.get("start")):
+    if host == socket.gethostname() and not process_alive(pid, held.get("start")):
         return None
     return f"{held.get('command', 'popvault')}, process {pid} on {host} since {since}"
 
@@ -182,7 +184,7 @@ def _judge(raw: bytes, force: bool, now: float | None) -> str:
             ) from None
         return "an unreadable lock"
     if host == socket.gethostname():
-        if _alive(pid, held.get("start")):
+        if process_alive(pid, held.get("start")):
             raise VaultLocked(
                 f"the vault is locked by a running writer ({who})",
                 hint="wait for it to finish, or stop that process; its lock goes with it",

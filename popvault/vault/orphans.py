@@ -250,11 +250,10 @@ def plan_adoption(orphans: list[Orphan], cache: IndexCache) -> Adoption:
                 seen_records.add(text)
                 out.records.append(r)
     # sources of messages that are neither in the vault nor adopted stay out
-    known = msgs | {r.id for r in out.records if isinstance(r, MsgRecord)}
     out.records = [
         r
         for r in out.records
-        if not isinstance(r, SrcRecord) or r.msg in known or cache.has_message(r.msg)
+        if not isinstance(r, SrcRecord) or r.msg in msgs or cache.has_message(r.msg)
     ]
     return out
 

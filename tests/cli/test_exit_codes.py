@@ -21,7 +21,7 @@ import pytest
 
 import popvault.mailboxes.mbox as mbox_module
 from popvault.vault.crypto import checksum_json
-from popvault.vault.lock import _start_time
+from popvault.vault.lock import process_start
 from popvault.vault.pack import HEADER_SIZE
 from tests.cli.helpers import (
     contents,
@@ -132,7 +132,7 @@ def _write_lock(vault: Path, pid: int, *, host: str | None = None, start: str | 
 def test_lock_of_live_process_is_11(
     vault: Path, tmp_path: Path, sleeper: subprocess.Popen[bytes]
 ) -> None:
-    start = _start_time(sleeper.pid)
+    start = process_start(sleeper.pid)
     assert start is not None
     _write_lock(vault, sleeper.pid, start=start)
     maildir = tmp_path / "md"
@@ -162,7 +162,7 @@ def test_lock_of_another_host_is_never_broken(vault: Path, tmp_path: Path) -> No
 
 def test_stale_lock_of_dead_process_is_broken_with_a_warning(vault: Path, tmp_path: Path) -> None:
     proc = subprocess.Popen(["true"])
-    start = _start_time(proc.pid)
+    start = process_start(proc.pid)
     proc.wait()
     _write_lock(vault, proc.pid, start=start)
     maildir = tmp_path / "md"

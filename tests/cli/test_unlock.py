@@ -8,7 +8,7 @@ import socket
 import time
 from pathlib import Path
 
-from popvault.vault.lock import _start_time
+from popvault.vault.lock import process_start
 from tests.cli.helpers import run
 
 
@@ -17,7 +17,7 @@ def _lock(vault: Path, *, host: str | None = None, pid: int = 4_194_305) -> None
     body = {
         "host": host or socket.gethostname(),
         "pid": pid,
-        "start": _start_time(pid),
+        "start": process_start(pid),
         "time": time.time() - 3600,
         "command": "popvault backup",
         "token": "0123456789abcdef",

@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ from tests.support.backup_helpers import (
     assert_vault_sound,
     cli_command,
     cli_env,
-    create_vault,
     message_count,
     open_vault,
     run_cli,
@@ -49,26 +47,6 @@ SMALL = [
     b"From: b@example.org\nSubject: two\n\nLF only\n.\n..\nend\n",
     b"From: c@example.org\r\nSubject: three\r\n\r\n" + b"y" * 12_000 + b"\r\n",
 ]
-
-
-@pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("POPVAULT_CACHE_DIR", str(path))
-    return path
-
-
-@pytest.fixture
-def vault_path(tmp_path: Path, cache_dir: Path) -> Path:
-    path = tmp_path / "vault"
-    create_vault(path, cache_dir)
-    return path
-
-
-@pytest.fixture
-def vault(vault_path: Path, cache_dir: Path) -> Iterator[Vault]:
-    with open_vault(vault_path, cache_dir, write=True) as v:
-        yield v
 
 
 def account(dc: Dovecot, user: UserInfo, name: str = "dc", **options: object) -> AccountConfig:

@@ -12,7 +12,6 @@ Dovecot's own per-session counts (``top``, ``retr``, ``del``) confirm what each 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ from tests.support.backup_helpers import (
     PASSPHRASE,
     arrivals_per_uidl,
     assert_vault_sound,
-    create_vault,
     message_count,
     open_vault,
 )
@@ -42,26 +40,6 @@ OTHERS = [
     b"From: d@example.org\nSubject: D\n\nLF only, served as CRLF\n",
 ]
 assert len(A) == len(B) and A != B
-
-
-@pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("POPVAULT_CACHE_DIR", str(path))
-    return path
-
-
-@pytest.fixture
-def vault_path(tmp_path: Path, cache_dir: Path) -> Path:
-    path = tmp_path / "vault"
-    create_vault(path, cache_dir)
-    return path
-
-
-@pytest.fixture
-def vault(vault_path: Path, cache_dir: Path) -> Iterator[Vault]:
-    with open_vault(vault_path, cache_dir, write=True) as v:
-        yield v
 
 
 def account(dc: Dovecot, user: UserInfo, **options: object) -> AccountConfig:
