@@ -1,11 +1,11 @@
-"""Keeping the local cache in step with the vault, and removing leftovers (§8.4, §9.3).
+"""Keeping the local cache in step with the vault (§9.3).
 
-The cache applies each commit it has not seen, from its segment; a cache that knows a
-commit the vault no longer has is discarded and rebuilt (and says why: commit records
-were deleted, or an older copy of the vault was put back). When segments are lost, the
-cache is rebuilt from the packs themselves (their trailers and ``rec`` blobs). A writer
-removes the packs and segments of interrupted runs only after reading every commit
-record, and never while the cache knows a commit that is missing.
+The cache applies each commit it has not seen, from its segments; a cache that knows a
+commit the vault no longer has is discarded and rebuilt (and the commits it lacks are
+evidence of a rollback, :mod:`popvault.vault.guard`). Each commit applied is checked
+against its predecessor. When segments are lost, the cache is rebuilt from the packs
+themselves (their trailers and ``rec`` blobs). Nothing here deletes anything: packs that
+no commit names are adopted by writers (:mod:`popvault.vault.orphans`).
 """
 
 from __future__ import annotations
