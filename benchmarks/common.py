@@ -379,6 +379,17 @@ def realistic_dataset(bench: Bench) -> Dataset:
     )
 
 
+def attachment_dataset(bench: Bench) -> Dataset:
+    """The attachment-heavy mailbox (``tests.support.attachment_mail``): 1,600 messages,
+    about 450 MB (400, about 110 MB, with --quick)."""
+    from tests.support.attachment_mail import attachment_heavy
+
+    n = 400 if bench.quick else 1600
+    return stamped_maildir(
+        bench, "attachments", {"n": n, "seed": 12, "v": 1}, lambda: attachment_heavy(n, 12)
+    )
+
+
 def redundant_dataset(bench: Bench) -> Dataset:
     from tests.support.generate import redundant
 
