@@ -24,6 +24,7 @@ from popvault.errors import PopvaultError
 COMMANDS = {
     "backup": "cmd_backup",
     "check": "cmd_check",
+    "copy": "cmd_copy",
     "demo": "cmd_demo",
     "export": "cmd_export",
     "import": "cmd_import",

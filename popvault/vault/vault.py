@@ -31,6 +31,7 @@ from popvault.vault.backend import Backend, LocalBackend
 from popvault.vault.cache import Filter, IndexCache, MessageRow, StoredMessage, open_cache
 from popvault.vault.check import Checker, CheckReport
 from popvault.vault.config import as_backend, config_body, read_vault_config
+from popvault.vault.copy import CopyProgress, CopyReport, Source, copy_vault
 from popvault.vault.crypto import (
     KdfParams,
     MasterKeys,
@@ -564,6 +565,15 @@ class Vault:
 
     def export_keys(self) -> str:
         return export_keys(self.keys, self.vault_id)
+
+    def copy_to(
+        self, where: Path | str | Backend, progress: CopyProgress | None = None
+    ) -> CopyReport:
+        """Copy this vault to ``where`` (format §8.8): :func:`copy.copy_vault`."""
+        a = self._anchor
+        src = Source(self.backend, self.keys, self.vault_id, self._log, self._reader,
+                     a.location, tuple(self.damage), a.folder)  # fmt: skip
+        return copy_vault(src, where, progress=progress, warn=self.warn)
 
 
 def location_of(backend: Backend, label: str) -> str:
