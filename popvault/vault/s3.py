@@ -1,16 +1,19 @@
 """The S3 backend: a vault's objects in a bucket of S3-compatible storage (format §3.2).
 
 A vault at ``s3://BUCKET[/PREFIX]`` keeps object ``name`` under the key
-``PREFIX/name``. boto3 does the talking (signing, the AWS credential and endpoint chain,
-retries of 5xx/SlowDown/dropped connections within a bounded budget); it is imported
-only when an S3 vault is opened, so local runs and ``--help`` never load it. Every
+``PREFIX/name``. boto3 does the talking (signing, the AWS credential and endpoint chain);
+it is imported only when an S3 vault is opened, so local runs and ``--help`` never load
+it. Retries (5xx, SlowDown, timeouts, dropped connections, bodies cut off) are popvault's
+own, within a bounded budget (s3net.py); :attr:`S3Backend.traffic` counts requests and
+bytes. Every
 botocore error becomes a popvault error with its documented exit code (docs/storage.md):
 a missing bucket VaultNotFound (10), refused credentials AuthenticationFailed (77), an
 unreachable endpoint or exhausted retries TemporaryFailure (75); secrets are never shown.
 
 ``create_exclusive`` is a PutObject with ``If-None-Match: *``. Whether the server honours
 that header is probed once, when a writer first asks (:attr:`S3Backend.exclusive_create`,
-read by the writer lock): a probe object put twice, the second must be refused. Where it
+read by the writer lock): a probe object under ``locks/`` (where an append-only bucket
+still allows deletions) put twice, the second must be refused. Where it
 is not honoured (some gateways overwrite, B2 answers 501) ``exclusive_create`` is false
 and the writer lock uses leases instead (format §10.1); ``create_exclusive`` itself then
 refuses (exit 1) rather than overwrite.
@@ -19,6 +22,7 @@ refuses (exit 1) rather than overwrite.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import secrets
@@ -39,14 +43,16 @@ from popvault.errors import (
     VaultNotFound,
 )
 from popvault.vault.backend import MAX_OBJECT, ObjectNotFound, _check_name
+from popvault.vault.s3net import (
+    CONNECT_TIMEOUT,
+    RetryPolicy,
+    Traffic,
+    body_size,
+    kind_of,
+    retryable,
+)
 
 SCHEME = "s3://"
-#: Tries of one request (botocore ``standard`` retries), unless ``AWS_MAX_ATTEMPTS`` says.
-MAX_ATTEMPTS = 10
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
-#: Our own tries of a GET whose body is cut off mid-read (botocore does not retry those).
-BODY_TRIES = 5
 #: ``path``, ``virtual`` or ``auto``: how the bucket goes into requests. Default: path
 #: style for a custom endpoint (``AWS_ENDPOINT_URL[_S3]``), else botocore's choice.
 ADDRESSING_ENV = "POPVAULT_S3_ADDRESSING"
@@ -62,6 +68,9 @@ _AUTH_CODES = {
     "AccountProblem",
 }
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+#: Where the conditional-write probe goes: beside the leases, the one folder whose
+#: objects an append-only bucket lets popvault delete (docs/storage.md).
+PROBE_FOLDER = "locks"
 
 T = TypeVar("T")
 #: Object names (``list`` is a method name inside the backend).
@@ -128,15 +137,20 @@ class S3Backend:
     def __init__(self, location: S3Location) -> None:
         self.location = location
         self.label = location.url
-        #: HTTP requests sent (retries included): what a run costs.
-        self.requests = 0
-        self._count_lock = threading.Lock()
+        #: HTTP requests sent and bytes each way (retries included): what a run costs.
+        self.traffic = Traffic()
         self._client_obj: Any = None
         self._client_lock = threading.Lock()
         self._conditional: bool | None = None
+        self._policy: RetryPolicy | None = None
         #: Whether :meth:`prepare_init` created the bucket (``init`` says so).
         self.bucket_created = False
         self.endpoint = "?"
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far, retries included."""
+        return self.traffic.requests
 
     # ------------------------------------------------------------------ the client
 
@@ -147,15 +161,18 @@ class S3Backend:
                 self._client_obj = self._make_client()
             return self._client_obj
 
+    @property
+    def policy(self) -> RetryPolicy:
+        if self._policy is None:
+            self._policy = RetryPolicy.from_env()
+        return self._policy
+
     def _make_client(self) -> Any:
         import boto3
         import botocore.exceptions
         from botocore.config import Config
 
-        try:
-            attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or MAX_ATTEMPTS)
-        except ValueError:
-            raise UsageError("AWS_MAX_ATTEMPTS is not a number") from None
+        policy = self.policy
         style = (os.environ.get(ADDRESSING_ENV) or "").strip().lower() or None
         if style not in (None, "path", "virtual", "auto"):
             raise UsageError(f"{ADDRESSING_ENV} must be path, virtual or auto")
@@ -163,8 +180,9 @@ class S3Backend:
         def make(addressing: str | None) -> Any:
             config = Config(
                 connect_timeout=CONNECT_TIMEOUT,
-                read_timeout=READ_TIMEOUT,
-                retries={"mode": "standard", "total_max_attempts": max(1, attempts)},
+                read_timeout=policy.read_timeout,
+                # one attempt per call: retries are ours (s3net.py), with a time budget
+                retries={"mode": "standard", "total_max_attempts": 1},
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
                 max_pool_connections=16,
@@ -182,29 +200,53 @@ class S3Backend:
             client = make("path")
         self.endpoint = client.meta.endpoint_url
         client.meta.events.register("before-send.s3", self._count)
+        client.meta.events.register("before-parse.s3", self._count_answer)
         return client
 
-    def _count(self, **_kwargs: Any) -> None:
-        with self._count_lock:
-            self.requests += 1
+    def _count(self, request: Any = None, **_kwargs: Any) -> None:
+        if request is None:
+            self.traffic.request("other", 0)
+            return
+        kind = kind_of(str(request.method), str(request.url), request.headers)
+        self.traffic.request(kind, body_size(request.body, request.headers))
+
+    def _count_answer(self, response_dict: Any = None, **_kwargs: Any) -> None:
+        """Bodies parsed by botocore (listings, errors); object bodies count as read."""
+        body = (response_dict or {}).get("body")
+        if isinstance(body, (bytes, bytearray)):
+            self.traffic.got(len(body))
 
     def _key(self, name: str) -> str:
         _check_name(name)
         return f"{self.location.prefix}/{name}" if self.location.prefix else name
 
     def _call(self, op: str, name: str, fn: Callable[[Any], T]) -> T:
-        """``fn(client)`` with every botocore error translated (see the module doc)."""
+        """``fn(client)``, tried again on a retryable failure within the retry policy
+        (s3net.py); every other failure, and the last, translated (module doc)."""
         client = self._client
-        try:
-            return fn(client)
-        except Exception as exc:
-            self._translate(exc, op, name)
+        policy = self.policy
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                return fn(client)
+            except Exception as exc:
+                if not retryable(exc):
+                    self._translate(exc, op, name)
+                failures += 1
+                wait = policy.delay(failures)
+                if not policy.another(failures, time.monotonic() - started, wait):
+                    self._translate(exc, op, name, (failures, time.monotonic() - started))
+                time.sleep(wait)
 
-    def _translate(self, exc: Exception, op: str, name: str) -> NoReturn:
+    def _translate(
+        self, exc: Exception, op: str, name: str, tried: tuple[int, float] | None = None
+    ) -> NoReturn:
         import botocore.exceptions as be
 
         what = f"{op} of {name}" if name else op
         where = f"{self.label} at {self.endpoint}"
+        after = f"; {tried[0]} tries in {tried[1]:.0f} s" if tried else ""
         if isinstance(exc, be.ClientError):
             err = exc.response.get("Error", {})
             code = str(err.get("Code", ""))
@@ -217,6 +259,13 @@ class S3Backend:
                     f" exist at {self.endpoint}",
                     hint="check --vault and AWS_ENDPOINT_URL, or create it with 'popvault init'",
                 ) from None
+            if op == "deletion" and (status == 403 or code == "AccessDenied"):
+                raise AuthenticationFailed(
+                    f"{self.endpoint} refused the deletion of {name} in {self.label}"
+                    f" ({code or status}): the bucket is append-only for these credentials",
+                    hint="backup and import never delete; prune, repair and 'key passwd'"
+                    " need credentials that may delete (docs/storage.md)",
+                ) from None
             if status in (401, 403) or code in _AUTH_CODES:
                 raise AuthenticationFailed(
                     f"{self.endpoint} refused the credentials for the {what} in"
@@ -224,9 +273,9 @@ class S3Backend:
                     hint="check AWS_ACCESS_KEY_ID / AWS_PROFILE and the bucket's permissions"
                     " (docs/storage.md)",
                 ) from None
-            if status >= 500 or code in ("SlowDown", "RequestTimeout", "Throttling"):
+            if retryable(exc):
                 raise TemporaryFailure(
-                    f"the {what} in {where} failed after retries ({code or status})",
+                    f"the {what} in {where} failed ({code or status}{after})",
                     hint="the storage is busy or down; run the command again later",
                 ) from None
             raise PopvaultError(f"the {what} in {where} was refused ({code or status})") from None
@@ -238,20 +287,15 @@ class S3Backend:
             ) from None
         if isinstance(exc, be.NoRegionError):
             raise UsageError(f"no AWS region for {self.label}", hint="set AWS_REGION") from None
-        if isinstance(
-            exc,
-            (
-                be.EndpointConnectionError,
-                be.ConnectionError,
-                be.ConnectTimeoutError,
-                be.ReadTimeoutError,
-                be.ResponseStreamingError,
-                be.IncompleteReadError,
-            ),
-        ):
+        if isinstance(exc, be.SSLError):
+            raise NetworkError(
+                f"TLS with {self.endpoint} failed for the {what} in {self.label}",
+                hint="check AWS_ENDPOINT_URL and AWS_CA_BUNDLE",
+            ) from None
+        if retryable(exc):
             raise NetworkError(
                 f"cannot reach {self.endpoint} for the {what} in {self.label}"
-                f" ({type(exc).__name__})",
+                f" ({type(exc).__name__}{after})",
                 hint="check the network and AWS_ENDPOINT_URL; run the command again later",
             ) from None
         if isinstance(exc, be.BotoCoreError):
@@ -292,34 +336,37 @@ class S3Backend:
         written the object already is told apart by reading it back."""
         import botocore.exceptions as be
 
-        client = self._client
-        try:
-            client.put_object(
-                Bucket=self.location.bucket,
-                Key=key,
-                Body=body,
-                ContentMD5=_md5(body),
-                IfNoneMatch="*",
-            )
-            return True
-        except be.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if status == 412 or code == "PreconditionFailed":
-                try:
-                    return self.get(name) == body  # ours, from an earlier attempt
-                except ObjectNotFound:
+        def attempt(c: Any) -> bool:
+            try:
+                c.put_object(
+                    Bucket=self.location.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentMD5=_md5(body),
+                    IfNoneMatch="*",
+                )
+                return True
+            except be.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                if status == 412 or code == "PreconditionFailed":
                     return False
-            if status == 501 or code == "NotImplemented":
-                raise _Unconditional from None
-            self._translate(exc, "conditional upload", name)
-        except Exception as exc:
-            self._translate(exc, "conditional upload", name)
+                if status == 501 or code == "NotImplemented":
+                    raise _Unconditional from None
+                raise
+
+        if self._call("conditional upload", name, attempt):
+            return True
+        try:
+            return self.get(name) == body  # ours, from an earlier attempt
+        except ObjectNotFound:
+            return False
 
     def probe_conditional_writes(self) -> bool:
         """Whether the server refuses a second ``If-None-Match: *`` put of one key (a
-        probe object, deleted afterwards). False also when it answers 501."""
-        name = f".popvault-probe-{secrets.token_hex(8)}"
+        probe object under ``locks/``, deleted afterwards: an append-only bucket allows
+        that). False also when it answers 501."""
+        name = f"{PROBE_FOLDER}/.popvault-probe-{secrets.token_hex(8)}"
         key = self._key(name)
         try:
             if not self._put_if_absent(name, key, b"1"):
@@ -362,20 +409,18 @@ class S3Backend:
         return data[:length]
 
     def _read(self, name: str, request: Callable[[Any], Any], *, ranged: bool = False) -> bytes:
-        """One GET, its body read in full; a body cut off mid-read is fetched again
-        (:data:`BODY_TRIES` times). Objects over MAX_OBJECT are refused unread."""
+        """One GET, its body read in full; a body cut off mid-read or stalled is a failed
+        try like any other (the retry policy's). Objects over MAX_OBJECT are refused
+        unread."""
         import botocore.exceptions as be
 
-        client = self._client
-        for attempt in range(1, BODY_TRIES + 1):
+        def attempt(c: Any) -> bytes:
             try:
-                resp = request(client)
+                resp = request(c)
             except be.ClientError as exc:
                 if ranged and exc.response.get("Error", {}).get("Code") == "InvalidRange":
                     raise _RangePastEnd from None
-                self._translate(exc, "download", name)
-            except Exception as exc:
-                self._translate(exc, "download", name)
+                raise
             body = resp["Body"]
             try:
                 total = _total_size(resp)
@@ -384,19 +429,13 @@ class S3Backend:
                         f"object {name} is {total} bytes, larger than any object popvault"
                         f" writes ({MAX_OBJECT})"
                     )
-                try:
-                    return bytes(body.read())
-                except (be.ResponseStreamingError, be.IncompleteReadError, be.ReadTimeoutError):
-                    if attempt == BODY_TRIES:
-                        raise NetworkError(
-                            f"the download of {name} from {self.label} at {self.endpoint}"
-                            f" was cut off {BODY_TRIES} times",
-                            hint="run the command again later",
-                        ) from None
-                    time.sleep(min(0.2 * 2**attempt, 5.0))
+                data = bytes(body.read())
             finally:
                 body.close()
-        raise AssertionError("unreachable")
+            self.traffic.got(len(data))
+            return data
+
+        return self._call("download", name, attempt)
 
     def _head(self, name: str) -> dict[str, Any]:
         key = self._key(name)
@@ -425,21 +464,24 @@ class S3Backend:
         ]
 
     def _list_keys(self, key_prefix: str, strip: str, limit: int | None = None) -> Names:
-        def run(c: Any) -> Names:
-            out: Names = []
-            pages = c.get_paginator("list_objects_v2").paginate(
-                Bucket=self.location.bucket, Prefix=key_prefix
+        """Every key under ``key_prefix`` (``strip`` cut off), one ListObjectsV2 page at a
+        time, each page tried again on its own (a long listing is not restarted)."""
+        out: Names = []
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": key_prefix}
+            if token:
+                args["ContinuationToken"] = token
+            page: dict[str, Any] = self._call(
+                "listing", key_prefix or "/", functools.partial(_list_page, args=args)
             )
-            for page in pages:
-                for item in page.get("Contents", ()):
-                    key = str(item["Key"])
-                    if key.startswith(strip) and not key.endswith("/"):
-                        out.append(key[len(strip) :])
-                if limit is not None and len(out) >= limit:
-                    break
-            return out
-
-        return sorted(self._call("listing", key_prefix or "/", run))
+            for item in page.get("Contents", ()):
+                key = str(item["Key"])
+                if key.startswith(strip) and not key.endswith("/"):
+                    out.append(key[len(strip) :])
+            token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+            if not token or (limit is not None and len(out) >= limit):
+                return sorted(out)
 
     def delete(self, name: str) -> None:
         key = self._key(name)
@@ -463,17 +505,20 @@ class S3Backend:
         import botocore.exceptions as be
 
         bucket = self.location.bucket
-        created = False
-        try:
-            self._client.head_bucket(Bucket=bucket)
-        except be.ClientError as exc:
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if status != 404:
-                self._translate(exc, "look-up of the bucket", "")
+
+        def missing(c: Any) -> bool:
+            try:
+                c.head_bucket(Bucket=bucket)
+            except be.ClientError as exc:
+                meta = exc.response.get("ResponseMetadata", {})
+                if int(meta.get("HTTPStatusCode") or 0) == 404:
+                    return True
+                raise
+            return False
+
+        created = self._call("look-up of the bucket", "", missing)
+        if created:
             self._call("creation of the bucket", "", lambda c: c.create_bucket(Bucket=bucket))
-            created = True
-        except Exception as exc:
-            self._translate(exc, "look-up of the bucket", "")
         start = f"{self.location.prefix}/" if self.location.prefix else ""
         found = [
             n
@@ -497,6 +542,11 @@ class _Unconditional(Exception):
 
 class _RangePastEnd(Exception):
     """A ranged GET starting at or past the end (416)."""
+
+
+def _list_page(client: Any, args: dict[str, Any]) -> dict[str, Any]:
+    page: dict[str, Any] = client.list_objects_v2(**args)
+    return page
 
 
 def _check_size(name: str, size: int) -> None:

@@ -469,23 +469,26 @@ def test_s3_get_of_a_body_cut_off_is_retried(
     s3_vault: str, seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """botocore does not retry a body cut off mid-read: the backend fetches it again
-    (BODY_TRIES times), then gives up with a temporary failure (exit 75)."""
+    (within the retry policy's tries), then gives up with a temporary failure (75)."""
     data = secrets.token_bytes(1 << 20)
     _s3(s3_vault).put("packs/00/p", data)
     relay = CuttingRelay(seaweed.port)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", relay.endpoint)
+        monkeypatch.setenv("POPVAULT_S3_BACKOFF", "0.01")
         b = _s3(s3_vault)
         relay.cuts = 2
         assert b.get("packs/00/p") == data
         assert b.get_range("packs/00/p", 1000, 500_000) == data[1000:501_000]
         assert relay.cuts == 0
-        relay.cuts = s3mod.BODY_TRIES
-        monkeypatch.setattr(s3mod, "BODY_TRIES", 2)
+        relay.cuts = 5
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
         with pytest.raises(NetworkError) as ei:
-            b.get("packs/00/p")
+            _s3(s3_vault).get("packs/00/p")
         assert ei.value.exit_code == 75
-        assert "cut off 2 times" in ei.value.message
+        assert "download of packs/00/p" in ei.value.message
+        assert "2 tries in" in ei.value.message
+        assert relay.cuts == 3
     finally:
         relay.close()
 
