@@ -10,21 +10,24 @@ then frame by frame, hashing on the way (one frame in memory at a time, not the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
+from typing import TypeVar
 
 from popvault.errors import IntegrityError
 from popvault.vault import guard
 from popvault.vault import lock as lockmod
 from popvault.vault.anchor import Anchor
 from popvault.vault.backend import Backend, ObjectNotFound
-from popvault.vault.cache import IndexCache
+from popvault.vault.cache import WINDOW, IndexCache
 from popvault.vault.crypto import MasterKeys, parse_checksum_json
 from popvault.vault.keys import SLOT_NAME, slot_names
 from popvault.vault.orphans import Orphan, lost_commits, read_orphan
 from popvault.vault.pack import BlobLocation
 from popvault.vault.reader import Reader
 from popvault.vault.records import piece_ids
+from popvault.vault.scratch import BlobTable
 from popvault.vault.segments import COMMIT_NAME, CommitLog, segment_blobs, short_name
 
 
@@ -64,17 +67,19 @@ class Checker:
         rep = CheckReport()
         self._key_slots(rep)
         packs, seg_names = self._commits(rep)
-        seg_locs = self._segments(seg_names, rep)
-        present = {n.rsplit("/", 1)[1] for n in self.backend.list("packs")}
-        for p in packs:
-            if p not in present:
-                rep.problems.append(f"pack {p[:12]} is missing")
-        self._uncommitted(sorted(present - set(packs)), rep)
-        rep.packs = len(packs)
-        bad_blobs = {loc.blob_id for loc in seg_locs.values() if loc.pack not in present}
-        if read_data:
-            bad_blobs |= self._check_packs(sorted(packs), seg_locs, rep, progress)
-        self._messages(seg_locs, bad_blobs, read_data, rep)
+        directory = None if self.cache.path is None else self.cache.path.parent
+        with BlobTable(directory) as seg_locs:
+            self._segments(seg_names, seg_locs, rep)
+            present = {n.rsplit("/", 1)[1] for n in self.backend.list("packs")}
+            for p in packs:
+                if p not in present:
+                    rep.problems.append(f"pack {p[:12]} is missing")
+            self._uncommitted(sorted(present - set(packs)), rep)
+            rep.packs = len(packs)
+            bad_blobs = set(seg_locs.ids_in(sorted(seg_locs.packs() - present)))
+            if read_data:
+                bad_blobs |= self._check_packs(sorted(packs), seg_locs, rep, progress)
+            self._messages(seg_locs, bad_blobs, read_data, rep)
         return rep
 
     def _key_slots(self, rep: CheckReport) -> None:
@@ -124,16 +129,13 @@ class Checker:
                 rep.problems.append(text)
         return packs, seg_names
 
-    def _segments(self, seg_names: list[str], rep: CheckReport) -> dict[bytes, BlobLocation]:
-        """The authoritative blob locations."""
-        seg_locs: dict[bytes, BlobLocation] = {}
+    def _segments(self, seg_names: list[str], seg_locs: BlobTable, rep: CheckReport) -> None:
+        """The authoritative blob locations, into ``seg_locs`` (on disk, not in memory)."""
         for s in seg_names:
             try:
-                for loc in segment_blobs(self.log.read_segment(s)):
-                    seg_locs[loc.blob_id] = loc
+                seg_locs.add(segment_blobs(self.log.read_segment(s)))
             except (IntegrityError, ValueError, KeyError, TypeError) as exc:
                 rep.problems.append(str(exc))
-        return seg_locs
 
     def _uncommitted(self, uncommitted: list[str], rep: CheckReport) -> None:
         """Packs no commit names: work in progress of a running writer; an interrupted
@@ -167,27 +169,32 @@ class Checker:
 
     def _messages(
         self,
-        seg_locs: dict[bytes, BlobLocation],
+        seg_locs: BlobTable,
         bad_blobs: set[bytes],
         read_data: bool,
         rep: CheckReport,
     ) -> None:
         """Every message's blobs must be known and good (and rebuild, with read_data)."""
         rep.blobs = self.cache.count("blobs")
-        # id, size and pieces only, streamed in delivery order (the order of the report)
-        for msg_id, size, pieces in self.cache.message_pieces():
-            rep.messages += 1
-            ids = piece_ids(pieces)
-            if any(b in bad_blobs or (seg_locs and b not in seg_locs) for b in ids):
-                rep.affected.add(msg_id)
-                continue
-            if read_data:
-                try:
-                    for _ in self.reader.iter_message(msg_id, size, pieces):
-                        pass
-                except IntegrityError as exc:
-                    rep.problems.append(exc.message)
+        any_segment = len(seg_locs) > 0
+        # id, size and pieces only, streamed in delivery order (the order of the report),
+        # looked up in the segments' blob table a window of messages at a time
+        for window in _windows(self.cache.message_pieces(), WINDOW):
+            unknown: set[bytes] = set()
+            if any_segment:
+                unknown = seg_locs.missing(list({b for m in window for b in piece_ids(m[2])}))
+            for msg_id, size, pieces in window:
+                rep.messages += 1
+                if any(b in bad_blobs or b in unknown for b in piece_ids(pieces)):
                     rep.affected.add(msg_id)
+                    continue
+                if read_data:
+                    try:
+                        for _ in self.reader.iter_message(msg_id, size, pieces):
+                            pass
+                    except IntegrityError as exc:
+                        rep.problems.append(exc.message)
+                        rep.affected.add(msg_id)
         torn = self.cache.incomplete()
         if torn:
             rep.problems.append(
@@ -203,22 +210,20 @@ class Checker:
     def _check_packs(
         self,
         packs: list[str],
-        seg_locs: dict[bytes, BlobLocation],
+        seg_locs: BlobTable,
         rep: CheckReport,
         progress: Callable[[int], None] | None,
     ) -> set[bytes]:
         bad: set[bytes] = set()
-        by_pack: dict[str, list[BlobLocation]] = {}
-        for loc in seg_locs.values():
-            by_pack.setdefault(loc.pack, []).append(loc)
         for p in packs:
+            locs = seg_locs.in_pack(p)  # one pack's blobs in memory at a time
             try:
-                bad |= self._check_pack(p, by_pack.get(p, []), rep, progress)
+                bad |= self._check_pack(p, locs, rep, progress)
             except ObjectNotFound:
-                bad.update(b.blob_id for b in by_pack.get(p, []))
+                bad.update(b.blob_id for b in locs)
             except IntegrityError as exc:  # damage, or not a regular file, or far too large
                 rep.problems.append(exc.message)
-                bad.update(b.blob_id for b in by_pack.get(p, []))
+                bad.update(b.blob_id for b in locs)
         return bad
 
     def _check_pack(
@@ -253,3 +258,12 @@ class Checker:
             raise IntegrityError(f"pack {p[:12]} does not match its name (damaged or swapped)")
         rep.problems += found
         return bad
+
+
+T = TypeVar("T")
+
+
+def _windows(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while window := list(islice(it, size)):
+        yield window
