@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from popvault.vault.config import read_config as read_config
     from popvault.vault.config import upgrade_config as upgrade_config
     from popvault.vault.crypto import KdfParams as KdfParams
+    from popvault.vault.fts import SearchDoc as SearchDoc
+    from popvault.vault.fts import SearchIndex as SearchIndex
+    from popvault.vault.fts import SearchSql as SearchSql
     from popvault.vault.ids import (
         PreparedMessage as PreparedMessage,
     )
@@ -44,6 +47,9 @@ _WHERE = {
     "MessageRow": "cache",
     "MessageWriter": "writer",
     "PreparedMessage": "ids",
+    "SearchDoc": "fts",
+    "SearchIndex": "fts",
+    "SearchSql": "fts",
     "SourceInfo": "records",
     "Vault": "vault",
     "as_backend": "config",

@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 import sqlcipher3
 
 from popvault.errors import UsageError
+from popvault.vault import fts
 from popvault.vault.backend import Backend
 from popvault.vault.cachekey import (
     PLAIN_HEADER,
@@ -59,7 +60,7 @@ _CIPHER_SETTINGS = (
 WINDOW = 500
 #: A message's delivery time as listings sort it (``messages_delivered`` indexes it): NULL
 #: (nothing known) sorts first, as it did before the index, with the row-value paging.
-_DELIVERED = "COALESCE(m.received, m.file_time, m.first_archived, -1e308)"
+_DELIVERED = fts.DELIVERED
 _AFTER = f"{_DELIVERED} >= ? AND ({_DELIVERED} > ? OR m.id > ?)"
 _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, sqlcipher3.DatabaseError)
 
@@ -202,7 +203,7 @@ class IndexCache:
 
     def _prepare(self) -> None:
         """Create missing tables; a cache of another schema version is emptied."""
-        self.db.executescript(_SCHEMA)
+        self.db.executescript(_SCHEMA + fts.SCHEMA)
         schema = self.get_meta("schema")
         if schema is not None and schema != SCHEMA_VERSION:
             self.reset(self.get_meta("vault_id") or "")
@@ -232,6 +233,7 @@ class IndexCache:
                 "deletions",
                 "restores",
                 "incomplete",
+                fts.TABLE,
             ):
                 self.db.execute(f"DELETE FROM {t}")  # noqa: S608 (fixed names)
             self.set_meta("vault_id", vault_id)
@@ -400,7 +402,7 @@ class IndexCache:
         for page in self._pages(LISTED_COLUMNS, where, args, window, since=flt.since):
             if flt.ids is not None:
                 page = [r for r in page if r[1] in flt.ids]
-            srcs = self._arrivals([r[1] for r in page])
+            srcs = self.arrivals([r[1] for r in page])
             for r in page:
                 yield message_row(r[1:], srcs.get(r[1], ()))
 
@@ -439,7 +441,7 @@ class IndexCache:
                 return
             start, after = [_AFTER], [page[-1][0], page[-1][0], page[-1][1]]
 
-    def _arrivals(self, msg_ids: list[bytes]) -> dict[bytes, list[Any]]:
+    def arrivals(self, msg_ids: list[bytes]) -> dict[bytes, list[Any]]:
         """Message id -> its arrivals (account, uidl, source, flags), oldest first."""
         out: dict[bytes, list[Any]] = {}
         for i in range(0, len(msg_ids), 500):

@@ -1,0 +1,270 @@
+"""The full-text search index inside the local cache (docs/search.md; format §9.3).
+
+An SQLite FTS5 table, ``search``, in the same (SQLCipher-encrypted) cache file as the
+rest of the index cache: one row a message with its sender, recipients (To and Cc),
+subject, body text, attachment file names and ``facts`` (words such as ``attachment``
+that ``has:`` queries match), tokenized by ``unicode61`` with ``remove_diacritics 2``
+(case and accents folded, any script). ``unicode61`` does not split CJK text (a run of
+ideographs is one token), so before indexing every run of Han, kana and Hangul is
+written as its overlapping bigrams joined by U+200B (a separator to the tokenizer),
+``東京都`` as ``東京\u200b京都``: a query's CJK words get the same treatment and become
+phrases of bigrams (:func:`index_text`); snippets are turned back (:func:`plain_text`).
+
+Which messages are indexed: every message whose ``messages`` rowid is at most the
+``search_upto`` mark in ``meta`` (rowids only grow; a reset empties both the messages
+and this index). Adding documents checks, in the same transaction, that each rowid still
+names the same message and is above the mark, so two processes indexing at once, or an
+index rebuilt meanwhile, never index a message twice. The SQL is here; what a message's
+text is, and the query language, are :mod:`popvault.app.search`'s.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from popvault.vault.rows import LISTED_COLUMNS, MessageRow, message_row
+
+if TYPE_CHECKING:
+    from popvault.vault.cache import IndexCache
+    from popvault.vault.vault import Vault
+
+#: The FTS5 table (created with the cache's other tables; emptied by a reset).
+SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5(
+  msg UNINDEXED, sender, recipients, subject, body, filename, facts,
+  tokenize = 'unicode61 remove_diacritics 2');
+"""
+TABLE = "search"
+#: Columns a query's words look in unless a field names one (not ``facts``).
+TEXT_COLUMNS = ("sender", "recipients", "subject", "body", "filename")
+#: bm25 weights, in column order (msg, sender, recipients, subject, body, filename, facts).
+_WEIGHTS = "0.0, 4.0, 2.0, 5.0, 1.0, 3.0, 0.0"
+#: A message's delivery time as listings sort it (the cache's ``messages_delivered`` index).
+DELIVERED = "COALESCE(m.received, m.file_time, m.first_archived, -1e308)"
+UPTO_KEY = "search_upto"
+#: The ``facts`` word of a message with attachments.
+ATTACHMENT_FACT = "attachment"
+PROBLEMS_KEY = "search_problems"
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f"
+_CJK_RUN = re.compile(f"[{_CJK}]{{2,}}")
+_OPENED = re.compile(f"[{_CJK}](\x03?)\u200b\x02")
+_JOINED = re.compile(f"\u200b(\x03?)[{_CJK}]")
+ZWSP = "\u200b"
+
+
+@dataclass(frozen=True)
+class SearchDoc:
+    """One message's searchable text, by column."""
+
+    sender: str = ""
+    recipients: str = ""
+    subject: str = ""
+    body: str = ""
+    filename: str = ""
+    facts: str = ""
+
+    def values(self) -> tuple[str, ...]:
+        texts = (self.sender, self.recipients, self.subject, self.body, self.filename)
+        return (*(index_text(v) for v in texts), self.facts)
+
+
+def index_text(text: str) -> str:
+    """``text`` with every CJK run of two or more characters as its bigrams."""
+    if ZWSP in text:  # the joiner of bigrams only (snippets are turned back on it)
+        text = text.replace(ZWSP, " ")
+    if not _CJK_RUN.search(text):
+        return text
+    return _CJK_RUN.sub(lambda m: _bigrams(m.group(0)), text)
+
+
+def _bigrams(run: str) -> str:
+    return ZWSP.join(run[i : i + 2] for i in range(len(run) - 1))
+
+
+def plain_text(snippet: str, marks: tuple[str, str]) -> str:
+    """A snippet of indexed text (hits between ``\\x02`` and ``\\x03``) as it was
+    before :func:`index_text`, with ``marks`` around the hits, on one line."""
+    if snippet == f"\x02{ATTACHMENT_FACT}\x03":  # only has:attachment matched
+        return ""
+    text = snippet
+    if ZWSP in text:
+        # each bigram after the first repeats its first character; when a hit opens on
+        # one, drop the character before instead, so the hit keeps its first character
+        text = _JOINED.sub(r"\1", _OPENED.sub("\\1\x02", text)).replace("\x03\x02", "")
+    return " ".join(text.replace("\x02", marks[0]).replace("\x03", marks[1]).split())
+
+
+@dataclass(frozen=True)
+class SearchSql:
+    """A translated query: an FTS5 MATCH expression (None: no words), one whose
+    messages are left out (a query of only -words), and filters on the messages.
+    Build MATCH expressions from :meth:`phrase` and :data:`ATTACHMENT` only."""
+
+    match: str | None
+    exclude: str | None = None
+    accounts: tuple[str, ...] = ()
+    not_accounts: tuple[str, ...] = ()
+    before: float | None = None
+    after: float | None = None
+
+    #: The expression of messages with attachments (``has:attachment``).
+    ATTACHMENT = f'facts : "{ATTACHMENT_FACT}"'
+
+    @staticmethod
+    def phrase(text: str, column: str | None = None, *, prefix: bool = False) -> str:
+        """Words as an FTS5 expression: always one quoted string (FTS5 syntax in ``text``
+        is plain text to it), in ``column`` (one of :data:`TEXT_COLUMNS`) or all of
+        them; a prefix query when ``prefix``, or when ``text`` is one CJK character
+        (the index holds bigrams)."""
+        if column is not None and column not in TEXT_COLUMNS:
+            raise ValueError(f"no column {column!r} in the search index")
+        word = text.strip()
+        prefix = prefix or (len(word) == 1 and bool(re.fullmatch(f"[{_CJK}]", word)))
+        cols = column or "{" + " ".join(TEXT_COLUMNS) + "}"
+        quoted = '"' + index_text(text).replace('"', '""') + '"'
+        return f"{cols} : {quoted}{' *' if prefix else ''}"
+
+    def filters(self) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        for names, how in ((self.accounts, "EXISTS"), (self.not_accounts, "NOT EXISTS")):
+            for name in names:
+                where.append(f"{how}(SELECT 1 FROM sources a WHERE a.msg=m.id AND a.account=?)")  # noqa: S608
+                args.append(name)
+        if self.before is not None:
+            # a message whose delivery is unknown matches no time range (as listings)
+            where.append(f"{DELIVERED} < ? AND {DELIVERED} > -1e308")
+            args.append(self.before)
+        if self.after is not None:
+            where.append(f"{DELIVERED} >= ?")
+            args.append(self.after)
+        if self.exclude is not None:
+            where.append(f"m.id NOT IN (SELECT msg FROM {TABLE} WHERE {TABLE} MATCH ?)")  # noqa: S608
+            args.append(self.exclude)
+        return where, args
+
+    def sql(self, sort: str, limit: int | None, offset: int) -> tuple[str, list[Any]]:
+        """The SELECT of the hits: rows ``(*LISTED_COLUMNS, score, snippet)``, best first
+        (``sort`` "rank") or newest delivery first ("date"); ``score`` is bm25's (lower
+        is better; 0 without words); the snippet has its hits between ``\\x02`` and
+        ``\\x03``."""
+        where, args = self.filters()
+        score = f"bm25({TABLE}, {_WEIGHTS})"
+        if self.match is not None:
+            snip = f"snippet({TABLE}, -1, char(2), char(3), '…', 12)"
+            sql = f"SELECT {LISTED_COLUMNS}, {score}, {snip} FROM {TABLE} s"  # noqa: S608
+            sql += " JOIN messages m ON m.id = s.msg"
+            where.insert(0, f"{TABLE} MATCH ?")
+            args.insert(0, self.match)
+        else:
+            sql = f"SELECT {LISTED_COLUMNS}, 0.0, '' FROM messages m"  # noqa: S608
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if sort == "rank" and self.match is not None:
+            sql += f" ORDER BY {score}, {DELIVERED} DESC"
+        else:
+            sql += f" ORDER BY {DELIVERED} DESC, m.id"
+        sql += " LIMIT ? OFFSET ?"
+        return sql, [*args, -1 if limit is None else limit, offset]
+
+
+class SearchIndex:
+    """The search index of one open vault's cache; every call holds the vault's lock."""
+
+    def __init__(self, cache: IndexCache, mutex: threading.RLock) -> None:
+        self._cache = cache
+        self._db = cache.db
+        self._mutex = mutex
+
+    @classmethod
+    def of(cls, vault: Vault) -> SearchIndex:
+        """The index of an open vault (in its cache, under its lock)."""
+        return cls(vault.cache, vault._mutex)
+
+    def _meta_int(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def problems(self) -> int:
+        """Messages indexed only in part (broken MIME, unreadable data)."""
+        with self._mutex:
+            return self._meta_int(PROBLEMS_KEY)
+
+    def unindexed_count(self) -> int:
+        """Messages the cache knows that the index does not."""
+        with self._mutex:
+            q = "SELECT COUNT(*) FROM messages WHERE rowid > ?"
+            return int(self._db.execute(q, (self._meta_int(UPTO_KEY),)).fetchone()[0])
+
+    def unindexed(self, limit: int) -> list[tuple[int, bytes, int]]:
+        """Up to ``limit`` messages not indexed yet: (rowid, id, size), in rowid order."""
+        q = "SELECT rowid, id, size FROM messages WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        with self._mutex:
+            rows = self._db.execute(q, (self._meta_int(UPTO_KEY), limit)).fetchall()
+        return [(int(r[0]), bytes(r[1]), int(r[2])) for r in rows]
+
+    def header_doc(self, msg_id: bytes) -> SearchDoc:
+        """What the cache knows of a message whose bytes cannot be read: its headers."""
+        q = "SELECT from_, to_, cc, subject FROM messages WHERE id=?"
+        with self._mutex:
+            row = self._db.execute(q, (msg_id,)).fetchone()
+        if row is None:
+            return SearchDoc()
+        to = f"{row[1] or ''}\n{row[2] or ''}".strip()
+        return SearchDoc(sender=row[0] or "", recipients=to, subject=row[3] or "")
+
+    def add(self, docs: Sequence[tuple[int, bytes, SearchDoc]], broken: int) -> int:
+        """Index ``docs`` (rowid, message id, text; rowid order) in one transaction and
+        move the mark past them; ``broken`` of them were read only in part. Documents at
+        or below the mark, or whose rowid names another message now, are skipped (another
+        process indexed them, or the cache was rebuilt meanwhile). Returns how many were
+        added."""
+        if not docs:
+            return 0
+        with self._mutex, self._db:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")  # one writer at a time reads and moves the mark
+            upto = self._meta_int(UPTO_KEY)
+            rows: list[tuple[Any, ...]] = []
+            for rowid, msg_id, doc in docs:
+                if rowid <= upto:
+                    continue
+                now = db.execute("SELECT id FROM messages WHERE rowid=?", (rowid,)).fetchone()
+                if now is None or bytes(now[0]) != msg_id:
+                    continue
+                rows.append((msg_id, *doc.values()))
+            db.executemany(f"INSERT INTO {TABLE} VALUES(?,?,?,?,?,?,?)", rows)
+            total = self._meta_int(PROBLEMS_KEY) + (broken if rows else 0)
+            meta = "INSERT OR REPLACE INTO meta VALUES(?,?)"
+            db.execute(meta, (UPTO_KEY, str(max(upto, docs[-1][0]))))
+            db.execute(meta, (PROBLEMS_KEY, str(total)))
+        return len(rows)
+
+    def hits(
+        self,
+        q: SearchSql,
+        *,
+        sort: str = "rank",
+        limit: int | None = None,
+        offset: int = 0,
+        marks: tuple[str, str] = ("[", "]"),
+    ) -> Iterator[tuple[MessageRow, float, str]]:
+        """The messages matching ``q`` (see :meth:`SearchSql.sql`): each row, its bm25
+        score and its snippet (hits between ``marks``); 500 rows a read."""
+        sql, args = q.sql(sort, limit, offset)
+        with self._mutex:
+            cur = self._db.execute(sql, args)
+        while True:
+            with self._mutex:
+                page = cur.fetchmany(500)
+                srcs = self._cache.arrivals([r[0] for r in page])
+            if not page:
+                return
+            for r in page:
+                row = message_row(r[:-2], srcs.get(r[0], ()))
+                yield row, float(r[-2]), plain_text(str(r[-1] or ""), marks)
