@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from typing import Any
 
 from popvault.errors import VaultLocked
 from popvault.vault.backend import Backend, ObjectNotFound
-from popvault.vault.lock import process_alive, process_start
+from popvault.vault.lock import host_name, process_alive, process_start
 
 PREFIX = "locks"
 #: A lease not refreshed for this long is stale (seconds).
@@ -59,7 +58,7 @@ class LeaseInfo:
         return f"{self.command}, process {self.pid} on {self.host} since {since}"
 
     def stale(self, now: float) -> bool:
-        if self.host == socket.gethostname() and not process_alive(self.pid, self.start):
+        if self.host == host_name() and not process_alive(self.pid, self.start):
             return True
         return now > self.expires
 
@@ -114,7 +113,7 @@ class Lease:
         self._clock = clock
         pid = os.getpid()
         self._body: dict[str, Any] = {
-            "host": socket.gethostname(),
+            "host": host_name(),
             "pid": pid,
             "start": process_start(pid),
             "time": clock(),

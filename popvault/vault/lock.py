@@ -20,6 +20,14 @@ from popvault.errors import VaultLocked
 from popvault.vault.backend import Backend, ObjectNotFound
 
 LOCK_NAME = "lock"
+#: Overrides the host name written into locks and leases and compared with them: two
+#: "hosts" on one machine in tests, or a container whose host name changes every run.
+HOSTNAME_ENV = "POPVAULT_HOSTNAME"
+
+
+def host_name() -> str:
+    """This host's name as locks and leases record it (``POPVAULT_HOSTNAME`` if set)."""
+    return os.environ.get(HOSTNAME_ENV) or socket.gethostname()
 
 
 def process_start(pid: int) -> str | None:
@@ -86,7 +94,7 @@ def acquire(backend: Backend, command: str, warn: Callable[[str], None]) -> Held
         return acquire_lease(backend, command, warn)
     pid = os.getpid()
     info = {
-        "host": socket.gethostname(),
+        "host": host_name(),
         "pid": pid,
         "start": process_start(pid),
         "time": time.time(),
@@ -138,7 +146,7 @@ def running_writer(backend: Backend) -> str | None:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held["time"])))
     except Exception:
         return None
-    if host == socket.gethostname() and not process_alive(pid, held.get("start")):
+    if host == host_name() and not process_alive(pid, held.get("start")):
         return None
     return f"{held.get('command', 'popvault')}, process {pid} on {host} since {since}"
 
@@ -183,7 +191,7 @@ def _judge(raw: bytes, force: bool, now: float | None) -> str:
                 hint="if no popvault runs on this vault, 'popvault unlock --force' removes it",
             ) from None
         return "an unreadable lock"
-    if host == socket.gethostname():
+    if host == host_name():
         if process_alive(pid, held.get("start")):
             raise VaultLocked(
                 f"the vault is locked by a running writer ({who})",
