@@ -28,7 +28,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +48,6 @@ from popvault.vault.segments import CommitLog, short_name
 
 #: Objects read, verified and put at the same time (bounded memory: a pack is ~8 MiB).
 CONCURRENCY = 4
-#: Commits whose packs and segments are copied together before their records are put.
-BATCH = 16
 #: Names (top-level entries) an unfinished copy may have left at a destination that
 #: has no ``config`` yet: key slots, the writer lock, writer leases.
 _LEFTOVERS = ("keys", "lock", "locks")
@@ -277,20 +275,21 @@ class _Copier:
             objects = {n: _objects(rec) for n, (rec, _data) in records.items()}
             missing = sum(1 for objs in objects.values() for o in objs if o not in have)
             self._start("copying", missing + len(todo))
-            for batch in _batches(todo, BATCH):
-                named = [o for n in batch for o in objects[n]]
+            for name in todo:
+                named = objects[name]
                 self.report.skipped += sum(1 for o in named if o in have)
                 # packs before the segments that list their blobs, segments before the
-                # commit records that name them (format §8.5 rule 2, §8.8)
+                # record that names them, and nothing of a commit before the record of
+                # the one before it: an unnamed pack at the destination is always the
+                # next commit's, as an interrupted writer leaves it (format §8.4, §8.8)
                 for folder, verify in (
                     ("packs/", self._verify_pack),
                     ("index/", self._verify_segment),
                 ):
                     todo_objs = [o for o in named if o.startswith(folder) and o not in have]
                     self._each(pool, functools.partial(self._copy, verify=verify), todo_objs)
-                for name in batch:  # in sequence order: a prefix of the chain at any instant
-                    self._put(name, records[name][1])
-                    self.report.commits += 1
+                self._put(name, records[name][1])
+                self.report.commits += 1
         self._done()
 
     # ---------------------------------------------------------------- checks
@@ -419,8 +418,3 @@ def _verify_key_slot(_obj: str, data: bytes) -> None:
 def _objects(record: CommitRecord) -> list[str]:
     """The objects a commit names, in the order they are copied: packs, then segments."""
     return [pack_object_name(p) for p in record.packs] + [f"index/{s}" for s in record.segments]
-
-
-def _batches(names: list[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(names), size):
-        yield names[i : i + size]
