@@ -17,7 +17,8 @@ ALLOWED: dict[str, set[str]] = {
     "mailboxes": {"mailboxes"},
     "app": {"app", "vault", "pop3", "imap", "mailboxes"},
     "demo": {"demo", "app", "vault", "pop3", "mailboxes"},
-    "cli": {"cli", "app", "demo", "vault", "pop3", "imap", "mailboxes"},
+    "web": {"web", "app", "vault", "mailboxes"},
+    "cli": {"cli", "app", "demo", "web", "vault", "pop3", "imap", "mailboxes"},
 }
 
 

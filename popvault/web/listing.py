@@ -1,0 +1,167 @@
+"""Pages of the message list for ``popvault serve``: keyset paging over the cache listing.
+
+The vault lists messages oldest delivery first (:meth:`Vault.messages`, keyset paging
+inside the cache), so a page *after* a row is the next rows of that listing, started at
+the row's delivery time (``Filter.since``). A page *before* a row (the newest-first
+order a mail reader opens with) is found in a time window ending at the row: the window
+is widened or narrowed until it holds at least a page and at most :data:`CAP` rows, so no
+page reads more than a few thousand rows of the cache however big the vault is. Messages
+that share one delivery time beyond :data:`CAP` (an import without dates) are read
+through once.
+
+A position in the list is a :class:`Cursor`: a row's delivery time and id, the order
+of the listing. Nothing here holds a statement of the cache open between two rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+
+from popvault.errors import UsageError
+from popvault.vault import Filter, MessageRow, Vault
+
+#: Rows a probe of :func:`rows_before` reads at most before it narrows its window.
+CAP = 1000
+#: The first window :func:`rows_before` tries, in seconds, and how much it grows by.
+FIRST_SPAN = 86400.0
+GROWTH = 8.0
+#: Probes before :func:`rows_before` stops narrowing and reads its window through.
+MAX_PROBES = 30
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A place in the listing: a row's delivery time and id (the listing's order)."""
+
+    when: float
+    id: bytes
+
+    @classmethod
+    def of(cls, row: MessageRow) -> Cursor:
+        return cls(row.delivered, row.id)
+
+    def text(self) -> str:
+        return f"{self.when!r}:{self.id.hex()}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        m = re.fullmatch(r"(-?[0-9][0-9.e+-]*):([0-9a-f]{64})", text.strip())
+        if m is None:
+            raise UsageError(f"{text!r} is not a list position")
+        try:
+            when = float(m.group(1))
+        except ValueError:
+            raise UsageError(f"{text!r} is not a list position") from None
+        if not math.isfinite(when):
+            raise UsageError(f"{text!r} is not a list position")
+        return cls(when, bytes.fromhex(m.group(2)))
+
+    @property
+    def key(self) -> tuple[float, bytes]:
+        return (self.when, self.id)
+
+
+def _key(row: MessageRow) -> tuple[float, bytes]:
+    return (row.delivered, row.id)
+
+
+#: What serialises the server's threads' use of the vault (a ``threading.RLock``).
+Lock = AbstractContextManager[object]
+
+
+def _take(
+    vault: Vault, flt: Filter, lock: Lock, keep: Callable[[MessageRow], bool], limit: int | None
+) -> Iterator[MessageRow]:
+    """Rows of ``vault.messages(flt)`` that ``keep`` accepts, each read under ``lock``
+    (the cache is one connection shared by the server's threads), ``limit`` at most."""
+    rows = vault.messages(flt)
+    taken = 0
+    try:
+        while limit is None or taken < limit:
+            with lock:
+                row = next(rows, None)
+            if row is None:
+                return
+            if keep(row):
+                taken += 1
+                yield row
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            with lock, contextlib.suppress(Exception):
+                close()
+
+
+def rows_after(
+    vault: Vault, flt: Filter, cursor: Cursor | None, n: int, lock: Lock
+) -> list[MessageRow]:
+    """The first ``n`` rows matching ``flt`` after ``cursor``, oldest first."""
+    if cursor is None:
+        return list(_take(vault, flt, lock, lambda _r: True, n))
+    since = cursor.when if flt.since is None else max(flt.since, cursor.when)
+    after = cursor.key
+    return list(_take(vault, replace(flt, since=since), lock, lambda r: _key(r) > after, n))
+
+
+def rows_before(
+    vault: Vault, flt: Filter, cursor: Cursor | None, n: int, lock: Lock
+) -> list[MessageRow]:
+    """The ``n`` rows matching ``flt`` just before ``cursor`` (the newest ``n`` without
+    one), newest first."""
+    oldest = rows_after(vault, flt, None, 1, lock)
+    if not oldest:
+        return []
+    floor = oldest[0].delivered
+    ref = cursor.when if cursor is not None else max(time.time(), floor)
+    limit = None if cursor is None else cursor.key
+    until = flt.until
+    if cursor is not None:  # the cursor's own time, for rows of that time with smaller ids
+        stop = math.nextafter(cursor.when, math.inf)
+        until = stop if until is None else min(until, stop)
+    base = replace(flt, until=until)
+
+    def window(span: float | None, cap: int | None) -> tuple[list[MessageRow], bool]:
+        """Rows of the window of ``span`` seconds before ``ref`` (all before it when
+        None), the last ``n`` of them, and whether it held more than ``cap``."""
+        since = None if span is None or ref - span <= floor else ref - span
+        if since is not None and flt.since is not None:
+            since = max(since, flt.since)
+        last: deque[MessageRow] = deque(maxlen=n)
+        seen = 0
+        keep = (lambda r: _key(r) < limit) if limit is not None else (lambda _r: True)
+        for row in _take(vault, replace(base, since=since), lock, keep, None):
+            last.append(row)
+            seen += 1
+            if cap is not None and seen > cap:
+                return list(last), True
+        return list(last), False
+
+    span = FIRST_SPAN
+    small: float | None = None  # a span known to hold too few rows
+    big: float | None = None  # a span known to hold too many
+    for _ in range(MAX_PROBES):
+        rows, full = window(span, CAP)
+        if not full and (len(rows) >= n or ref - span <= floor):
+            return rows[::-1]
+        if full:
+            big = span
+        else:
+            small = span
+        if big is None:
+            span = span * GROWTH
+        elif small is None:
+            span = span / GROWTH
+        else:
+            span = math.sqrt(small * big)
+        if big is not None and (big < 1.0 or (small is not None and big - small < 1.0)):
+            break  # a second holds more than CAP rows: narrowing does not help
+    # many rows share (nearly) one time: read the narrowest too-big window through
+    rows, _ = window(big, None)
+    return rows[::-1]

@@ -1,0 +1,353 @@
+"""The pages of ``popvault serve``: the message list (filters, search, paging), the
+message page, and the list's mbox download; HTML made by Jinja2 templates that escape
+everything they are given (``popvault/web/templates``).
+
+The list without a query pages through the cache listing (:mod:`popvault.web.listing`,
+newest or oldest first, a cursor in the URL); with a query (``/?q=``, the query language
+of docs/search.md) it pages through :func:`popvault.app.search.search` by offset,
+by relevance or newest first. The filter fields (account, sender, since, until) apply to
+both: with a query they become its ``account:``, ``from:``, ``after:`` and ``before:``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.utils import parseaddr
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import jinja2
+from markupsafe import Markup
+
+from popvault.app.common import parse_when
+from popvault.errors import UsageError
+from popvault.vault import Filter, MessageRow
+from popvault.web import mime
+from popvault.web.download import mbox_stream, size_text
+from popvault.web.listing import Cursor, rows_after, rows_before
+
+if TYPE_CHECKING:
+    from popvault.web.viewer import Response, Viewer
+
+#: Rows on a page.
+PAGE = 50
+#: Characters that mark a hit in a search snippet (never in mail text we show).
+_MARKS = ("\x02", "\x03")
+_SORTS = {
+    "list": [("newest", "newest first"), ("oldest", "oldest first")],
+    "search": [("rank", "best match first"), ("newest", "newest first")],
+}
+
+
+@dataclass(frozen=True)
+class Form:
+    """The list's filter fields as typed."""
+
+    account: str = ""
+    sender: str = ""
+    since: str = ""
+    until: str = ""
+
+    @classmethod
+    def of(cls, params: dict[str, str]) -> Form:
+        return cls(
+            params.get("account", "").strip(),
+            params.get("from", "").strip(),
+            params.get("since", "").strip(),
+            params.get("until", "").strip(),
+        )
+
+    def params(self) -> dict[str, str]:
+        pairs = {"account": self.account, "from": self.sender}
+        pairs |= {"since": self.since, "until": self.until}
+        return {k: v for k, v in pairs.items() if v}
+
+    def filter(self) -> Filter:
+        return Filter(
+            account=self.account or None,
+            since=parse_when(self.since, option="since") if self.since else None,
+            until=parse_when(self.until, option="until") if self.until else None,
+            from_=self.sender or None,
+        )
+
+    def query_terms(self) -> str:
+        """The fields as search query terms."""
+        terms = []
+        for name, value in (("account", self.account), ("from", self.sender)):
+            if value:
+                terms.append(f'{name}:"{value.replace(chr(34), " ")}"')
+        for name, value in (("after", self.since), ("before", self.until)):
+            if value:
+                terms.append(f"{name}:{value}")
+        return " ".join(terms)
+
+
+def when_text(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _snippet(text: str) -> Markup:
+    """A search snippet with its hits in ``<mark>`` (everything else escaped)."""
+    out: list[str] = []
+    rest = text
+    while True:
+        start = rest.find(_MARKS[0])
+        end = rest.find(_MARKS[1], start + 1)
+        if start < 0 or end < 0:
+            out.append(html.escape(rest.replace(_MARKS[0], "").replace(_MARKS[1], "")))
+            break
+        out.append(html.escape(rest[:start].replace(_MARKS[1], "")))
+        out.append(f"<mark>{html.escape(rest[start + 1 : end])}</mark>")
+        rest = rest[end + 1 :]
+    return Markup("".join(out))  # noqa: S704 (every piece is escaped above)
+
+
+def _row(row: MessageRow, snippet: str = "") -> dict[str, Any]:
+    name, addr = parseaddr(row.from_)
+    return {
+        "id": row.id.hex(),
+        "when": when_text(row.delivered),
+        "from_": name or addr or row.from_,
+        "from_full": row.from_,
+        "subject": row.subject,
+        "size": size_text(row.size),
+        "accounts": ", ".join(row.accounts),
+        "snippet": _snippet(snippet) if snippet else "",
+    }
+
+
+class Pages:
+    def __init__(self, viewer: Viewer) -> None:
+        self.viewer = viewer
+        self.env = jinja2.Environment(
+            loader=jinja2.PackageLoader("popvault.web", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    def render(self, template: str, **values: Any) -> bytes:
+        values.setdefault("q", "")
+        return self.env.get_template(template).render(**values).encode("utf-8")
+
+    def _page(self, template: str, status: int = HTTPStatus.OK, **values: Any) -> Response:
+        from popvault.web.viewer import Response
+
+        return Response(status, body=self.render(template, **values))
+
+    # ------------------------------------------------------------------ the list
+
+    def listing(self, params: dict[str, str]) -> Response:
+        q = params.get("q", "").strip()
+        form = Form.of(params)
+        base = {"q": q, "form": form, "filtered": bool(q or form.params())}
+        try:
+            if q:
+                return self._search(q, form, params, base)
+            return self._list(form, params, base)
+        except UsageError as exc:
+            return self._page(
+                "list.html",
+                HTTPStatus.BAD_REQUEST,
+                **base,
+                sort=params.get("sort", ""),
+                sorts=_SORTS["search" if q else "list"],
+                rows=[],
+                summary="",
+                error=exc.message,
+                hint=exc.hint,
+                mbox_url="",
+                first_url="",
+                prev_url="",
+                next_url="",
+                prev_label="",
+                next_label="",
+            )
+
+    def _list(self, form: Form, params: dict[str, str], base: dict[str, Any]) -> Response:
+        v = self.viewer
+        flt = form.filter()
+        sort = params.get("sort", "newest")
+        if sort not in ("newest", "oldest"):
+            raise UsageError(f"sort: {sort!r} is not one of newest, oldest")
+        before = Cursor.parse(params["before"]) if params.get("before") else None
+        after = Cursor.parse(params["after"]) if params.get("after") else None
+        down = (sort == "newest") != (after is not None)  # reading toward older rows
+        if down:
+            rows = rows_before(v.vault, flt, before, PAGE + 1, v.lock)
+        else:
+            rows = rows_after(v.vault, flt, after, PAGE + 1, v.lock)
+        more = len(rows) > PAGE
+        rows = rows[:PAGE]
+        if (sort == "newest") != down:
+            rows.reverse()  # a page read the other way, shown in the list's order
+        # the links: toward the list's end ("next"), toward its start ("prev")
+        came_back = after is not None if sort == "newest" else before is not None
+        moved = before is not None or after is not None
+        has_next = more if not came_back else True
+        has_prev = (more if came_back else moved) and bool(rows)
+        keep = {**form.params(), **({"sort": sort} if sort != "newest" else {})}
+        nxt_key, prv_key = ("before", "after") if sort == "newest" else ("after", "before")
+        next_url = _url("/", {**keep, nxt_key: Cursor.of(rows[-1]).text()}) if has_next else ""
+        prev_url = _url("/", {**keep, prv_key: Cursor.of(rows[0]).text()}) if has_prev else ""
+        if v.vault is not None and not form.params():
+            with v.lock:
+                total = v.vault.message_count()
+            summary = f"{total} messages in the vault"
+        else:
+            summary = f"messages matching the filters{'' if rows else ': none'}"
+        return self._page(
+            "list.html",
+            **base,
+            sort=sort,
+            sorts=_SORTS["list"],
+            rows=[_row(r) for r in rows],
+            summary=summary,
+            error="",
+            hint="",
+            mbox_url=_url("/mbox", keep),
+            first_url=_url("/", keep) if moved else "",
+            prev_url=prev_url,
+            next_url=next_url,
+            prev_label="newer" if sort == "newest" else "older",
+            next_label="older" if sort == "newest" else "newer",
+        )
+
+    def _search(self, q: str, form: Form, params: dict[str, str], base: dict[str, Any]) -> Response:
+        sort = params.get("sort", "rank")
+        if sort not in ("rank", "newest"):
+            raise UsageError(f"sort: {sort!r} is not one of rank, newest")
+        try:
+            page = max(0, int(params.get("page", "0")))
+        except ValueError:
+            raise UsageError(f"page: {params['page']!r} is not a number") from None
+        hits = list(self._hits(q, form, sort, limit=PAGE + 1, offset=page * PAGE))
+        more = len(hits) > PAGE
+        hits = hits[:PAGE]
+        keep = {"q": q, **form.params(), **({"sort": sort} if sort != "rank" else {})}
+        first = page * PAGE + 1
+        if hits:
+            summary = f"results {first}–{first + len(hits) - 1}{'' if more else ' (all)'}"
+        else:
+            summary = "no message matches" if page == 0 else "no more results"
+        return self._page(
+            "list.html",
+            **base,
+            sort=sort,
+            sorts=_SORTS["search"],
+            rows=[_row(h.row, h.snippet) for h in hits],
+            summary=summary,
+            error="",
+            hint="",
+            mbox_url=_url("/mbox", keep),
+            first_url=_url("/", keep) if page > 0 else "",
+            prev_url=_url("/", {**keep, "page": str(page - 1)}) if page > 0 else "",
+            next_url=_url("/", {**keep, "page": str(page + 1)}) if more else "",
+            prev_label="previous",
+            next_label="next",
+        )
+
+    def _hits(
+        self, q: str, form: Form, sort: str, *, limit: int | None, offset: int
+    ) -> Iterator[Any]:
+        from popvault.app import search as engine
+
+        v = self.viewer
+        text = " ".join(t for t in (q, form.query_terms()) if t)
+        query = engine.parse_query(text)  # QueryError (a UsageError): shown on the page
+        with v.lock:
+            if engine.pending_count(v.vault):  # messages a writer added since the start
+                engine.index_new(v.vault)
+            found = list(
+                engine.search(
+                    v.vault,
+                    query,
+                    sort="date" if sort == "newest" else "rank",
+                    limit=limit,
+                    offset=offset,
+                    marks=_MARKS,
+                )
+            )
+        yield from found
+
+    # ------------------------------------------------------------------ downloads
+
+    def mbox(self, params: dict[str, str]) -> Response:
+        from popvault.web.viewer import DOWNLOAD_CSP, Response, content_disposition
+
+        v = self.viewer
+        q = params.get("q", "").strip()
+        form = Form.of(params)
+        if q:
+            sort = "newest" if params.get("sort") == "newest" else "rank"
+            rows: Iterator[MessageRow] = (
+                h.row for h in self._hits(q, form, sort, limit=None, offset=0)
+            )
+        else:
+            flt = form.filter()
+            rows = _listed(v, flt)
+        r = Response(
+            HTTPStatus.OK, "application/mbox", mbox_stream(v.vault, rows, v.lock), csp=DOWNLOAD_CSP
+        )
+        r.headers.append(("Content-Disposition", content_disposition("popvault-results.mbox")))
+        return r
+
+    # ------------------------------------------------------------------ a message
+
+    def message(self, msg_id: bytes, params: dict[str, str]) -> Response:
+        from popvault.web.viewer import VIEW_LIMIT
+
+        v = self.viewer
+        with v.lock:
+            row = v.vault.message(msg_id)
+        cap = v.capability(msg_id)
+        too_large = row.size > VIEW_LIMIT
+        if too_large:
+            view = mime.MessageView(headers=[("From", row.from_), ("Subject", row.subject)])
+        else:
+            view = mime.view(v.read(msg_id), lambda n: f"/m/{msg_id.hex()}/img/{n}?k={cap}")
+        attachments = [{**a.__dict__, "size_text": size_text(a.size)} for a in view.attachments]
+        shown = mime.MessageView(
+            view.headers, view.text, view.html, [], view.blocked_images, view.problems
+        )
+        accounts = ", ".join(row.accounts) or "no account"
+        return self._page(
+            "message.html",
+            id=msg_id.hex(),
+            subject=row.subject,
+            view=_ViewShown(shown, attachments),
+            meta=f"{when_text(row.first_archived)} UTC · {accounts} · {size_text(row.size)}",
+            show_text=params.get("view") == "text",
+            html_url=f"/m/{msg_id.hex()}/html?k={cap}",
+            too_large=too_large,
+            size=size_text(row.size),
+        )
+
+
+@dataclass(frozen=True)
+class _ViewShown:
+    """A message view with its attachments as the template shows them."""
+
+    base: mime.MessageView
+    attachments: list[dict[str, Any]]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
+
+
+def _listed(viewer: Viewer, flt: Filter) -> Iterator[MessageRow]:
+    """Every row matching ``flt``, oldest first, each read under the viewer's lock."""
+    cursor: Cursor | None = None
+    while True:
+        rows = rows_after(viewer.vault, flt, cursor, 500, viewer.lock)
+        yield from rows
+        if len(rows) < 500:
+            return
+        cursor = Cursor.of(rows[-1])
+
+
+def _url(path: str, params: dict[str, str]) -> str:
+    return path + (f"?{urlencode(params)}" if params else "")
