@@ -21,10 +21,10 @@ class _ObjectBar(CliProgress):
 
 #: Object folders, as the summary names them.
 _KINDS = (
-    ("commits", "commit records"),
-    ("packs", "packs"),
-    ("index", "segments"),
-    ("keys", "key slots"),
+    ("commits", "commit record"),
+    ("packs", "pack"),
+    ("index", "segment"),
+    ("keys", "key slot"),
     ("config", "config"),
 )
 
@@ -56,7 +56,7 @@ def command(ctx: Context, destination: str, as_json: bool) -> None:
     if report.upgraded:
         click.echo(f"raised {destination} to this vault's format version", err=True)
     kinds = report.kinds
-    parts = [f"{kinds[k]} {what}" for k, what in _KINDS if k in kinds]
+    parts = [f"{kinds[k]} {what}{'' if kinds[k] == 1 else 's'}" for k, what in _KINDS if k in kinds]
     detail = f" ({', '.join(parts)})" if parts else ""
     click.echo(
         f"copied {report.objects} objects{detail}, {human_bytes(report.bytes)};"
