@@ -27,7 +27,8 @@ from dataclasses import dataclass, replace
 from popvault.errors import UsageError
 from popvault.vault import Filter, MessageRow, Vault
 
-#: Rows a probe of :func:`rows_before` reads at most before it narrows its window.
+#: Rows a probe of :func:`rows_before` reads at most before it narrows its window
+#: (four pages, if that is more).
 CAP = 1000
 #: The first window :func:`rows_before` tries, in seconds, and how much it grows by.
 FIRST_SPAN = 86400.0
@@ -130,7 +131,7 @@ def rows_before(
     def window(span: float | None, cap: int | None) -> tuple[list[MessageRow], bool]:
         """Rows of the window of ``span`` seconds before ``ref`` (all before it when
         None), the last ``n`` of them, and whether it held more than ``cap``."""
-        since = None if span is None or ref - span <= floor else ref - span
+        since = flt.since if span is None or ref - span <= floor else ref - span
         if since is not None and flt.since is not None:
             since = max(since, flt.since)
         last: deque[MessageRow] = deque(maxlen=n)
@@ -143,11 +144,12 @@ def rows_before(
                 return list(last), True
         return list(last), False
 
+    cap = max(CAP, 4 * n)  # a window that holds a page is not "too big"
     span = FIRST_SPAN
     small: float | None = None  # a span known to hold too few rows
     big: float | None = None  # a span known to hold too many
     for _ in range(MAX_PROBES):
-        rows, full = window(span, CAP)
+        rows, full = window(span, cap)
         if not full and (len(rows) >= n or ref - span <= floor):
             return rows[::-1]
         if full:
