@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -23,7 +24,8 @@ def command(ctx: Context, keep: str | None) -> None:
     """Run popvault end to end on built-in sample data, on 127.0.0.1 only.
 
     A local POP3S server serves sample messages; popvault backs them up into a
-    throw-away vault, runs again (nothing new), lists, exports to mbox, and checks."""
+    throw-away vault, runs again (nothing new), lists, exports to mbox, and checks;
+    then says how to browse the vault (popvault serve)."""
     if keep and Path(keep).exists():
         raise PopvaultError(f"{keep} already exists", hint="name a new directory for --keep")
     say = (lambda _s: None) if ctx.quiet else click.echo
@@ -32,3 +34,18 @@ def command(ctx: Context, keep: str | None) -> None:
         raise PopvaultError("demo did not behave as expected")
     if not ctx.quiet:
         click.echo("demo complete: every sample message archived once, exported and verified")
+        click.echo(browse_hint(Path(keep) if keep else None))
+
+
+def browse_hint(keep: Path | None) -> str:
+    """How to browse the demo vault in a web browser (``popvault serve``)."""
+    if keep is None:
+        return (
+            "to browse a demo vault in your web browser, run 'popvault demo --keep DIR',"
+            " then the 'popvault serve' command it prints"
+        )
+    vault = shlex.quote(str(keep.resolve() / "vault"))
+    return (
+        "browse the demo vault in your web browser (open the URL it prints; Ctrl-C stops):\n"
+        f"  POPVAULT_PASSPHRASE='demo passphrase' popvault --vault {vault} serve"
+    )
