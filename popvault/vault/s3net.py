@@ -126,6 +126,7 @@ def retryable(exc: BaseException) -> bool:
         exc,
         (
             be.HTTPClientError,  # connection refused, reset, closed; timeouts
+            be.ConnectionError,  # no connection at all: EndpointConnectionError, connect timeout
             be.ResponseStreamingError,  # a body cut off mid-read
             be.IncompleteReadError,
         ),
