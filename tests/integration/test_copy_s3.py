@@ -4,7 +4,8 @@ Local -> S3 (the bucket created), S3 -> local, S3 -> S3 (two buckets): each copy
 same vault (check --read-data clean, byte-identical export). A copy with nothing new
 costs a constant number of requests; a copy after new commits puts exactly the new
 objects. Bad destinations (another vault, a prefix holding something else, wrong
-credentials, an unreachable endpoint) give one line and their exit code.
+credentials, an unreachable endpoint) give one line and their exit code. A copy killed
+mid-upload resumes; one into an append-only bucket, through injected faults, completes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from popvault.vault.s3 import S3Backend, parse_s3_url
 from popvault.vault.vault import Vault
 from tests.cli.helpers import PASSPHRASE, REPO, messages, run, simple_message
 from tests.cli.test_copy import add_commits, copy, export, one_line_error, summary
+from tests.support.s3relay import Fault, S3Relay
 from tests.support.seaweedfs import Seaweed
 
 
@@ -199,3 +201,28 @@ def test_kill_9_during_an_upload_then_rerun(
     assert report["commits_copied"] == 43 - int(str(report["commits_present"]))
     checked(url, 50)
     assert json.loads(run("--vault", url, "stats", "--json").text)["commits"] == 43
+
+
+def test_copy_to_an_append_only_bucket_through_faults(
+    local: Path, s3_vault: str, seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a policy that refuses every DELETE but of lock objects, and through 503
+    SlowDown answers and uploads cut off mid-body, the copy completes: it deleted
+    nothing but its lock, and the copy checks clean."""
+    url = f"{s3_vault}/offsite"
+    with S3Relay(seaweed.port) as relay:
+        relay.deny_delete = True
+        relay.add(
+            Fault("slowdown", times=2, method="PUT", key="/packs/"),
+            Fault("cut_request", times=1, method="PUT", key="/commits/"),
+            Fault("slowdown", times=1, method="GET"),
+        )
+        monkeypatch.setenv("AWS_ENDPOINT_URL", relay.endpoint)
+        monkeypatch.setenv("POPVAULT_S3_BACKOFF", "0.05")
+        res = copy(local, url)
+        assert res.code == 0, res
+        assert relay.pending() == 0
+        deletes = [(p, o) for m, p, o in relay.log if m == "DELETE"]
+    assert deletes and all(p.endswith("/lock") or "/locks/" in p for p, _o in deletes), deletes
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint)
+    checked(url, 10)
