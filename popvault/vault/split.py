@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pybase64
+
 CHUNK = 1 << 20
 #: Decoded attachment bytes per blob: a multiple of 3 so chunks encode independently.
 ATT_CHUNK = 3 << 18
@@ -85,35 +87,47 @@ def _full_lines(length: int, eol: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"(?:[A-Za-z0-9+/]{%d}%s)+" % (length, re.escape(eol)))
 
 
-def _decode_exact(encoded: bytes) -> bytes | None:
+def _decode_exact(encoded: bytes, eol: bytes) -> bytes | None:
     """The decoded bytes if ``encoded`` is exactly their canonical wrapped base64.
 
     The caller guarantees the line structure (full lines of exactly ``L`` alphabet
-    characters, then at most one shorter last line, each followed by ``eol``), which is
-    precisely what wrapping produces; so the whole re-encodes byte for byte if and only
-    if the text without line ends is the canonical base64 of the decoded bytes.
+    characters, then at most one shorter last line of alphabet characters and at most
+    two ``=``, each followed by ``eol``), which is precisely what wrapping produces; so
+    the whole re-encodes byte for byte if and only if the text without line ends is the
+    canonical base64 of the decoded bytes. With that structure checked, one lenient
+    SIMD pass decodes it (it skips exactly the line ends, the only bytes outside the
+    alphabet; it releases the interpreter lock), and the length and last group decide
+    canonicity without the text ever being copied without its line ends.
     """
-    flat = encoded.translate(None, b"\r\n")  # the line ends: no other CR or LF is there
     try:
-        decoded = binascii.a2b_base64(flat, strict_mode=True)
+        decoded = pybase64.b64decode(encoded, validate=False)
     except binascii.Error:
         return None
-    return decoded if _canonical(decoded, flat) else None
+    chars = len(encoded) - encoded.count(b"\n") * len(eol)
+    # the last four characters, whatever the line length (short lines span several)
+    tail = encoded[-4 * (1 + len(eol)) :].translate(None, b"\r\n")[-4:]
+    return decoded if _canonical_text(decoded, chars, tail) else None
 
 
 def _canonical(decoded: bytes, flat: bytes) -> bool:
     """Whether ``flat``, which strict decoding turned into ``decoded``, is exactly
-    ``b2a_base64(decoded)``.
+    ``b2a_base64(decoded)`` (see :func:`_canonical_text`)."""
+    return _canonical_text(decoded, len(flat), flat[-4:])
 
-    Strict decoding admits only the alphabet and well-placed padding, so it is one to one
-    except for the unused low bits of the last group of four characters (``QR==`` and
-    ``QQ==`` both decode to ``A``): checking the length and re-encoding the last group
-    decides it, without re-encoding the whole attachment.
+
+def _canonical_text(decoded: bytes, chars: int, tail: bytes) -> bool:
+    """Whether base64 text of ``chars`` characters ending in ``tail`` (its last four),
+    which decoding turned into ``decoded``, is exactly ``b2a_base64(decoded)``.
+
+    Decoding text of alphabet characters and final padding is one to one except for
+    the unused low bits of the last group of four characters (``QR==`` and ``QQ==``
+    both decode to ``A``) and except for text of the wrong length: checking the length
+    and re-encoding the last group decides it, without re-encoding the whole attachment.
     """
-    if len(flat) != (len(decoded) + 2) // 3 * 4:
+    if chars != (len(decoded) + 2) // 3 * 4:
         return False
     last = len(decoded) % 3 or 3
-    return not decoded or binascii.b2a_base64(decoded[-last:], newline=False) == flat[-4:]
+    return not decoded or binascii.b2a_base64(decoded[-last:], newline=False) == tail
 
 
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -181,7 +195,7 @@ def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment | None]:
     for run_end in ends:
         if run_end - start < B64_MIN:
             break
-        decoded = _decode_exact(body[start:run_end])
+        decoded = _decode_exact(body[start:run_end], eol)
         if decoded is not None:
             return run_end, Segment("b64", decoded, length, eol)
     return max(full_end, nl + 1), None

@@ -15,14 +15,15 @@ import hmac
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 
 import zstandard
 
 from popvault.errors import IntegrityError
-from popvault.vault.backend import Backend
+from popvault.vault.backend import Backend, LocalBackend
 from popvault.vault.cache import IndexCache
 from popvault.vault.crypto import MasterKeys
 from popvault.vault.ids import Base64Piece, PreparedMessage
@@ -67,6 +68,95 @@ class FrameGroup:
         self.checked = 0
 
 
+def store_threads(backend: Backend) -> int:
+    """Threads storing packs for ``backend``: its ``upload_concurrency`` (an object
+    store: several uploads at once), one for a local directory (write and fsync beside
+    the caller), none for an in-memory store."""
+    threads = getattr(backend, "upload_concurrency", None)
+    if isinstance(threads, int):
+        return threads
+    return 1 if isinstance(backend, LocalBackend) else 0
+
+
+class PackStore:
+    """Packs sealed, named and stored off the thread that fills them (format §8.2 step 1).
+
+    Sealing a pack's last frames and trailer, hashing it (its name) and storing it
+    (write and fsync, or an upload) release the interpreter lock: they run on up to
+    ``concurrency`` threads while the caller goes on receiving and splitting. At most
+    ``concurrency`` packs are in flight (memory: that many packs); a submission waits for
+    the oldest beyond that. With ``concurrency`` 0 packs are stored in the caller's
+    thread, at once (an in-memory backend: nothing to overlap). :meth:`drain` waits for
+    all of them and gives their names and blob locations in submission order; the
+    commit calls it before it writes anything that names them, so the order packs ->
+    index segment -> commit record holds. A pack that failed raises from :meth:`check`,
+    :meth:`submit` or :meth:`drain`; the others are still waited for (no thread writes
+    into the vault after its writer has given up).
+    """
+
+    def __init__(self, backend: Backend, concurrency: int) -> None:
+        self.backend = backend
+        self.limit = concurrency
+        self._pool = (
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="popvault-pack")
+            if concurrency > 0
+            else None
+        )
+        self._inflight: deque[Future[tuple[str, list[BlobLocation]]]] = deque()
+        self._done: list[tuple[str, list[BlobLocation]]] = []
+
+    def __len__(self) -> int:
+        return len(self._inflight) + len(self._done)
+
+    def _store(self, pack: PackWriter) -> tuple[str, list[BlobLocation]]:
+        name, data, locs = pack.finish()
+        self.backend.put(pack_object_name(name), data)
+        return name, locs
+
+    def submit(self, pack: PackWriter) -> None:
+        if self._pool is None:
+            self._done.append(self._store(pack))
+            return
+        while len(self._inflight) >= self.limit:
+            self._collect_oldest()
+        self._inflight.append(self._pool.submit(self._store, pack))
+
+    def check(self) -> None:
+        """Raise now the failure of a pack that already failed (never waits)."""
+        while self._inflight and self._inflight[0].done():
+            self._collect_oldest()
+
+    def _collect_oldest(self) -> None:
+        fut = self._inflight.popleft()
+        try:
+            self._done.append(fut.result())
+        except BaseException:
+            self._wait_all()
+            raise
+
+    def _wait_all(self) -> None:
+        while self._inflight:
+            fut = self._inflight.popleft()
+            try:
+                fut.result()
+            except BaseException:  # noqa: S110 - the first failure is being raised
+                pass
+
+    def drain(self) -> list[tuple[str, list[BlobLocation]]]:
+        """Wait for every pack in flight: (name, blob locations) of each stored pack."""
+        while self._inflight:
+            self._collect_oldest()
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        """Wait for the packs in flight (their failures are dropped) and stop."""
+        self._wait_all()
+        self._done = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
 class Writer:
     """The pending writes of one open vault, and their commit. Not thread-safe: the
     facade serialises calls."""
@@ -91,6 +181,8 @@ class Writer:
         self.pack_version = pack_version
         self._executor: ThreadPoolExecutor | None = None
         self._pack: PackWriter | None = None
+        #: Packs stored off this thread; uploads to an object store run several at once.
+        self._store = PackStore(backend, store_threads(backend))
         self.groups: dict[str, FrameGroup] = {}
         self.pending_blobs: set[bytes] = set()
         self.pending_msgs: set[bytes] = set()
@@ -107,6 +199,7 @@ class Writer:
         self.accepts: tuple[str, ...] = ()
 
     def close(self) -> None:
+        self._store.close()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -116,6 +209,7 @@ class Writer:
         return (
             not self.records
             and not self.written_packs
+            and not self._store
             and not self.groups
             and not self.adopted_packs
             and not self.accepts
@@ -149,6 +243,7 @@ class Writer:
         ``blob_id`` when already computed. Returns the blob id in hex."""
         if blob_id is None:
             blob_id = self.keys.keyed_id(data)
+        self._store.check()  # a pack that failed stops the run before more is added
         if blob_id not in self.pending_blobs:
             self.pending_blobs.add(blob_id)
             group = self.groups.setdefault(kind, FrameGroup())
@@ -190,11 +285,14 @@ class Writer:
     def _finish_pack(self) -> None:
         if self._pack is None:
             return
-        name, data, locs = self._pack.finish()
-        self._pack = None
-        self.backend.put(pack_object_name(name), data)
-        self.written_packs.append(name)
-        self.written_locs += locs
+        pack, self._pack = self._pack, None
+        self._store.submit(pack)
+
+    def _stored_packs(self) -> None:
+        """Wait for the packs in flight; they join this commit's written packs."""
+        for name, locs in self._store.drain():
+            self.written_packs.append(name)
+            self.written_locs += locs
 
     # ------------------------------------------------------------------ messages
 
@@ -259,6 +357,7 @@ class Writer:
         records = self.records
         for kind in list(self.groups):
             self._flush_group(kind)
+        self._stored_packs()
         # the records carry the commit's place and its packs so far (§9.2): a pack
         # that outlives a lost commit record still says which commit it belonged to
         position = self.log.next_position()
@@ -268,6 +367,7 @@ class Writer:
         self.store_blob("rec", rec_blob)
         self._flush_group("rec")
         self._finish_pack()
+        self._stored_packs()
         packs = self.adopted_packs + self.written_packs
         locs = self.adopted_locs + self.written_locs
         blobs = [[b.blob_id.hex(), b.kind, *b.fields()] for b in locs]
