@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Generic, TypeVar
@@ -66,9 +66,15 @@ class HelperFailed(Exception):
     """The helper stopped answering, or answered with something other than results."""
 
 
-def _helper_main(mac: bytes, writer: int, inbox: Connection, outbox: Connection) -> None:
-    """The helper process: prepare each batch read from ``inbox``, answer on ``outbox``,
-    in order; stop at the end of the input or when the writer is gone."""
+#: What a helper does with a batch: (MAC key, messages) -> one result a message.
+Work = Callable[[bytes, list[bytes]], list[Result]]
+
+
+def _helper_main(
+    mac: bytes, writer: int, inbox: Connection, outbox: Connection, work: Work
+) -> None:
+    """The helper process: ``work`` on each batch read from ``inbox``, answer on
+    ``outbox``, in order; stop at the end of the input or when the writer is gone."""
     for s in (signal.SIGINT, signal.SIGHUP):
         signal.signal(s, signal.SIG_IGN)
     # the helper inherited the writer's standard streams: it must neither write to them
@@ -82,7 +88,7 @@ def _helper_main(mac: bytes, writer: int, inbox: Connection, outbox: Connection)
         while True:
             batch: list[bytes] = inbox.recv()
             try:
-                answer: object = _prepare_batch(mac, batch)
+                answer: object = work(mac, batch)
             except Exception as exc:  # given back: the writer adds these messages itself
                 outbox.send(_picklable(exc))
                 return
@@ -155,6 +161,8 @@ class Preparer(Generic[T]):
     ``ready()`` yields ``(data, tag, result)`` for the messages done so far, in submission
     order, waiting only while more than ``max_pending`` bytes are out; ``ready(wait=True)``
     yields every message submitted. ``result`` is None when the helper failed.
+    ``work``: what the helper does instead of preparing (a module-level function, as
+    spawn imports it by name; the search index makes documents so).
     """
 
     def __init__(
@@ -165,8 +173,10 @@ class Preparer(Generic[T]):
         batch_count: int = 64,
         max_pending: int = 2 << 20,
         stop_timeout: float = 5.0,
+        work: Work = _prepare_batch,
     ) -> None:
         self._mac = mac
+        self._work = work
         self._proc: BaseProcess | None = None
         self._answers: Connection | None = None
         self._outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
@@ -196,7 +206,7 @@ class Preparer(Generic[T]):
         answers_in, answers_out = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=_helper_main,
-            args=(self._mac, os.getpid(), batches_in, answers_out),
+            args=(self._mac, os.getpid(), batches_in, answers_out, self._work),
             name="popvault-helper",
             daemon=True,
         )

@@ -24,6 +24,7 @@ from typing import Literal
 
 from popvault.app.metadata import parse_metadata
 from popvault.app.progress import NullProgress, Progress
+from popvault.app.search import Indexer
 from popvault.errors import MailboxFormatError, UsageError
 from popvault.mailboxes.eml import looks_like_message, read_eml, read_head
 from popvault.mailboxes.maildir import read_maildir
@@ -220,42 +221,47 @@ def import_sources(
     progress = progress or NullProgress()
     kinds = [(s, detect(s, force=force)) for s in sources]
     rep = ImportReport()
-    batch_bytes = batch_messages = 0
-    for path, kind in kinds:
-        total = os.path.getsize(path) if kind == "mbox" else None
-        progress.start(f"{kind}:{path}", None, total)
-        for sm in _read(vault, path, kind, mbox_format, rep.errors):
-            w = vault.new_message()
-            try:
-                for piece in sm.chunks():
-                    w.write(piece)
-            except OSError as exc:
-                rep.errors.append(f"{sm.source}: cannot read: {exc.strerror or exc}")
-                continue
-            res = w.finish(
-                SourceInfo(
-                    account=account,
-                    source=sm.source,
-                    flags=sm.flags,
-                    file_time=sm.file_time,
-                    from_line_time=sm.from_line_time,
-                ),
-                parse_metadata(w.head),
-            )
-            rep.messages += 1
-            rep.bytes += res.size
-            batch_bytes += res.size
-            batch_messages += 1
-            if res.new:
-                rep.new += 1
-            else:
-                rep.duplicates += 1
-            progress.advance(1, res.size)
-            if batch_messages >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
-                if vault.commit():
-                    rep.commits += 1
-                batch_bytes = batch_messages = 0
-        progress.done()
-    if vault.commit():
-        rep.commits += 1
+    with Indexer(vault) as indexer:
+        batch_bytes = batch_messages = 0
+        for path, kind in kinds:
+            total = os.path.getsize(path) if kind == "mbox" else None
+            progress.start(f"{kind}:{path}", None, total)
+            for sm in _read(vault, path, kind, mbox_format, rep.errors):
+                w = vault.new_message()
+                try:
+                    for piece in sm.chunks():
+                        w.write(piece)
+                except OSError as exc:
+                    rep.errors.append(f"{sm.source}: cannot read: {exc.strerror or exc}")
+                    continue
+                res = w.finish(
+                    SourceInfo(
+                        account=account,
+                        source=sm.source,
+                        flags=sm.flags,
+                        file_time=sm.file_time,
+                        from_line_time=sm.from_line_time,
+                    ),
+                    parse_metadata(w.head),
+                )
+                rep.messages += 1
+                rep.bytes += res.size
+                batch_bytes += res.size
+                batch_messages += 1
+                if res.new:
+                    rep.new += 1
+                    if sm.stream is None:
+                        indexer.add(res.msg_id, sm.data)
+                else:
+                    rep.duplicates += 1
+                progress.advance(1, res.size)
+                if batch_messages >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
+                    if vault.commit():
+                        rep.commits += 1
+                    indexer.committed()
+                    batch_bytes = batch_messages = 0
+            progress.done()
+        if vault.commit():
+            rep.commits += 1
+        indexer.committed()
     return rep

@@ -23,17 +23,28 @@ API changes against the first published form: :func:`search` also takes ``marks`
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
 
+from popvault.app.helper import Preparer
 from popvault.app.progress import NullProgress, Progress
 from popvault.app.searchtext import search_text
 from popvault.errors import PopvaultError, UsageError
 from popvault.vault import MessageRow, SearchDoc, SearchIndex, SearchSql, Vault
 
-__all__ = ["Hit", "Query", "QueryError", "Term", "index_new", "parse_query", "search"]
+__all__ = [
+    "Hit",
+    "Indexer",
+    "Query",
+    "QueryError",
+    "Term",
+    "index_new",
+    "parse_query",
+    "search",
+]
 
 Sort = Literal["rank", "date"]
 
@@ -380,3 +391,57 @@ def _read_document(vault: Vault, msg_id: bytes, size: int) -> tuple[SearchDoc, b
         return doc, True
     except PopvaultError:
         return SearchIndex.of(vault).header_doc(msg_id), True
+
+
+def indexing_enabled() -> bool:
+    """Whether writers index as they go: not with ``POPVAULT_SEARCH_INDEX=0`` (then
+    ``search`` indexes what is missing when it runs)."""
+    return os.environ.get("POPVAULT_SEARCH_INDEX", "1").strip().lower() not in ("0", "off", "no")
+
+
+def _document_batch(_mac: bytes, batch: list[bytes]) -> list[Any]:
+    """The helper process's work (:class:`Indexer`): each message's :func:`document`."""
+    return [document(data) for data in batch]
+
+
+class Indexer:
+    """Indexes what a run (import) adds, after each of its commits: documents of the
+    messages it was given (:meth:`add`) are made by a helper process while the run goes
+    on (:mod:`popvault.app.helper`; made here if the helper fails), the rest are read
+    back from the vault. Close it (a context manager) to stop the helper."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self.enabled = indexing_enabled()
+        self._docs: dict[bytes, tuple[SearchDoc, bool]] = {}
+        # the helper never sees a key: it makes documents of bytes the run already has
+        self._helper: Preparer[bytes] = Preparer(b"", work=_document_batch, max_pending=8 << 20)
+        self.report = IndexReport()
+
+    def add(self, msg_id: bytes, data: bytes) -> None:
+        """A new message's bytes (pending until the next commit)."""
+        if self.enabled:
+            self._helper.submit(data, msg_id)
+            self._collect(wait=False)
+
+    def _collect(self, wait: bool) -> None:
+        for data, msg_id, result in self._helper.ready(wait):
+            self._docs[msg_id] = document(data) if result is None else cast(Any, result)
+
+    def committed(self) -> None:
+        """After a commit: index what it added."""
+        if self.enabled:
+            self._collect(wait=True)
+            rep = index_new(self.vault, self._docs)
+            self.report.indexed += rep.indexed
+            self.report.partial += rep.partial
+            self._docs.clear()
+
+    def close(self) -> None:
+        self._helper.close()
+
+    def __enter__(self) -> Indexer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
