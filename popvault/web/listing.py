@@ -29,7 +29,7 @@ from popvault.vault import Filter, MessageRow, Vault
 
 #: Rows a probe of :func:`rows_before` reads at most before it narrows its window
 #: (four pages, if that is more).
-CAP = 1000
+CAP = 400
 #: The first window :func:`rows_before` tries, in seconds, and how much it grows by.
 FIRST_SPAN = 86400.0
 GROWTH = 8.0
@@ -128,42 +128,50 @@ def rows_before(
         until = stop if until is None else min(until, stop)
     base = replace(flt, until=until)
 
-    def window(span: float | None, cap: int | None) -> tuple[list[MessageRow], bool]:
-        """Rows of the window of ``span`` seconds before ``ref`` (all before it when
-        None), the last ``n`` of them, and whether it held more than ``cap``."""
-        since = flt.since if span is None or ref - span <= floor else ref - span
-        if since is not None and flt.since is not None:
-            since = max(since, flt.since)
+    top = ref  # no row matching lies between top and ref: windows end at top
+
+    def start(span: float | None) -> float | None:
+        since = flt.since if span is None or top - span <= floor else top - span
+        return since if flt.since is None or since is None else max(since, flt.since)
+
+    def window(span: float | None, cap: int | None) -> tuple[list[MessageRow], int, float]:
+        """The last ``n`` rows of the window of ``span`` seconds before ``top`` (all
+        before it when None), how many it holds (``cap + 1`` at most), and the time of
+        the last row read."""
         last: deque[MessageRow] = deque(maxlen=n)
         seen = 0
         keep = (lambda r: _key(r) < limit) if limit is not None else (lambda _r: True)
-        for row in _take(vault, replace(base, since=since), lock, keep, None):
+        for row in _take(vault, replace(base, since=start(span)), lock, keep, None):
             last.append(row)
             seen += 1
             if cap is not None and seen > cap:
-                return list(last), True
-        return list(last), False
+                break
+        return list(last), seen, last[-1].delivered if last else top
 
     cap = max(CAP, 4 * n)  # a window that holds a page is not "too big"
     span = FIRST_SPAN
     small: float | None = None  # a span known to hold too few rows
     big: float | None = None  # a span known to hold too many
     for _ in range(MAX_PROBES):
-        rows, full = window(span, cap)
-        if not full and (len(rows) >= n or ref - span <= floor):
+        rows, seen, reached = window(span, cap)
+        opened = max(top - span, floor)
+        if seen <= cap and (seen >= n or top - span <= floor):
             return rows[::-1]
-        if full:
+        # the next span from the density seen (2 pages' worth), kept between the bounds
+        if seen > cap:
             big = span
-        else:
-            small = span
-        if big is None:
-            span = span * GROWTH
-        elif small is None:
-            span = span / GROWTH
-        else:
-            span = math.sqrt(small * big)
+            guess = span / GROWTH if reached <= opened else 2 * n * (reached - opened) / seen
+        else:  # the whole window was read: nothing newer than its last row
+            guess = span * GROWTH if seen == 0 else 2 * n * (reached - opened) / seen
+            top, small = reached if seen else opened, None
+            guess = max(guess, 1.0)
+        if not ((small or 0.0) < guess < (big or math.inf)):
+            guess = math.sqrt(small * big) if small and big else (small or 0.0) * GROWTH
+            if big and not small:
+                guess = big / GROWTH
+        span = guess
         if big is not None and (big < 1.0 or (small is not None and big - small < 1.0)):
             break  # a second holds more than CAP rows: narrowing does not help
     # many rows share (nearly) one time: read the narrowest too-big window through
-    rows, _ = window(big, None)
+    rows, _, _ = window(big, None)
     return rows[::-1]
