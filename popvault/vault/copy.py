@@ -62,7 +62,7 @@ class CopyProgress(Protocol):
         """A new phase with its total of objects."""
 
     def advance(self, messages: int = 1, nbytes: int = 0) -> None:
-        """Objects done (and their bytes)."""
+        """``messages`` more objects (or commits read) done."""
 
     def done(self) -> None:
         """The phase ended."""
@@ -70,8 +70,9 @@ class CopyProgress(Protocol):
 
 @dataclass
 class CopyReport:
-    """What a copy did. ``objects``/``bytes``: copied; ``skipped``: objects of the
-    copied commits (and key slots) the destination already had."""
+    """What a copy did. ``objects``/``bytes``: copied (``kinds``: by folder);
+    ``skipped``: objects the destination already had (its commit records and key
+    slots, and packs and segments of copied commits that an interrupted copy had put)."""
 
     destination: str
     vault_id: str
