@@ -250,14 +250,29 @@ class Pages:
             next_label="next",
         )
 
+    def _query(self, q: str, form: Form) -> Any:
+        from popvault.app import search as engine
+
+        text = " ".join(t for t in (q, form.query_terms()) if t)
+        return engine.parse_query(text)  # QueryError (a UsageError): shown on the page
+
+    def _found(self, q: str, form: Form, sort: str) -> Iterator[MessageRow]:
+        """Every hit's row, read a window at a time (each under the lock)."""
+        offset = 0
+        while True:
+            hits = list(self._hits(q, form, sort, limit=500, offset=offset))
+            yield from (h.row for h in hits)
+            if len(hits) < 500:
+                return
+            offset += len(hits)
+
     def _hits(
         self, q: str, form: Form, sort: str, *, limit: int | None, offset: int
     ) -> Iterator[Any]:
         from popvault.app import search as engine
 
         v = self.viewer
-        text = " ".join(t for t in (q, form.query_terms()) if t)
-        query = engine.parse_query(text)  # QueryError (a UsageError): shown on the page
+        query = self._query(q, form)
         with v.lock:
             if engine.pending_count(v.vault):  # messages a writer added since the start
                 engine.index_new(v.vault)
@@ -283,9 +298,8 @@ class Pages:
         form = Form.of(params)
         if q:
             sort = "newest" if params.get("sort") == "newest" else "rank"
-            rows: Iterator[MessageRow] = (
-                h.row for h in self._hits(q, form, sort, limit=None, offset=0)
-            )
+            self._query(q, form)  # a bad query is a 400 page, not a broken download
+            rows: Iterator[MessageRow] = self._found(q, form, sort)
         else:
             flt = form.filter()
             rows = _listed(v, flt)

@@ -51,6 +51,8 @@ DOWNLOAD_CSP = "default-src 'none'; sandbox"
 VIEW_LIMIT = 32 << 20
 #: Recently read messages kept for their inline images (a page asks for several).
 RECENT = 4
+#: ... if they are no larger than this.
+RECENT_SIZE = 8 << 20
 _MSG_PATH = re.compile(r"/m/([0-9a-f]{64})(?:/(eml|html|part/([0-9]{1,4})|img/([0-9]{1,4})))?")
 
 
@@ -112,8 +114,9 @@ class Viewer:
         given = params.pop("token", None)
         if given is not None and hmac.compare_digest(given.encode(), self.token.encode()):
             rest = urlencode(params)
+            here = "/" + path.lstrip("/")  # never "//host": a redirect stays on this server
             r = Response(HTTPStatus.SEE_OTHER)
-            r.headers.append(("Location", path + (f"?{rest}" if rest else "")))
+            r.headers.append(("Location", here + (f"?{rest}" if rest else "")))
             r.headers.append(
                 (
                     "Set-Cookie",
@@ -198,6 +201,8 @@ class Viewer:
             if data is None:
                 self.vault.message(msg_id)  # UsageError (400) for an id not in the vault
                 data = self.vault.read_message(msg_id)
+                if len(data) > RECENT_SIZE:
+                    return data
                 self._recent[msg_id] = data
                 while len(self._recent) > RECENT:
                     self._recent.popitem(last=False)
