@@ -96,6 +96,8 @@ def test_second_copy_transfers_only_new_objects(vault: Path, tmp_path: Path) -> 
     assert first["created"] is True and first["commits_copied"] == 2
     inodes = {p: os.stat(dest / p).st_ino for p in tree(dest)}
 
+    quiet = copy(vault, dest, "-q")
+    assert quiet.code == 0 and quiet.err == "" and quiet.out == b"", quiet
     noop = summary(copy(vault, dest, "--json"))
     assert noop["objects_copied"] == 0 and noop["bytes_copied"] == 0
     assert noop["commits_present"] == 2
@@ -289,3 +291,19 @@ def test_kill_9_of_the_command_then_rerun(vault: Path, tmp_path: Path) -> None:
     check = run("--vault", dest, "check", "--read-data")
     assert check.code == 0, check
     assert "no problems found: 60 messages" in check.err
+
+
+def test_a_later_rollback_of_the_copy_is_detected(vault: Path, tmp_path: Path) -> None:
+    """This machine knows the copy's newest commit: a copy put back to an older state
+    (its newest commit record gone) is reported when it is opened, and copy heals it."""
+    add_commits(vault, [[simple_message(1)], [simple_message(2)]])
+    dest = tmp_path / "offsite"
+    assert copy(vault, dest).code == 0
+    newest = sorted((dest / "commits").iterdir())[-1]
+    newest.unlink()
+    res = run("--vault", dest, "check")
+    assert res.code == 20, res
+    assert "which this machine has seen, is missing" in res.err
+    again = summary(copy(vault, dest, "--json"))
+    assert again["copied"] == {"commits": 1}
+    assert run("--vault", dest, "check").code == 0
