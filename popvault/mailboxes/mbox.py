@@ -71,6 +71,10 @@ _FROM_LINE_MAX = 4096
 _UNQUOTE_RE = re.compile(rb"^>(>*From )", re.MULTILINE)
 _QUOTE_RE = re.compile(rb"^(>*From )", re.MULTILINE)
 _NEEDS_UNQUOTE_RE = re.compile(rb">+From ")
+#: A separator: the line feed ending a line, a blank line (LF or CRLF), ``From ``.
+_SEPARATOR_RE = re.compile(rb"\n\r?\nFrom ")
+#: How much of an mbox the reader reads at a time.
+_BLOCK = 1 << 20
 _FROM_DATE_RE = re.compile(
     rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+"
     rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+(\d{1,2})\s+"
@@ -123,79 +127,116 @@ def read_mbox(path: str | os.PathLike[str], fmt: MboxFormat = "auto") -> Iterato
         f.close()
 
 
+class _Window:
+    """A sliding window over a file read in blocks: ``buf`` holds the bytes from file
+    offset ``base`` on; :meth:`more` drops what comes before ``keep`` and reads a block."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.buf = b""
+        self.base = 0
+        self.eof = False
+
+    @property
+    def end(self) -> int:
+        """The file offset just past the bytes read so far."""
+        return self.base + len(self.buf)
+
+    def line_end(self, at: int) -> int:
+        """The offset after the next line feed from ``at`` on (the end of the file if
+        there is none); drops what it passes."""
+        while (nl := self.buf.find(b"\n", at - self.base)) < 0:
+            at = self.end
+            if not self.more(at - 8):
+                return at
+        return self.base + nl + 1
+
+    def more(self, keep: int) -> bool:
+        if self.eof:
+            return False
+        block = self.f.read(_BLOCK)
+        if not block:
+            self.eof = True
+            return False
+        keep = min(keep, self.end)
+        self.buf = self.buf[keep - self.base :] + block
+        self.base = keep
+        return True
+
+
 def _read(f: BinaryIO, name: str, unquote: bool) -> Iterator[SourceMessage]:
-    first = f.readline(_CHUNK)
-    if not first:
+    """Scan in blocks for separators (a blank line, then ``From ``): a few searches in C
+    per block instead of Python work per line."""
+    w = _Window(f)
+    while len(w.buf) < _CHUNK and w.more(0):
+        pass
+    if not w.buf:
         return
-    if not first.startswith(b"From "):
+    if not w.buf.startswith(b"From "):
         raise MailboxFormatError(
             f"{name} is not an mbox file: it does not start with a 'From ' line",
             hint="pass the right format (mbox, maildir, eml) for this file",
         )
-    offset = 0
     number = 0
-    pending_from: bytes | None = first
-    at_line_start = True
-    while pending_from is not None:
-        # Read the rest of a From_ line that is longer than one chunk.
-        from_line = tail = pending_from
-        offset += len(tail)
-        while not tail.endswith(b"\n"):
-            tail = f.readline(_CHUNK)
-            if not tail:
-                break
-            offset += len(tail)
-            if len(from_line) < _FROM_LINE_MAX:
-                from_line += tail
+    line = 0  # file offset of the current From_ line
+    while True:
         number += 1
-        start = offset
-        blank_at: int | None = None  # offset of a blank line that may be the separator
-        needs_unquote = False
-        pending_from = None
-        at_line_start = True
+        while w.end - line < _CHUNK and w.more(line):
+            pass
+        rel = line - w.base
+        nl = w.buf.find(b"\n", rel, rel + _CHUNK)
+        if nl >= 0:
+            from_line = w.buf[rel : nl + 1]
+            start = line + len(from_line)
+        else:  # a From_ line longer than a chunk: the rest of it is skipped
+            from_line = w.buf[rel : rel + _CHUNK]
+            start = w.line_end(line + len(from_line))
+        # the separator: the line feed ending the line before a blank line, the blank
+        # line, ``From `` (the From_ line's own line feed counts: an empty message)
+        search = start - 1
+        nxt: int | None = None
         while True:
-            chunk = f.readline(_CHUNK)
-            if not chunk:
+            m = _SEPARATOR_RE.search(w.buf, max(search - w.base, 0))
+            if m is not None:
+                end = w.base + m.start() + 1
+                nxt = w.base + m.end() - 5
                 break
-            if at_line_start:
-                if blank_at is not None and chunk.startswith(b"From "):
-                    pending_from = chunk
-                    break
-                if chunk == b"\n" or chunk == b"\r\n":
-                    blank_at = offset
-                else:
-                    blank_at = None
-                    # a line of more '>' than one chunk holds may still be a quoted From_
-                    if (
-                        unquote
-                        and chunk.startswith(b">")
-                        and (_NEEDS_UNQUOTE_RE.match(chunk) or not chunk.lstrip(b">"))
-                    ):
-                        needs_unquote = True
-            offset += len(chunk)
-            at_line_start = chunk.endswith(b"\n")
-        end = blank_at if blank_at is not None else offset
+            search = max(w.end - 8, start - 1)
+            keep = start - 1 if w.end - start <= LARGE_FILE else search
+            if not w.more(keep):
+                end = w.end
+                tail = w.buf[-3:]
+                if tail.endswith(b"\n\n") and end - 1 >= start:
+                    end -= 1
+                elif tail == b"\n\r\n" and end - 2 >= start:
+                    end -= 2
+                break
+        source = f"mbox:{name}#{number}"
+        when = parse_from_line_time(from_line)
         if end - start > LARGE_FILE:
-            yield SourceMessage(
-                data=b"",
-                source=f"mbox:{name}#{number}",
-                from_line_time=parse_from_line_time(from_line),
-                stream=functools.partial(_stream_range, name, start, end, needs_unquote),
-            )
-            continue
-        resume = f.tell()
-        f.seek(start)
-        data = f.read(end - start)
-        f.seek(resume)
-        if len(data) != end - start:
-            raise MailboxFormatError(f"mbox {name} changed while it was being read")
-        if needs_unquote:
-            data = _UNQUOTE_RE.sub(rb"\1", data)
-        yield SourceMessage(
-            data=data,
-            source=f"mbox:{name}#{number}",
-            from_line_time=parse_from_line_time(from_line),
-        )
+            stream = functools.partial(_stream_range, name, start, end, unquote)
+            yield SourceMessage(data=b"", source=source, from_line_time=when, stream=stream)
+        else:
+            if start >= w.base:
+                data = w.buf[start - w.base : end - w.base]
+            else:  # not reached: a message this small is kept in the window
+                data = _read_range(f, name, start, end)
+            if unquote and b">From " in data:
+                data = _UNQUOTE_RE.sub(rb"\1", data)
+            yield SourceMessage(data=data, source=source, from_line_time=when)
+        if nxt is None:
+            return
+        line = nxt
+
+
+def _read_range(f: BinaryIO, name: str, start: int, end: int) -> bytes:
+    resume = f.tell()
+    f.seek(start)
+    data = f.read(end - start)
+    f.seek(resume)
+    if len(data) != end - start:
+        raise MailboxFormatError(f"mbox {name} changed while it was being read")
+    return data
 
 
 def _stream_range(name: str, start: int, end: int, unquote: bool) -> Iterator[bytes]:
