@@ -34,6 +34,7 @@ from popvault.app.deletion import (
 )
 from popvault.app.fetch import Fetched, cut_sessions, fetch_and_store, size_ok
 from popvault.app.progress import NullProgress, Progress
+from popvault.app.search import index_run
 from popvault.errors import (
     PopvaultError,
     TemporaryFailure,
@@ -515,4 +516,6 @@ def run_backup(
                 pool.shutdown(wait=False, cancel_futures=True)
                 cut_sessions()
                 raise
+    if not dry_run:  # what the run added, searchable (read back from the vault)
+        index_run(vault, progress)
     return BackupReport(reports)

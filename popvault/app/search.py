@@ -16,12 +16,14 @@ A query (docs/search.md): words (every one must match), ``"exact phrases"``,
 accents. Every word reaches FTS5 quoted, never as FTS5 syntax; a query that cannot be
 understood raises :class:`QueryError` (exit 2) naming the problem.
 
-API changes against the first published form: :func:`search` also takes ``marks``
-(the strings around hits in snippets, default ``[`` and ``]``).
+API changes against the first published form (compatible): :func:`search` also takes
+``marks`` (the strings around hits in snippets, default ``[`` and ``]``) and
+``snippets`` (False: no snippet is made, each is empty; faster for long result lists).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -33,7 +35,7 @@ from popvault.app.helper import Preparer
 from popvault.app.progress import NullProgress, Progress
 from popvault.app.searchtext import search_text
 from popvault.errors import PopvaultError, UsageError
-from popvault.vault import MessageRow, SearchDoc, SearchIndex, SearchSql, Vault
+from popvault.vault import Filter, MessageRow, SearchDoc, SearchIndex, SearchSql, Vault
 
 __all__ = [
     "Hit",
@@ -42,6 +44,8 @@ __all__ = [
     "QueryError",
     "Term",
     "index_new",
+    "index_run",
+    "only_hits",
     "parse_query",
     "search",
 ]
@@ -148,7 +152,10 @@ def _items(text: str) -> Iterator[_Item | None]:
         elif whole == "OR" and not neg and name is None:
             yield None
         else:
+            if name is None and re.fullmatch(r"[A-Za-z]+:", whole):
+                name, whole = whole[:-1], ""
             if name is not None and whole == "":
+                _field(name)  # an unknown one is said so first
                 raise QueryError(f"search query: {name}: needs a value")
             yield _Item(neg, name, whole.rstrip("*"), False, whole.endswith("*"))
 
@@ -295,6 +302,7 @@ def search(
     limit: int | None = None,
     offset: int = 0,
     marks: tuple[str, str] = ("[", "]"),
+    snippets: bool = True,
 ) -> Iterator[Hit]:
     """The messages matching ``query``: most relevant first (``sort="rank"``), or newest
     delivery first (``"date"``); ``offset`` hits skipped, at most ``limit`` given.
@@ -308,6 +316,17 @@ def search(
     )
     for row, score, snippet in found:
         yield Hit(row, round(-score, 6) + 0.0, snippet)
+
+
+def only_hits(
+    vault: Vault, query: str | Query, flt: Filter, progress: Progress | None = None
+) -> Filter:
+    """``flt`` narrowed to the messages ``query`` finds (``export --query``), after
+    indexing what is not indexed yet. Raises :class:`QueryError`."""
+    q = parse_query(query) if isinstance(query, str) else query
+    index_new(vault, progress=progress)
+    ids = frozenset(h.row.id for h in search(vault, q, sort="date", snippets=False))
+    return dataclasses.replace(flt, ids=ids if flt.ids is None else flt.ids & ids)
 
 
 # ------------------------------------------------------------------------ indexing
@@ -397,6 +416,20 @@ def indexing_enabled() -> bool:
     """Whether writers index as they go: not with ``POPVAULT_SEARCH_INDEX=0`` (then
     ``search`` indexes what is missing when it runs)."""
     return os.environ.get("POPVAULT_SEARCH_INDEX", "1").strip().lower() not in ("0", "off", "no")
+
+
+def index_run(vault: Vault, progress: Progress | None = None) -> IndexReport:
+    """After a writer's run (backup, repair): :func:`index_new`, unless
+    ``POPVAULT_SEARCH_INDEX=0`` (then ``search`` indexes when it runs). A failure (the
+    cache busy for a minute, say) is a warning, never the run's failure."""
+    if not indexing_enabled():
+        return IndexReport()
+    progress = progress or NullProgress()
+    try:
+        return index_new(vault, progress=progress)
+    except Exception as exc:  # a by-product of the run: the run itself succeeded
+        progress.warn(f"search index not updated ({exc}); 'popvault search' will catch up")
+        return IndexReport()
 
 
 def _document_batch(_mac: bytes, batch: list[bytes]) -> list[Any]:

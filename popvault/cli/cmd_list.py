@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 
 import click
 
@@ -63,14 +64,19 @@ def command(
 ) -> None:
     """List archived messages, oldest delivery first."""
     with ctx.open_vault() as vault:
-        lines: list[str] = []
-        for row in vault.messages(flt):
-            lines.append(_json_line(row) if as_json else _text_line(row))
-            if len(lines) == _LINES:
-                click.echo("\n".join(lines))
-                lines.clear()
-        if lines:
-            click.echo("\n".join(lines))
+        echo_lines(json_line(row) if as_json else text_line(row) for row in vault.messages(flt))
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    """Print ``lines`` (list's and search's rows) :data:`_LINES` at a time."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == _LINES:
+            click.echo("\n".join(batch))
+            batch.clear()
+    if batch:
+        click.echo("\n".join(batch))
 
 
 #: Lines written at once: the rows stream out a window at a time, not one write (and
@@ -79,11 +85,13 @@ _LINES = 500
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def _json_line(row: MessageRow) -> str:
-    return _ENCODE(row_json(row))
+def json_line(row: MessageRow, **extra: object) -> str:
+    """A row as ``list --json`` prints it, with ``extra`` keys after its own."""
+    return _ENCODE({**row_json(row), **extra} if extra else row_json(row))
 
 
-def _text_line(row: MessageRow) -> str:
+def text_line(row: MessageRow) -> str:
+    """A row as ``list`` prints it: id, delivery, size, sender, subject."""
     when = dt.datetime.fromtimestamp(row.delivered, dt.UTC).strftime("%Y-%m-%d %H:%M")
     return (
         f"{row.id.hex()[:12]}  {when}  {row.size:>9}  {_clip(row.from_, 28):<28}"

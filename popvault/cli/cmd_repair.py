@@ -6,6 +6,7 @@ import json
 
 import click
 
+from popvault.app.search import index_run
 from popvault.cli.context import Context, pass_ctx
 from popvault.errors import IntegrityError
 
@@ -25,6 +26,7 @@ def command(ctx: Context, as_json: bool) -> None:
     recovered (their data is gone too)."""
     with ctx.open_vault(write=True, command="popvault repair", repairing=True) as vault:
         rep = vault.repair()
+        index_run(vault, ctx.progress())  # the cache was rebuilt: so is the search index
         messages = vault.message_count()
     if as_json:
         click.echo(json.dumps({**rep.to_json(), "messages": messages}, sort_keys=True))

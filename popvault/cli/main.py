@@ -36,6 +36,7 @@ COMMANDS = {
     "prune": "cmd_prune",
     "repair": "cmd_repair",
     "restore": "cmd_restore",
+    "search": "cmd_search",
     "serve": "cmd_serve",
     "show": "cmd_show",
     "stats": "cmd_stats",

@@ -55,6 +55,7 @@ _CJK_RUN = re.compile(f"[{_CJK}]{{2,}}")
 _OPENED = re.compile(f"[{_CJK}](\x03?)\u200b\x02")
 _JOINED = re.compile(f"\u200b(\x03?)[{_CJK}]")
 ZWSP = "\u200b"
+_CONTROL = re.compile("[\x00-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,9 @@ class SearchSql:
         word = text.strip()
         prefix = prefix or (len(word) == 1 and bool(re.fullmatch(f"[{_CJK}]", word)))
         cols = column or "{" + " ".join(TEXT_COLUMNS) + "}"
-        quoted = '"' + index_text(text).replace('"', '""') + '"'
+        # a NUL ends FTS5's reading of a string: control characters are separators anyway
+        words = _CONTROL.sub(" ", index_text(text))
+        quoted = '"' + words.replace('"', '""') + '"'
         return f"{cols} : {quoted}{' *' if prefix else ''}"
 
     def filters(self) -> tuple[list[str], list[Any]]:
@@ -148,7 +151,9 @@ class SearchSql:
             args.append(self.exclude)
         return where, args
 
-    def sql(self, sort: str, limit: int | None, offset: int) -> tuple[str, list[Any]]:
+    def sql(
+        self, sort: str, limit: int | None, offset: int, snippets: bool = True
+    ) -> tuple[str, list[Any]]:
         """The SELECT of the hits: rows ``(*LISTED_COLUMNS, score, snippet)``, best first
         (``sort`` "rank") or newest delivery first ("date"); ``score`` is bm25's (lower
         is better; 0 without words); the snippet has its hits between ``\\x02`` and
@@ -156,7 +161,7 @@ class SearchSql:
         where, args = self.filters()
         score = f"bm25({TABLE}, {_WEIGHTS})"
         if self.match is not None:
-            snip = f"snippet({TABLE}, -1, char(2), char(3), '…', 12)"
+            snip = f"snippet({TABLE}, -1, char(2), char(3), '…', 12)" if snippets else "''"
             sql = f"SELECT {LISTED_COLUMNS}, {score}, {snip} FROM {TABLE} s"  # noqa: S608
             sql += " JOIN messages m ON m.id = s.msg"
             where.insert(0, f"{TABLE} MATCH ?")
@@ -253,10 +258,12 @@ class SearchIndex:
         limit: int | None = None,
         offset: int = 0,
         marks: tuple[str, str] = ("[", "]"),
+        snippets: bool = True,
     ) -> Iterator[tuple[MessageRow, float, str]]:
         """The messages matching ``q`` (see :meth:`SearchSql.sql`): each row, its bm25
-        score and its snippet (hits between ``marks``); 500 rows a read."""
-        sql, args = q.sql(sort, limit, offset)
+        score and its snippet (hits between ``marks``; empty unless ``snippets``); 500
+        rows a read."""
+        sql, args = q.sql(sort, limit, offset, snippets)
         with self._mutex:
             cur = self._db.execute(sql, args)
         while True:
