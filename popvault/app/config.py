@@ -31,6 +31,19 @@ _TOP_KEYS: dict[str, tuple[type, ...]] = {
     "passphrase_file": (str,),
     "passphrase_command": (str,),
     "accounts": (dict,),
+    "s3": (dict,),
+}
+#: ``[s3]``: settings of the config's vault when it is an ``s3://`` URL. Each has an
+#: environment variable, which wins (:func:`s3_environment`).
+_S3_KEYS: dict[str, tuple[type, ...]] = {
+    "storage_class": (str,),
+    "upload_concurrency": (int,),
+    "addressing": (str,),
+}
+S3_ENV = {
+    "storage_class": "POPVAULT_S3_STORAGE_CLASS",
+    "upload_concurrency": "POPVAULT_S3_UPLOAD_CONCURRENCY",
+    "addressing": "POPVAULT_S3_ADDRESSING",
 }
 _ACCOUNT_KEYS: dict[str, tuple[type, ...]] = {
     "host": (str,),
@@ -84,6 +97,8 @@ class Config:
     passphrase_file: str | None = None
     passphrase_command: str | None = None
     accounts: dict[str, AccountConfig] = field(default_factory=dict)
+    #: The ``[s3]`` table, checked (key -> value as written).
+    s3: dict[str, str | int] = field(default_factory=dict)
 
 
 def default_config_path() -> Path:
@@ -164,6 +179,7 @@ def load_config(path: Path, *, required: bool = True) -> Config:
     accounts = {
         name: _account(path, text, name, table) for name, table in data.get("accounts", {}).items()
     }
+    s3 = _s3(path, text, data.get("s3", {}))
     vault = data.get("vault")
     if vault is not None and not _is_url(vault):
         vault = str((path.parent / Path(vault).expanduser()).resolve())
@@ -173,7 +189,32 @@ def load_config(path: Path, *, required: bool = True) -> Config:
         passphrase_file=data.get("passphrase_file"),
         passphrase_command=data.get("passphrase_command"),
         accounts=accounts,
+        s3=s3,
     )
+
+
+def _s3(path: Path, text: str, table: dict[str, Any]) -> dict[str, str | int]:
+    """The ``[s3]`` table, checked with the rules the S3 backend applies to the same
+    settings from the environment (one message for both)."""
+    from popvault.vault.s3settings import check_setting
+
+    _check_types(path, text, "s3", table, _S3_KEYS)
+    for key, value in table.items():
+        problem = check_setting(key, value)
+        if problem:
+            raise UsageError(f"{_where(path, text, 's3', key)}: {problem}")
+    return dict(table)
+
+
+def s3_environment(cfg: Config, vault_in_use: str) -> dict[str, str]:
+    """The environment variables the config's ``[s3]`` table sets for the vault in use:
+    only for the config's own ``vault =`` (an ``s3://`` URL); a variable already set
+    wins."""
+    if not cfg.s3 or cfg.vault is None or vault_in_use != cfg.vault:
+        return {}
+    return {
+        S3_ENV[key]: str(value) for key, value in cfg.s3.items() if S3_ENV[key] not in os.environ
+    }
 
 
 def _account(path: Path, text: str, name: str, table: object) -> AccountConfig:

@@ -34,15 +34,24 @@ class Context:
 
     def require_vault_path(self) -> str:
         if self.vault_path:
-            return self.vault_path
+            return self._with_s3_settings(self.vault_path)
         from popvault.app.config import find_config_vault
 
         found = find_config_vault(self.config)
         if found:
-            return found
+            return self._with_s3_settings(found)
         raise UsageError(
             "no vault given", hint="use --vault PATH, POPVAULT_VAULT, or 'vault =' in the config"
         )
+
+    def _with_s3_settings(self, vault: str) -> str:
+        """The config's ``[s3]`` settings, for its own S3 vault, as the environment
+        variables the backend reads (a variable set already wins)."""
+        if vault.startswith("s3://"):
+            from popvault.app.config import cli_config, s3_environment
+
+            os.environ.update(s3_environment(cli_config(self.config), vault))
+        return vault
 
     def passphrase_source(self, *, confirm: bool = False) -> Passphrase:
         """The vault passphrase and its source (asked once per command, then remembered).
