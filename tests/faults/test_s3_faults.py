@@ -27,11 +27,8 @@ DATA = secrets.token_bytes(3 << 20)
 
 @pytest.fixture
 def relay(seaweed: Seaweed) -> Iterator[S3Relay]:
-    r = S3Relay(seaweed.port)
-    try:
+    with S3Relay(seaweed.port) as r:
         yield r
-    finally:
-        r.close()
 
 
 @pytest.fixture

@@ -39,11 +39,8 @@ MAIL = big_messages(12, 1 << 20, seed=5)  # ~17 MB: three packs
 
 @pytest.fixture
 def relay(seaweed: Seaweed) -> Iterator[S3Relay]:
-    r = S3Relay(seaweed.port)
-    try:
+    with S3Relay(seaweed.port) as r:
         yield r
-    finally:
-        r.close()
 
 
 @pytest.fixture
@@ -70,6 +67,13 @@ def summary(report: dict[str, Any] | None) -> tuple[int, ...]:
     assert report is not None
     (acct,) = report["accounts"]
     return acct["fetched"], acct["new"], acct["bytes"], acct["duplicates"]
+
+
+def error_line(err: str) -> str:
+    """The one ``popvault: error:`` line of a failed run (no traceback)."""
+    errors = [ln for ln in err.splitlines() if ln.startswith("popvault: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
 
 
 def test_backup_under_faults_loses_and_duplicates_nothing(
@@ -123,11 +127,9 @@ def test_retry_budget_exhausted_exits_75_and_deletes_nothing(
     env = relayed(cache_dir, dovecot_user, relay, AWS_MAX_ATTEMPTS="3")
     code, report, err = run_backup(dovecot, dovecot_user, url, env, "--delete")
     assert code == 75, err
-    errors = [ln for ln in err.splitlines() if ln.startswith("popvault: error:")]
-    assert len(errors) == 1, err
-    assert "Traceback" not in err
-    assert relay.endpoint in errors[0] and "upload of packs/" in errors[0], errors[0]
-    assert "SlowDown; 3 tries in" in errors[0], errors[0]
+    line = error_line(err)
+    assert relay.endpoint in line and "upload of packs/" in line, line
+    assert "SlowDown; 3 tries in" in line, line
     assert report is not None and report["exit_code"] == 75
     assert dovecot.message_count(dovecot_user) == 4  # nothing DELE'd
     assert commit_seqs(url) == before  # and nothing committed
@@ -165,10 +167,9 @@ def test_append_only_bucket(
     redundant = _redundant_pack(url, cache_dir)
     res = run_cli(url, ["prune", "--json"], env)  # type: ignore[arg-type]
     assert res.returncode == 77, res.stderr
-    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("popvault: error:")]
-    assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
-    assert f"refused the deletion of {redundant}" in errors[0], errors[0]
-    assert "append-only" in errors[0]
+    line = error_line(res.stderr)
+    assert f"refused the deletion of {redundant}" in line, line
+    assert "append-only" in line
     assert backend(url).exists(redundant)
     assert relay.log.count(("DELETE", relay_path(url, redundant), "denied")) == 1
     check_read_data(url, cache_dir)

@@ -307,6 +307,12 @@ class S3Relay:
             self._socks.add(s)
         return s
 
+    def __enter__(self) -> S3Relay:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._closed = True
         self._listener.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ from popvault.vault.crypto import TEST_KDF
 from popvault.vault.s3 import S3Backend
 from popvault.vault.segments import COMMIT_NAME
 from popvault.vault.vault import Vault
-from tests.support.backup_helpers import PASSPHRASE, REPO, cli_env
+from tests.support.backup_helpers import PASSPHRASE, cli_env, run_cli
 from tests.support.dovecot import Dovecot, UserInfo
 
 
@@ -94,16 +93,9 @@ def run_backup(
 ) -> tuple[int, dict[str, Any] | None, str]:
     """``popvault backup --json`` of ``user`` into ``vault``: exit code, the JSON report
     (None if none was printed) and stderr."""
-    proc = subprocess.run(
-        backup_command(dovecot, user, vault, *extra),
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
+    args = backup_command(dovecot, user, vault, *extra)[5:]
+    # cli_command only str()s the vault: an s3:// URL passes unchanged
+    proc = run_cli(vault, args, env, timeout=timeout)  # type: ignore[arg-type]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     report = json.loads(lines[-1]) if lines else None
     return proc.returncode, report, proc.stderr
