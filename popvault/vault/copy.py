@@ -24,12 +24,12 @@ refused (UsageError, exit 2) before anything is written.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -270,27 +270,34 @@ class _Copier:
         if not todo:
             return
         have = set(self.dest.list("packs")) | set(self.dest.list("index"))
-        with ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="copy") as pool:
+        with (
+            ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="copy-get") as gets,
+            ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="copy-put") as puts,
+        ):
             self._start("reading commits", len(todo))
-            records = dict(zip(todo, self._each(pool, self._read_commit, todo), strict=True))
-            objects = {n: _objects(rec) for n, (rec, _data) in records.items()}
-            missing = sum(1 for objs in objects.values() for o in objs if o not in have)
-            self._start("copying", missing + len(todo))
-            for name in todo:
-                named = objects[name]
-                self.report.skipped += sum(1 for o in named if o in have)
-                # packs before the segments that list their blobs, segments before the
-                # record that names them, and nothing of a commit before the record of
-                # the one before it: an unnamed pack at the destination is always the
-                # next commit's, as an interrupted writer leaves it (format §8.4, §8.8)
-                for folder, verify in (
-                    ("packs/", self._verify_pack),
-                    ("index/", self._verify_segment),
-                ):
-                    todo_objs = [o for o in named if o.startswith(folder) and o not in have]
-                    self._each(pool, functools.partial(self._copy, verify=verify), todo_objs)
-                self._put(name, records[name][1])
-                self.report.commits += 1
+            records = dict(zip(todo, self._each(gets, self._read_commit, todo), strict=True))
+            objects = {
+                n: [o for o in _objects(r) if o not in have] for n, (r, _d) in records.items()
+            }
+            self.report.skipped += sum(len(_objects(r)) for r, _d in records.values())
+            self.report.skipped -= sum(len(objs) for objs in objects.values())
+            self._start("copying", sum(len(objs) for objs in objects.values()) + len(todo))
+            # read (and verified) ahead while earlier objects are put
+            ahead = _ReadAhead(gets, self._fetch, [o for n in todo for o in objects[n]])
+            try:
+                for name in todo:
+                    # packs before the segments that list their blobs, segments before
+                    # the record that names them, and nothing of a commit before the
+                    # record of the one before it: an unnamed pack at the destination is
+                    # always the next commit's, as an interrupted writer leaves it
+                    # (format §8.4, §8.8)
+                    for folder in ("packs/", "index/"):
+                        part = [o for o in objects[name] if o.startswith(folder)]
+                        self._put_all(puts, ahead, part)
+                    self._put(name, records[name][1])
+                    self.report.commits += 1
+            finally:
+                ahead.cancel()
         self._done()
 
     # ---------------------------------------------------------------- checks
@@ -320,11 +327,11 @@ class _Copier:
             if name in dest_keys:
                 self.report.skipped += 1
             else:
-                self._copy(name, _verify_key_slot)
+                self._copy(name)
         if creating:
-            self._copy("config", self._verify_config)
+            self._copy("config")
         elif read_vault_config(self.dest, self.label).version < self.src.reader.version:
-            self._copy("config", self._verify_config)
+            self._copy("config")
             self.report.upgraded = True
 
     # ---------------------------------------------------------------- copying
@@ -348,11 +355,43 @@ class _Copier:
         data = self.src.backend.get(name)
         return _scratch(self.src, name, data, lambda log: log.read_commit(name)), data
 
-    def _copy(self, name: str, verify: Callable[[str, bytes], None]) -> None:
-        """Read ``name`` from the source, verify it, put it. Thread-safe."""
+    def _copy(self, name: str) -> None:
+        """Read ``name`` from the source, verify it, put it."""
+        self._put(name, self._fetch(name))
+
+    def _fetch(self, name: str) -> bytes:
+        """``name`` read from the source and verified (as its folder says). Thread-safe."""
         data = self.src.backend.get(name)
-        verify(name, data)
-        self._put(name, data)
+        folder = name.split("/", 1)[0]
+        if folder == "packs":
+            self._verify_pack(name, data)
+        elif folder == "index":
+            self._verify_segment(name, data)
+        elif folder == "keys":
+            _verify_key_slot(name, data)
+        elif name == "config":
+            self._verify_config(name, data)
+        else:
+            raise ValueError(f"not an object a copy reads: {name}")
+        return data
+
+    def _put_all(self, pool: ThreadPoolExecutor, ahead: _ReadAhead, names: list[str]) -> None:
+        """Put ``names`` (taken from ``ahead`` in order), at most CONCURRENCY at a time;
+        returns when all are durable. The first failure is raised once the puts under
+        way have ended (what they wrote is an unnamed object of the next commit)."""
+        inflight: deque[Future[None]] = deque()
+        try:
+            for name in names:
+                if len(inflight) >= CONCURRENCY:
+                    inflight.popleft().result()
+                    self._advance()
+                inflight.append(pool.submit(self._put, name, ahead.take(name)))
+            while inflight:
+                inflight.popleft().result()
+                self._advance()
+        finally:
+            for fut in inflight:
+                fut.cancel()
 
     def _put(self, name: str, data: bytes) -> None:
         """Put one object (durable on return) and check that the destination holds all
@@ -419,3 +458,44 @@ def _verify_key_slot(_obj: str, data: bytes) -> None:
 def _objects(record: CommitRecord) -> list[str]:
     """The objects a commit names, in the order they are copied: packs, then segments."""
     return [pack_object_name(p) for p in record.packs] + [f"index/{s}" for s in record.segments]
+
+
+class _ReadAhead:
+    """Objects read from the source and verified ahead of their puts, in copy order:
+    at most ``window`` held or under way (bounded memory: packs are ~8 MiB). A failure
+    to read or verify shows when that object is taken, after all before it were put."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        fetch: Callable[[str], bytes],
+        names: list[str],
+        window: int = 2 * CONCURRENCY,
+    ) -> None:
+        self._pool = pool
+        self._fetch = fetch
+        self._names = iter(names)
+        self._window = window
+        self._queue: deque[tuple[str, Future[bytes]]] = deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._queue) < self._window:
+            name = next(self._names, None)
+            if name is None:
+                return
+            self._queue.append((name, self._pool.submit(self._fetch, name)))
+
+    def cancel(self) -> None:
+        """Stop reading ahead (reads under way end by themselves)."""
+        for _name, fut in self._queue:
+            fut.cancel()
+        self._names = iter(())
+
+    def take(self, name: str) -> bytes:
+        """The next object's bytes; ``name`` must be the next in copy order."""
+        queued, fut = self._queue.popleft()
+        if queued != name:
+            raise AssertionError(f"read ahead {queued}, asked for {name}")
+        self._fill()
+        return fut.result()
