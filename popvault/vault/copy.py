@@ -139,7 +139,7 @@ def copy_vault(
             hint="nothing was copied; run 'popvault check', then 'popvault repair'",
         )
     dest, label = as_backend(where)
-    from popvault.vault.vault import location_of  # the facade imports this module lazily
+    from popvault.vault.vault import location_of  # vault.py imports this module: late
 
     location = location_of(dest, label)
     if location == src.location:
