@@ -34,15 +34,15 @@ if TYPE_CHECKING:
 
 #: The FTS5 table (created with the cache's other tables; emptied by a reset).
 SCHEMA = """
-CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5(
-  msg UNINDEXED, sender, recipients, subject, body, filename, facts,
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
+  sender, recipients, subject, body, filename, facts,
   tokenize = 'unicode61 remove_diacritics 2');
 """
-TABLE = "search"
+TABLE = "fts"
 #: Columns a query's words look in unless a field names one (not ``facts``).
 TEXT_COLUMNS = ("sender", "recipients", "subject", "body", "filename")
-#: bm25 weights, in column order (msg, sender, recipients, subject, body, filename, facts).
-_WEIGHTS = "0.0, 4.0, 2.0, 5.0, 1.0, 3.0, 0.0"
+#: bm25 weights, in column order (sender, recipients, subject, body, filename, facts).
+_WEIGHTS = "4.0, 2.0, 5.0, 1.0, 3.0, 0.0"
 #: A message's delivery time as listings sort it (the cache's ``messages_delivered`` index).
 DELIVERED = "COALESCE(m.received, m.file_time, m.first_archived, -1e308)"
 UPTO_KEY = "search_upto"
@@ -147,35 +147,42 @@ class SearchSql:
             where.append(f"{DELIVERED} >= ?")
             args.append(self.after)
         if self.exclude is not None:
-            where.append(f"m.id NOT IN (SELECT msg FROM {TABLE} WHERE {TABLE} MATCH ?)")  # noqa: S608
+            where.append(f"m.rowid NOT IN (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?)")  # noqa: S608
             args.append(self.exclude)
         return where, args
 
-    def sql(
-        self, sort: str, limit: int | None, offset: int, snippets: bool = True
-    ) -> tuple[str, list[Any]]:
-        """The SELECT of the hits: rows ``(*LISTED_COLUMNS, score, snippet)``, best first
+    def sql(self, sort: str, limit: int | None, offset: int) -> tuple[str, list[Any]]:
+        """The SELECT of the hits: rows ``(*LISTED_COLUMNS, rowid, score)``, best first
         (``sort`` "rank") or newest delivery first ("date"); ``score`` is bm25's (lower
-        is better; 0 without words); the snippet has its hits between ``\\x02`` and
-        ``\\x03``."""
+        is better; 0 without words).
+
+        The index's rowids are the messages' (so matching never reads the index's
+        stored text, and a hit is one rowid look-up away from its row): by rank, the
+        page is chosen from the index alone (joined to the messages only for filters),
+        then its rows are read; by date, the messages are walked newest first in the
+        ``messages_delivered`` index and kept when their rowid is among the matches."""
         where, args = self.filters()
-        score = f"bm25({TABLE}, {_WEIGHTS})"
+        page = [-1 if limit is None else limit, offset]
+        if self.match is not None and sort == "rank":
+            score = f"bm25({TABLE}, {_WEIGHTS})"
+            inner = f"SELECT s.rowid AS r, {score} AS score FROM {TABLE} s"  # noqa: S608
+            if where:
+                inner += " JOIN messages m ON m.rowid = s.rowid"
+            inner += " WHERE " + " AND ".join([f"{TABLE} MATCH ?", *where])
+            inner += " ORDER BY score, s.rowid DESC LIMIT ? OFFSET ?"
+            sql = (
+                f"SELECT {LISTED_COLUMNS}, m.rowid, t.score FROM ({inner}) t"  # noqa: S608
+                " JOIN messages m ON m.rowid = t.r ORDER BY t.score, m.rowid DESC"
+            )
+            return sql, [self.match, *args, *page]
         if self.match is not None:
-            snip = f"snippet({TABLE}, -1, char(2), char(3), '…', 12)" if snippets else "''"
-            sql = f"SELECT {LISTED_COLUMNS}, {score}, {snip} FROM {TABLE} s"  # noqa: S608
-            sql += " JOIN messages m ON m.id = s.msg"
-            where.insert(0, f"{TABLE} MATCH ?")
+            where.insert(0, f"m.rowid IN (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?)")  # noqa: S608
             args.insert(0, self.match)
-        else:
-            sql = f"SELECT {LISTED_COLUMNS}, 0.0, '' FROM messages m"  # noqa: S608
+        sql = f"SELECT {LISTED_COLUMNS}, m.rowid, 0.0 FROM messages m"  # noqa: S608
         if where:
             sql += " WHERE " + " AND ".join(where)
-        if sort == "rank" and self.match is not None:
-            sql += f" ORDER BY {score}, {DELIVERED} DESC"
-        else:
-            sql += f" ORDER BY {DELIVERED} DESC, m.id"
-        sql += " LIMIT ? OFFSET ?"
-        return sql, [*args, -1 if limit is None else limit, offset]
+        sql += f" ORDER BY {DELIVERED} DESC, m.id DESC LIMIT ? OFFSET ?"
+        return sql, [*args, *page]
 
 
 class SearchIndex:
@@ -242,8 +249,9 @@ class SearchIndex:
                 now = db.execute("SELECT id FROM messages WHERE rowid=?", (rowid,)).fetchone()
                 if now is None or bytes(now[0]) != msg_id:
                     continue
-                rows.append((msg_id, *doc.values()))
-            db.executemany(f"INSERT INTO {TABLE} VALUES(?,?,?,?,?,?,?)", rows)
+                rows.append((rowid, *doc.values()))
+            cols = "rowid, sender, recipients, subject, body, filename, facts"
+            db.executemany(f"INSERT INTO {TABLE}({cols}) VALUES(?,?,?,?,?,?,?)", rows)
             total = self._meta_int(PROBLEMS_KEY) + (broken if rows else 0)
             meta = "INSERT OR REPLACE INTO meta VALUES(?,?)"
             db.execute(meta, (UPTO_KEY, str(max(upto, docs[-1][0]))))
@@ -261,9 +269,9 @@ class SearchIndex:
         snippets: bool = True,
     ) -> Iterator[tuple[MessageRow, float, str]]:
         """The messages matching ``q`` (see :meth:`SearchSql.sql`): each row, its bm25
-        score and its snippet (hits between ``marks``; empty unless ``snippets``); 500
-        rows a read."""
-        sql, args = q.sql(sort, limit, offset, snippets)
+        score and its snippet (hits between ``marks``; empty unless ``snippets``, and
+        for a query without words); 500 rows a read."""
+        sql, args = q.sql(sort, limit, offset)
         with self._mutex:
             cur = self._db.execute(sql, args)
         while True:
@@ -274,4 +282,15 @@ class SearchIndex:
                 return
             for r in page:
                 row = message_row(r[:-2], srcs.get(r[0], ()))
-                yield row, float(r[-2]), plain_text(str(r[-1] or ""), marks)
+                snip = self._snippet(q.match, r[-2]) if snippets and q.match else ""
+                yield row, float(r[-1]), plain_text(snip, marks)
+
+    def _snippet(self, match: str, rowid: int) -> str:
+        """One hit's snippet: its text around the matches (``\\x02``/``\\x03``)."""
+        q = (
+            f"SELECT snippet({TABLE}, -1, char(2), char(3), '…', 12) FROM {TABLE}"  # noqa: S608
+            f" WHERE {TABLE} MATCH ? AND rowid = ?"
+        )
+        with self._mutex:
+            row = self._db.execute(q, (match, rowid)).fetchone()
+        return "" if row is None else str(row[0] or "")

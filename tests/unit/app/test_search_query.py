@@ -100,15 +100,19 @@ def _fts() -> sqlite3.Connection:
         SearchDoc("x@example.org", "", "Crème brûlée", "東京都庁の会議", "Q3 report.pdf"),
     ]
     for n, d in enumerate(docs):
-        db.execute("INSERT INTO search VALUES(?,?,?,?,?,?,?)", (f"m{n}", *d.values()))
+        db.execute(
+            "INSERT INTO fts(rowid, sender, recipients, subject, body, filename, facts)"
+            " VALUES(?,?,?,?,?,?,?)",
+            (n, *d.values()),
+        )
     return db
 
 
 def _match(db: sqlite3.Connection, query: str) -> set[str]:
     sql = to_sql(parse_query(query))
     assert sql.match is not None
-    rows = db.execute("SELECT msg FROM search WHERE search MATCH ?", (sql.match,))
-    return {r[0] for r in rows}
+    rows = db.execute("SELECT rowid FROM fts WHERE fts MATCH ?", (sql.match,))
+    return {f"m{r[0]}" for r in rows}
 
 
 @pytest.mark.parametrize(
@@ -151,7 +155,7 @@ def test_any_text_is_a_valid_query_or_a_query_error(text: str) -> None:
     db = _fts()
     for expr in (sql.match, sql.exclude):
         if expr is not None:
-            db.execute("SELECT count(*) FROM search WHERE search MATCH ?", (expr,)).fetchone()
+            db.execute("SELECT count(*) FROM fts WHERE fts MATCH ?", (expr,)).fetchone()
 
 
 def test_fts5_syntax_in_a_term_is_plain_text() -> None:
@@ -167,7 +171,7 @@ def test_fts5_syntax_in_a_term_is_plain_text() -> None:
     ):
         expr = to_sql(Query(must=(Term(hostile),))).match
         assert expr is not None
-        rows = db.execute("SELECT msg FROM search WHERE search MATCH ?", (expr,)).fetchall()
+        rows = db.execute("SELECT rowid FROM fts WHERE fts MATCH ?", (expr,)).fetchall()
         assert rows == []
     assert _match(db, "sender anna") == set()  # the column's name is no word of it
 
