@@ -226,3 +226,23 @@ def test_copy_to_an_append_only_bucket_through_faults(
     assert deletes and all(p.endswith("/lock") or "/locks/" in p for p, _o in deletes), deletes
     monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint)
     checked(url, 10)
+
+
+def test_copy_to_storage_without_conditional_writes_takes_a_lease(
+    local: Path, s3_vault: str, seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where If-None-Match is ignored, the destination's writer lock is a lease
+    (format §10.1): put under locks/, removed at the end; no lock object."""
+    url = f"{s3_vault}/offsite"
+    with S3Relay(seaweed.port) as relay:
+        relay.drop_conditional = True
+        monkeypatch.setenv("AWS_ENDPOINT_URL", relay.endpoint)
+        assert copy(local, url).code == 0
+        puts = [p for m, p, _o in relay.log if m == "PUT"]
+        deletes = [p for m, p, _o in relay.log if m == "DELETE"]
+    lease = [p for p in puts if "/offsite/locks/" in p and ".popvault-probe" not in p]
+    assert lease and set(lease) <= set(deletes)
+    assert not any(p.endswith("/offsite/lock") for p in puts)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint)
+    assert keys_of(url) == sorted(k for k in keys_of(url) if not k.startswith("locks/"))
+    checked(url, 10)
