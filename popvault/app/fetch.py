@@ -33,8 +33,11 @@ BATCH_BYTES = 128 << 20
 #: A run fetching at least this many messages prepares them in a helper process
 #: (popvault.app.helper); fewer are not worth starting one.
 PREPARE_MIN = 200
-#: Messages larger than this are streamed into the vault, never held whole for a helper.
+#: Messages larger than this are never held whole for the helper process.
 PREPARE_MAX = 512 << 10
+#: Messages from PREPARE_MAX up to this size are prepared by a thread of this process
+#: (helper.Preparer.submit_local); larger ones are streamed into the vault.
+THREAD_MAX = 16 << 20
 
 #: What the preparer carries with each message: number, UIDL, bytes and lines received.
 Tag = tuple[int, str, int, int]
@@ -81,11 +84,13 @@ def size_ok(listed: int | None, got: int, lines: int) -> bool:
 class _Sink:
     """Where one message's bytes go as they arrive; counts line feeds (size check).
 
-    Collected whole for the preparer, or streamed into a MessageWriter: a large message
-    (by LIST), one that outgrows PREPARE_MAX on the way, or any without a preparer."""
+    Collected whole for the preparer (up to ``collect`` bytes), or streamed into a
+    MessageWriter: a large message (by LIST), one that outgrows ``collect`` on the way,
+    or any without a preparer (``collect`` 0)."""
 
-    def __init__(self, vault: Vault, collect: bool) -> None:
+    def __init__(self, vault: Vault, collect: int) -> None:
         self.vault = vault
+        self.limit = collect
         self.buf: bytearray | None = bytearray() if collect else None
         self.writer: MessageWriter | None = None if collect else vault.new_message()
         self.lines = 0
@@ -97,7 +102,7 @@ class _Sink:
             self.writer.write(chunk)
             return
         self.buf += chunk
-        if len(self.buf) > PREPARE_MAX:  # LIST understated it: stream it after all
+        if len(self.buf) > self.limit:  # LIST understated it: stream it after all
             self.writer = self.vault.new_message()
             self.writer.write(bytes(self.buf))
             self.buf = None
@@ -110,6 +115,17 @@ def preparer_for(vault: Vault, count: int) -> Preparer[Tag] | None:
     if count < PREPARE_MIN or (os.cpu_count() or 1) < 2:
         return None
     return Preparer(vault.helper_key())
+
+
+def _collect_limit(preparer: Preparer[Tag] | None, listed: int) -> int:
+    """How much of a message of ``listed`` bytes to collect whole for preparing (0:
+    stream it): small ones for the helper process, large ones for a thread (given a
+    second CPU for it to run on), the largest streamed in bounded memory."""
+    if preparer is not None and listed <= PREPARE_MAX:
+        return PREPARE_MAX
+    if listed <= THREAD_MAX and (os.cpu_count() or 1) >= 2:
+        return THREAD_MAX
+    return 0
 
 
 class _Stage:
@@ -136,20 +152,36 @@ class _Stage:
         self.out = Fetched()
         self.current: dict[int, _Sink] = {}
         self.preparer = preparer_for(vault, len(todo))
+        #: Prepares large messages in a thread when there is no helper process.
+        self.threads: Preparer[Tag] | None = None
 
     def begin(self, num: int) -> Callable[[bytes], None]:
         interrupts.checkpoint()  # accounts in other threads stop here (--jobs)
-        collect = self.preparer is not None and self.sizes.get(num, 0) <= PREPARE_MAX
+        collect = _collect_limit(self.preparer, self.sizes.get(num, 0))
         sink = self.current[num] = _Sink(self.vault, collect)
         return sink
+
+    def _queue(self) -> Preparer[Tag]:
+        """The helper's queue, or one for threads alone (no helper process is started:
+        only large messages go to it)."""
+        if self.preparer is not None:
+            return self.preparer
+        if self.threads is None:
+            self.threads = Preparer(self.vault.helper_key())
+        return self.threads
 
     def end(self, num: int, nbytes: int) -> None:
         self.ended.add(num)
         sink = self.current.pop(num)
         uidl = self.uidl_of[num]
-        if sink.buf is not None and self.preparer is not None:
-            self.preparer.submit(bytes(sink.buf), (num, uidl, nbytes, sink.lines))
-            for item in self.preparer.ready():
+        if sink.buf is not None:
+            queue = self._queue()
+            tag = (num, uidl, nbytes, sink.lines)
+            if len(sink.buf) > PREPARE_MAX or queue is self.threads:
+                queue.submit_local(bytes(sink.buf), tag)
+            else:
+                queue.submit(bytes(sink.buf), tag)
+            for item in queue.ready():
                 self.file_prepared(*item)
             return
         assert sink.writer is not None
@@ -204,10 +236,13 @@ class _Stage:
         """After the RETRs: file what the helper still holds (unless stopped), stop it,
         commit."""
         try:
-            if self.preparer is not None and not self.vault.broken and not stopped:
-                for item in self.preparer.ready(wait=True):
-                    self.file_prepared(*item)
+            for queue in (self.preparer, self.threads):
+                if queue is not None and not self.vault.broken and not stopped:
+                    for item in queue.ready(wait=True):
+                        self.file_prepared(*item)
         finally:
+            if self.threads is not None:
+                self.threads.close()
             if self.preparer is not None:
                 self.preparer.close()
                 if self.preparer.failed is not None:

@@ -35,6 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Generic, TypeVar
@@ -163,6 +164,13 @@ class Preparer(Generic[T]):
     yields every message submitted. ``result`` is None when the helper failed.
     ``work``: what the helper does instead of preparing (a module-level function, as
     spawn imports it by name; the search index makes documents so).
+
+    ``submit_local(data, tag)`` prepares a large message in a thread of this process
+    instead (pickling megabytes through a pipe costs more than it saves, while decoding
+    base64 and keyed hashing release the interpreter lock, so the thread runs beside the
+    one reading the socket); it comes back in the same order as the others. At most
+    ``max_local`` bytes of such messages are out at a time. A failure there gives the
+    message back without a result, like a helper failure, and does not stop the helper.
     """
 
     def __init__(
@@ -174,9 +182,13 @@ class Preparer(Generic[T]):
         max_pending: int = 2 << 20,
         stop_timeout: float = 5.0,
         work: Work = _prepare_batch,
+        max_local: int = 24 << 20,
     ) -> None:
         self._mac = mac
         self._work = work
+        self._threads: ThreadPoolExecutor | None = None
+        self._max_local = max_local
+        self._local = 0
         self._proc: BaseProcess | None = None
         self._answers: Connection | None = None
         self._outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
@@ -188,8 +200,9 @@ class Preparer(Generic[T]):
         self._batch_count = batch_count
         self._max_pending = max_pending
         self._stop_timeout = stop_timeout
-        #: Batches out, in order: (messages, bytes, whether the helper has it).
-        self._out: deque[tuple[list[tuple[bytes, T]], int, bool]] = deque()
+        #: Batches out, in order: (messages, bytes, whether the helper has it, or the
+        #: thread preparing it here).
+        self._out: deque[tuple[list[tuple[bytes, T]], int, bool | Future[list[Result]]]] = deque()
         self._pending = 0
         self.failed: BaseException | None = None
 
@@ -233,6 +246,16 @@ class Preparer(Generic[T]):
             self._pending += len(data)
             if len(self._batch) >= self._batch_count or self._batch_size >= self._batch_bytes:
                 self._send()
+
+    def submit_local(self, data: bytes, tag: T) -> None:
+        """Queue a message to be prepared by a thread of this process (see the class)."""
+        with interrupts.critical():
+            self._send()  # what came before goes first
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(1, thread_name_prefix="popvault-prepare")
+            fut = self._threads.submit(self._work, self._mac, [data])
+            self._local += len(data)
+            self._out.append(([(data, tag)], len(data), fut))
 
     def _send(self) -> None:
         if not self._batch:
@@ -279,7 +302,14 @@ class Preparer(Generic[T]):
         while self._out:
             batch, size, sent = self._out[0]
             results: list[Result] | None = None
-            if sent:
+            if isinstance(sent, Future):
+                if not (wait or self._local > self._max_local or sent.done()):
+                    return
+                try:
+                    results = sent.result()
+                except Exception:  # given back without a result: added directly
+                    results = None
+            elif sent:
                 answer = self._answer(wait or self._pending > self._max_pending)
                 if isinstance(answer, _NotYet):
                     return
@@ -288,7 +318,10 @@ class Preparer(Generic[T]):
                 self.failed = HelperFailed("the helper answered for the wrong messages")
                 results = None
             self._out.popleft()
-            self._pending -= size
+            if isinstance(sent, Future):
+                self._local -= size
+            else:
+                self._pending -= size
             for i, (data, tag) in enumerate(batch):
                 yield data, tag, results[i] if results is not None else None
 
@@ -299,6 +332,8 @@ class Preparer(Generic[T]):
             if self._closed:
                 return
             self._closed = True
+            if self._threads is not None:
+                self._threads.shutdown(wait=False, cancel_futures=True)
             self._outbox.put(None)  # the feeder closes the helper's input: it ends
             if self._answers is not None:
                 self._answers.close()  # a helper blocked on a full answer pipe ends too

@@ -15,7 +15,6 @@ take effect on a successful :meth:`Pop3Client.quit` (RFC 1939 section 6).
 from __future__ import annotations
 
 import logging
-import select
 import socket
 import ssl
 import time
@@ -60,13 +59,6 @@ _Caps = dict[str, list[str]]
 _RECV_SIZE = 256 * 1024
 #: Bytes already received that one read gathers before parsing (see Pop3Client._gather).
 _GATHER = 64 * 1024
-
-
-def _readable(sock: socket.socket) -> bool:
-    """Whether a read would return at once (bytes decrypted and held, or on the wire)."""
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
-    return bool(select.select([sock], [], [], 0)[0])
 
 
 class Pop3Client:
@@ -537,22 +529,32 @@ class Pop3Client:
 
         Servers often send TLS records of a few KB and each ``recv`` returns one; parsing
         and storing them one by one costs more than the reads. Only bytes that are
-        already here are taken (never a wait for more); an end of stream or an error seen
-        here is kept for the next read, so the bytes before it are parsed first.
+        already here are taken (never a wait for more): the socket is switched to
+        non-blocking for the gathering, so a read that would wait says so at once (one
+        mode switch per gathering instead of a ``select`` per record). An end of stream
+        or an error seen here is kept for the next read, so the bytes before it are
+        parsed first.
         """
         parts = [first]
         total = len(first)
-        while total < _GATHER and _readable(sock):
-            try:
-                more = sock.recv(_RECV_SIZE)
-            except OSError as exc:  # e.g. a reset right after a reply: that reply counts
-                self._deferred = exc
-                break
-            if not more:
-                self._eof = True
-                break
-            parts.append(more)
-            total += len(more)
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            while total < _GATHER:
+                try:
+                    more = sock.recv(_RECV_SIZE)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    break  # nothing more has arrived yet
+                except OSError as exc:  # e.g. a reset right after a reply: that reply counts
+                    self._deferred = exc
+                    break
+                if not more:
+                    self._eof = True
+                    break
+                parts.append(more)
+                total += len(more)
+        finally:
+            sock.settimeout(timeout)
         return b"".join(parts) if len(parts) > 1 else first
 
     def _send(self, data: bytes, label: str) -> None:
