@@ -51,6 +51,7 @@ from popvault.vault.s3net import (
     kind_of,
     retryable,
 )
+from popvault.vault.s3settings import S3Settings
 
 SCHEME = "s3://"
 #: ``path``, ``virtual`` or ``auto``: how the bucket goes into requests. Default: path
@@ -145,6 +146,9 @@ class S3Backend:
         self._policy: RetryPolicy | None = None
         #: Whether :meth:`prepare_init` created the bucket (``init`` says so).
         self.bucket_created = False
+        #: Packs a writer uploads at once (vault/writer.py PackStore; the setting
+        #: POPVAULT_S3_UPLOAD_CONCURRENCY or the config's [s3] upload_concurrency).
+        self.upload_concurrency = S3Settings.from_env().upload_concurrency
         self.endpoint = "?"
 
     @property
