@@ -81,7 +81,7 @@ def planted() -> dict[str, bytes]:
         ),
         "cjk": _msg(
             "From: =?utf-8?b?"
-            + base64.b64encode("山田太郎".encode()).decode()
+            + base64.b64encode("鷺沢鴎外".encode()).decode()
             + "?= <y@example.jp>\n"
             "To: b@example.net\nSubject: six\nMIME-Version: 1.0\n"
             "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n",
@@ -112,7 +112,7 @@ FOUND = {
     "都庁": "cjk",
     "東京": "cjk",
     "会議": "cjk",
-    "from:山田": "cjk",
+    "from:鷺沢": "cjk",
     "to:plantcc": "cc",
     "has:attachment plantattach": "filename",
     "plantbecasse OR nothingatall": "qp",

@@ -119,6 +119,61 @@ def test_no_marker_in_the_cache_files_while_open_and_after(tmp_path: Path, cache
     assert not path.read_bytes().startswith(PLAIN_HEADER)
 
 
+#: Words only in the bytes of messages: the search index holds them (folded to lower
+#: case, accents removed, CJK as bigrams), and none may appear in the cache files.
+TEXT_MARKERS = ("BodyMarkerGt4", "FileMarkerPq8", "CrèmeMarkerXv5", "東京都庁鷺沢")
+
+
+def _text_forms(marker: str) -> list[bytes]:
+    from popvault.vault.fts import index_text
+
+    forms = {marker, marker.lower(), marker.lower().replace("è", "e"), index_text(marker)}
+    if all(c >= "\u3040" for c in marker):  # and each CJK bigram the index holds
+        forms |= {marker[i : i + 2] for i in range(len(marker) - 1)}
+    out = [f.encode() for f in forms if f]
+    return out + [f.encode("utf-16-le") for f in forms if f]
+
+
+def test_no_search_index_word_in_the_cache_files(tmp_path: Path, cache_dir: Path) -> None:
+    """The full-text index (issue 13) lives in the encrypted cache: the body words,
+    attachment names and snippets it stores are not in its files in any form."""
+    from popvault.app.search import index_new, search
+
+    body, fname, accent, cjk = TEXT_MARKERS
+    msg = (
+        "From: a@example.org\r\nSubject: hello\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        f"the {body} text, {accent} and {cjk}\r\n--b\r\n"
+        f"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename={fname}.pdf"
+        "\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n"
+    ).encode()
+    root = tmp_path / "v"
+    create(root)
+    with open_rw(root) as v:
+        msg_id = v.add_message(msg, SourceInfo("acct", "x")).msg_id
+        assert v.commit() is not None
+        assert index_new(v).indexed == 1
+        path = cache_dir / f"{v.vault_id}.sqlite"
+        # the index does hold them (the test is not vacuous) ...
+        for query in (body, f"filename:{fname}", "cremEmarkerxv5", "都庁"):
+            hits = list(search(v, query))
+            assert [h.row.id for h in hits] == [msg_id], query
+        assert "[" in hits[0].snippet
+        # ... and neither the open files (WAL included) nor the closed ones show them
+        assert Path(f"{path}-wal").stat().st_size > 0
+        for p in _files(path):
+            raw = p.read_bytes()
+            for marker in TEXT_MARKERS:
+                for form in _text_forms(marker):
+                    assert form not in raw, (marker, form, p.name)
+    for p in _files(path):
+        raw = p.read_bytes()
+        for marker in TEXT_MARKERS:
+            for form in _text_forms(marker):
+                assert form not in raw, (marker, form, p.name)
+
+
 def test_cache_files_private(tmp_path: Path, cache_dir: Path) -> None:
     root = tmp_path / "v"
     with _marked_vault(root) as (v, _ids):
