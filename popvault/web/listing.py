@@ -2,8 +2,9 @@
 
 The vault lists messages oldest delivery first (:meth:`Vault.messages`, keyset paging
 inside the cache), so a page *after* a row is the next rows of that listing, started at
-the row's delivery time (``Filter.since``). A page *before* a row (the newest-first
-order a mail reader opens with) is found in a time window ending at the row: the window
+the row's delivery time (``Filter.since``). A page *before* a row (newest first with a
+sender filter; without one the viewer uses the search engine's date order, see
+:mod:`popvault.web.pages`) is found in a time window ending at the row: the window
 is widened or narrowed until it holds at least a page and at most :data:`CAP` rows, so no
 page reads more than a few thousand rows of the cache however big the vault is. Messages
 that share one delivery time beyond :data:`CAP` (an import without dates) are read

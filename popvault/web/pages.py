@@ -2,11 +2,14 @@
 message page, and the list's mbox download; HTML made by Jinja2 templates that escape
 everything they are given (``popvault/web/templates``).
 
-The list without a query pages through the cache listing (:mod:`popvault.web.listing`,
-newest or oldest first, a cursor in the URL); with a query (``/?q=``, the query language
-of docs/search.md) it pages through :func:`popvault.app.search.search` by offset,
-by relevance or newest first. The filter fields (account, sender, since, until) apply to
-both: with a query they become its ``account:``, ``from:``, ``after:`` and ``before:``.
+The list without a query, newest first, is :func:`popvault.app.search.search` without
+words in date order (the cache walked newest first in its delivery index; ``?page=N``);
+oldest first, or filtered by sender (a part of the From header, as ``list --from``),
+it pages through the cache listing by a cursor in the URL (:mod:`popvault.web.listing`).
+With a query (``/?q=``, the query language of docs/search.md) it pages through
+:func:`~popvault.app.search.search` by offset, by relevance or newest first. The filter
+fields (account, sender, since, until) apply to both: with a query they become its
+``account:``, ``from:``, ``after:`` and ``before:``.
 """
 
 from __future__ import annotations
@@ -175,7 +178,10 @@ class Pages:
             raise UsageError(f"sort: {sort!r} is not one of newest, oldest")
         before = Cursor.parse(params["before"]) if params.get("before") else None
         after = Cursor.parse(params["after"]) if params.get("after") else None
-        down = (sort == "newest") != (after is not None)  # reading toward older rows
+        if sort == "newest" and not form.sender and before is None and after is None:
+            return self._newest(form, params, base)
+        # reading toward older rows: newest first unless going back, oldest first going back
+        down = after is None if sort == "newest" else before is not None
         if down:
             rows = rows_before(v.vault, flt, before, PAGE + 1, v.lock)
         else:
@@ -193,19 +199,13 @@ class Pages:
         nxt_key, prv_key = ("before", "after") if sort == "newest" else ("after", "before")
         next_url = _url("/", {**keep, nxt_key: Cursor.of(rows[-1]).text()}) if has_next else ""
         prev_url = _url("/", {**keep, prv_key: Cursor.of(rows[0]).text()}) if has_prev else ""
-        if v.vault is not None and not form.params():
-            with v.lock:
-                total = v.vault.message_count()
-            summary = f"{total} messages in the vault"
-        else:
-            summary = f"messages matching the filters{'' if rows else ': none'}"
         return self._page(
             "list.html",
             **base,
             sort=sort,
             sorts=_SORTS["list"],
             rows=[_row(r) for r in rows],
-            summary=summary,
+            summary=self._summary(form, bool(rows)),
             error="",
             hint="",
             mbox_url=_url("/mbox", keep),
@@ -216,14 +216,53 @@ class Pages:
             next_label="older" if sort == "newest" else "newer",
         )
 
+    def _summary(self, form: Form, found: bool) -> str:
+        if form.params():
+            return f"messages matching the filters{'' if found else ': none'}"
+        with self.viewer.lock:
+            total = self.viewer.vault.message_count()
+        return f"{total} messages in the vault"
+
+    def _newest(self, form: Form, params: dict[str, str], base: dict[str, Any]) -> Response:
+        """The list newest first, by offset: the search engine's date order without
+        words (the cache walked newest first in its delivery index, filtered by account
+        and dates in SQL), so any page costs milliseconds on any vault."""
+        from popvault.app import search as engine
+
+        v = self.viewer
+        flt = form.filter()
+        page = _page_number(params)
+        query = engine.Query(
+            accounts=(form.account,) if form.account else (), after=flt.since, before=flt.until
+        )
+        with v.lock:
+            found = engine.search(v.vault, query, sort="date", limit=PAGE + 1, offset=page * PAGE)
+            rows = [h.row for h in found]
+        more = len(rows) > PAGE
+        rows = rows[:PAGE]
+        keep = form.params()
+        return self._page(
+            "list.html",
+            **base,
+            sort="newest",
+            sorts=_SORTS["list"],
+            rows=[_row(r) for r in rows],
+            summary=self._summary(form, bool(rows)),
+            error="",
+            hint="",
+            mbox_url=_url("/mbox", keep),
+            first_url=_url("/", keep) if page > 0 else "",
+            prev_url=_url("/", {**keep, "page": str(page - 1)}) if page > 0 else "",
+            next_url=_url("/", {**keep, "page": str(page + 1)}) if more else "",
+            prev_label="newer",
+            next_label="older",
+        )
+
     def _search(self, q: str, form: Form, params: dict[str, str], base: dict[str, Any]) -> Response:
         sort = params.get("sort", "rank")
         if sort not in ("rank", "newest"):
             raise UsageError(f"sort: {sort!r} is not one of rank, newest")
-        try:
-            page = max(0, int(params.get("page", "0")))
-        except ValueError:
-            raise UsageError(f"page: {params['page']!r} is not a number") from None
+        page = _page_number(params)
         hits = list(self._hits(q, form, sort, limit=PAGE + 1, offset=page * PAGE))
         more = len(hits) > PAGE
         hits = hits[:PAGE]
@@ -361,6 +400,13 @@ def _listed(viewer: Viewer, flt: Filter) -> Iterator[MessageRow]:
         if len(rows) < 500:
             return
         cursor = Cursor.of(rows[-1])
+
+
+def _page_number(params: dict[str, str]) -> int:
+    try:
+        return max(0, int(params.get("page", "0")))
+    except ValueError:
+        raise UsageError(f"page: {params['page']!r} is not a number") from None
 
 
 def _url(path: str, params: dict[str, str]) -> str:

@@ -77,7 +77,17 @@ def test_paging_through_the_list(logged_in: Any, site: Site) -> None:
     assert _rows(page) == first
     page.select_option("select[name=sort]", "oldest")
     page.click("form.filters button")
-    assert _rows(page)[:2] == ["weekly note 00", "weekly note 01"]
+    oldest = _rows(page)
+    assert oldest[:2] == ["weekly note 00", "weekly note 01"]
+    page.click("#next")
+    assert _rows(page) == first[: len(site.mail.all()) - 50][::-1]
+    page.click("#prev")
+    assert _rows(page) == oldest
+    # the sender filter (part of the From header) pages newest first by cursor
+    page.goto(f"{site.served.base}/?from=anna%40example")
+    assert len(_rows(page)) == 50 and "Hostile test message" not in _rows(page)
+    page.click("#next")
+    assert _rows(page)[-1] == "weekly note 00"
 
 
 def test_search_box_finds_the_planted_word_and_is_bookmarkable(logged_in: Any, site: Site) -> None:
