@@ -72,6 +72,8 @@ class ChildRun:
     stderr: str
     #: Peak summed RSS of the child and every process it started (sampled).
     tree_rss_mb: float = 0.0
+    #: CPU seconds (user + system) of the child and the children it waited for.
+    cpu_s: float = 0.0
 
     @property
     def peak_mb(self) -> float:
@@ -206,6 +208,7 @@ def run_child(
         m["returncode"],
         err,
         m.get("tree_rss_kb", 0) / 1024,
+        m.get("cpu_s", 0.0),
     )
     if check and run.returncode != 0:
         raise BenchError(

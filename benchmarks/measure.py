@@ -73,6 +73,8 @@ def main() -> None:
             {
                 "wall": wall,
                 "maxrss_kb": usage.ru_maxrss,
+                # user + system CPU of the command and the children it waited for
+                "cpu_s": usage.ru_utime + usage.ru_stime,
                 "tree_rss_kb": tree_kb,
                 "returncode": os.waitstatus_to_exitcode(status),
             },

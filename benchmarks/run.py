@@ -1,8 +1,8 @@
 """Run popvault's benchmarks: ``python3 -m benchmarks.run [--quick] [--only NAME] [--out DIR]``.
 
 Benchmarks (one module each): size, import_speed, random_access, memory, pop3_backup,
-restore_imap, cache_encryption, scale, serve. Prints a table and writes ``results.json`` (and
-``results.md``) to --out.
+restore_imap, cache_encryption, scale, serve, s3_backup. Prints a table and writes
+``results.json`` (and ``results.md``) to --out.
 Scratch data goes to --work (default /var/tmp/popvault-bench; must be a regular file
 system, not tmpfs). Needs root for the private Dovecot; installs missing Debian packages
 (restic, borgbackup, mpop, fetchmail, getmail6, zstd, dovecot-*) with apt-get.
@@ -33,6 +33,7 @@ BENCHMARKS = (
     "cache_encryption",
     "scale",
     "serve",
+    "s3_backup",
 )
 
 
