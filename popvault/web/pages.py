@@ -240,22 +240,37 @@ class Pages:
             rows = [h.row for h in found]
         more = len(rows) > PAGE
         rows = rows[:PAGE]
-        keep = form.params()
+        summary = self._summary(form, bool(rows))
+        shown = [_row(r) for r in rows]
+        return self._offset_page(base, "newest", "list", shown, form.params(), page, more, summary)
+
+    def _offset_page(
+        self,
+        base: dict[str, Any],
+        sort: str,
+        kind: str,
+        rows: list[dict[str, Any]],
+        keep: dict[str, str],
+        page: int,
+        more: bool,
+        summary: str,
+    ) -> Response:
+        """A list or search page paged by ``?page=N`` (``keep``: the other parameters)."""
         return self._page(
             "list.html",
             **base,
-            sort="newest",
-            sorts=_SORTS["list"],
-            rows=[_row(r) for r in rows],
-            summary=self._summary(form, bool(rows)),
+            sort=sort,
+            sorts=_SORTS[kind],
+            rows=rows,
+            summary=summary,
             error="",
             hint="",
             mbox_url=_url("/mbox", keep),
             first_url=_url("/", keep) if page > 0 else "",
             prev_url=_url("/", {**keep, "page": str(page - 1)}) if page > 0 else "",
             next_url=_url("/", {**keep, "page": str(page + 1)}) if more else "",
-            prev_label="newer",
-            next_label="older",
+            prev_label="newer" if kind == "list" else "previous",
+            next_label="older" if kind == "list" else "next",
         )
 
     def _search(self, q: str, form: Form, params: dict[str, str], base: dict[str, Any]) -> Response:
@@ -272,22 +287,8 @@ class Pages:
             summary = f"results {first}–{first + len(hits) - 1}{'' if more else ' (all)'}"
         else:
             summary = "no message matches" if page == 0 else "no more results"
-        return self._page(
-            "list.html",
-            **base,
-            sort=sort,
-            sorts=_SORTS["search"],
-            rows=[_row(h.row, h.snippet) for h in hits],
-            summary=summary,
-            error="",
-            hint="",
-            mbox_url=_url("/mbox", keep),
-            first_url=_url("/", keep) if page > 0 else "",
-            prev_url=_url("/", {**keep, "page": str(page - 1)}) if page > 0 else "",
-            next_url=_url("/", {**keep, "page": str(page + 1)}) if more else "",
-            prev_label="previous",
-            next_label="next",
-        )
+        shown = [_row(h.row, h.snippet) for h in hits]
+        return self._offset_page(base, sort, "search", shown, keep, page, more, summary)
 
     def _query(self, q: str, form: Form) -> Any:
         from popvault.app import search as engine
