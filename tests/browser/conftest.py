@@ -168,7 +168,8 @@ def browser() -> Iterator[Any]:
 
     assert shutil.which(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium"
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        args = ["--no-sandbox", "--disable-dev-shm-usage"]  # root; small /dev/shm in CI
+        b = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         yield b
         b.close()
 
