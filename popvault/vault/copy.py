@@ -46,7 +46,8 @@ from popvault.vault.reader import Reader
 from popvault.vault.records import CommitRecord
 from popvault.vault.segments import CommitLog, short_name
 
-#: Objects read, verified and put at the same time (bounded memory: a pack is ~8 MiB).
+#: Objects read and verified at the same time, and put at the same time unless the
+#: destination says (bounded memory: a pack is ~8 MiB).
 CONCURRENCY = 4
 #: Names (top-level entries) an unfinished copy may have left at a destination that
 #: has no ``config`` yet: key slots, the writer lock, writer leases.
@@ -256,6 +257,8 @@ class _Copier:
         self.report = report
         self.progress = progress
         self._count = threading.Lock()
+        #: Puts at once: an S3 destination's ``upload_concurrency``, else CONCURRENCY.
+        self.uploads = int(getattr(dest, "upload_concurrency", None) or CONCURRENCY)
 
     def run(self, src_keys: list[str], *, creating: bool) -> None:
         src_names = self.src.log.names()
@@ -272,7 +275,7 @@ class _Copier:
         have = set(self.dest.list("packs")) | set(self.dest.list("index"))
         with (
             ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="copy-get") as gets,
-            ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="copy-put") as puts,
+            ThreadPoolExecutor(self.uploads, thread_name_prefix="copy-put") as puts,
         ):
             self._start("reading commits", len(todo))
             records = dict(zip(todo, self._each(gets, self._read_commit, todo), strict=True))
@@ -283,7 +286,12 @@ class _Copier:
             self.report.skipped -= sum(len(objs) for objs in objects.values())
             self._start("copying", sum(len(objs) for objs in objects.values()) + len(todo))
             # read (and verified) ahead while earlier objects are put
-            ahead = _ReadAhead(gets, self._fetch, [o for n in todo for o in objects[n]])
+            ahead = _ReadAhead(
+                gets,
+                self._fetch,
+                [o for n in todo for o in objects[n]],
+                window=self.uploads + CONCURRENCY,
+            )
             try:
                 for name in todo:
                     # packs before the segments that list their blobs, segments before
@@ -376,13 +384,13 @@ class _Copier:
         return data
 
     def _put_all(self, pool: ThreadPoolExecutor, ahead: _ReadAhead, names: list[str]) -> None:
-        """Put ``names`` (taken from ``ahead`` in order), at most CONCURRENCY at a time;
+        """Put ``names`` (taken from ``ahead`` in order), :attr:`uploads` at a time;
         returns when all are durable. The first failure is raised once the puts under
         way have ended (what they wrote is an unnamed object of the next commit)."""
         inflight: deque[Future[None]] = deque()
         try:
             for name in names:
-                if len(inflight) >= CONCURRENCY:
+                if len(inflight) >= self.uploads:
                     inflight.popleft().result()
                     self._advance()
                 inflight.append(pool.submit(self._put, name, ahead.take(name)))
@@ -470,7 +478,7 @@ class _ReadAhead:
         pool: ThreadPoolExecutor,
         fetch: Callable[[str], bytes],
         names: list[str],
-        window: int = 2 * CONCURRENCY,
+        window: int,
     ) -> None:
         self._pool = pool
         self._fetch = fetch
