@@ -13,6 +13,7 @@ with the connection.
 from __future__ import annotations
 
 import errno
+import sys
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser went away (a cancelled download)
+        except Exception as exc:  # headers are sent: all that is left is to cut it short
+            self.close_connection = True
+            print(f"popvault serve: a download stopped: {_why(exc)}", file=sys.stderr)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The server's own errors (a malformed request, a line too long) in plain text,
@@ -89,6 +93,18 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     viewer: Viewer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line, never a traceback (the default prints one for any error)."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, ConnectionError | TimeoutError):
+            print(f"popvault serve: a request failed: {_why(exc)}", file=sys.stderr)
+
+
+def _why(exc: BaseException | None) -> str:
+    if isinstance(exc, PopvaultError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Server:

@@ -181,6 +181,10 @@ class Viewer:
         if m is None:
             return self._error(HTTPStatus.NOT_FOUND, f"no page {path}")
         msg_id = bytes.fromhex(m.group(1))
+        with self.lock:
+            known = self.vault.has_message(msg_id)
+        if not known:
+            return self._error(HTTPStatus.NOT_FOUND, f"no message {m.group(1)[:12]} in the vault")
         what = m.group(2)
         if what is None:
             return self.pages.message(msg_id, params)

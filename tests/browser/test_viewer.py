@@ -187,6 +187,8 @@ def test_download_the_results_as_mbox(logged_in: Any, site: Site, tmp_path: Path
 def test_every_response_carries_the_security_headers(logged_in: Any, site: Site) -> None:
     api = logged_in.context.request
     base = site.served.base
+    assert api.get(f"{base}/m/{'ab' * 32}").status == 404
+    assert api.get(f"{base}/m/{'ab' * 32}/eml").status == 404
     for url in (f"{base}/", f"{base}/nothing", f"{base}/?q=%22"):
         h = api.get(url).headers
         assert "default-src 'none'" in h["content-security-policy"]
