@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -11,7 +12,7 @@ from popvault.app.backup import BackupReport, run_backup
 from popvault.app.config import AccountConfig, default_config_path, load_config
 from popvault.app.secrets import account_password, one_off_password
 from popvault.cli.context import Context, _interactive, pass_ctx
-from popvault.cli.output import ask_secret, error, human_bytes
+from popvault.cli.output import ask_secret, error, human_bytes, storage_traffic, traffic_line
 from popvault.errors import IntegrityError, PartialFailure, PopvaultError, UsageError
 from popvault.pop3.settings import AUTH_METHODS, parse_pop3_url
 
@@ -47,12 +48,14 @@ def url_password(command: str | None, what: str = "POP3") -> str:
     return one_off_password(command, what, ask_secret if _interactive() else None)
 
 
-def print_report(ctx: Context, report: BackupReport, as_json: bool) -> None:
+def print_report(
+    ctx: Context, report: BackupReport, as_json: bool, storage: dict[str, Any] | None = None
+) -> None:
+    """The run report; ``storage``: what the run cost an S3 vault (requests, bytes)."""
     if as_json:
+        accounts = [a.to_json() for a in report.accounts]
         click.echo(
-            json.dumps(
-                {"exit_code": report.exit_code, "accounts": [a.to_json() for a in report.accounts]}
-            )
+            json.dumps({"exit_code": report.exit_code, "accounts": accounts, "storage": storage})
         )
     for a in report.accounts:
         if a.error is not None:
@@ -71,6 +74,8 @@ def print_report(ctx: Context, report: BackupReport, as_json: bool) -> None:
                     f" in {a.seconds:.1f} s",
                     err=True,
                 )
+    if storage is not None and not ctx.quiet and not as_json:
+        click.echo(traffic_line(storage), err=True)
 
 
 @click.command("backup")
@@ -146,7 +151,7 @@ def command(
             progress=ctx.progress(),
             make_progress=ctx.progress,
         )
-    print_report(ctx, report, as_json)
+    print_report(ctx, report, as_json, storage_traffic(opened.backend))
     code = report.exit_code
     if failures:
         code = 3

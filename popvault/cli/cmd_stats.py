@@ -7,16 +7,18 @@ import json
 import click
 
 from popvault.cli.context import Context, pass_ctx
-from popvault.cli.output import human_bytes
+from popvault.cli.output import human_bytes, storage_traffic, traffic_line
 
 
 @click.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
 def command(ctx: Context, as_json: bool) -> None:
-    """Messages, accounts, raw and stored bytes, dedup and compression ratios."""
+    """Messages, accounts, raw and stored bytes, dedup and compression ratios (and, for
+    an S3 vault, the requests and bytes this command cost)."""
     with ctx.open_vault() as vault:
         s = vault.stats()
+    s["storage"] = storage_traffic(vault.backend)
     if as_json:
         click.echo(json.dumps(s))
         return
@@ -32,3 +34,5 @@ def command(ctx: Context, as_json: bool) -> None:
     )
     click.echo(f"dedup ratio:       {s['dedup_ratio']:.2f}x (arrivals / distinct)")
     click.echo(f"compression ratio: {s['compression_ratio']:.2f}x (distinct / stored)")
+    if s["storage"] is not None:
+        click.echo(traffic_line(s["storage"]))

@@ -119,3 +119,30 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+_KIND_LABELS = {
+    "get": "GET",
+    "ranged_get": "ranged GET",
+    "put": "PUT",
+    "list": "LIST",
+    "delete": "DELETE",
+    "head": "HEAD",
+    "other": "other",
+}
+
+
+def storage_traffic(backend: object) -> dict[str, Any] | None:
+    """What a run cost an object-store vault: requests by kind and bytes each way
+    (``S3Backend.traffic``); None for a vault in a folder."""
+    traffic = getattr(backend, "traffic", None)
+    return None if traffic is None else dict(traffic.to_json())
+
+
+def traffic_line(t: dict[str, Any]) -> str:
+    """``storage: 12 requests (2 GET, 8 PUT, 2 LIST), 16.0 MiB sent, 3.1 KiB received``"""
+    kinds = ", ".join(f"{n} {_KIND_LABELS[k]}" for k, n in t["by_kind"].items() if n)
+    return (
+        f"storage: {t['requests']} requests ({kinds or 'none'}),"
+        f" {human_bytes(t['bytes_sent'])} sent, {human_bytes(t['bytes_received'])} received"
+    )
