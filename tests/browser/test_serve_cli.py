@@ -117,3 +117,17 @@ def test_no_vault_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 10
     assert proc.stderr.startswith("popvault: error: ")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_malformed_request_gets_the_security_headers_too(site: Site) -> None:
+    port = int(site.served.base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    head = answer.decode("latin-1")
+    assert head.startswith("HTTP/1.0 431")
+    assert "Content-Security-Policy: default-src 'none'" in head
+    assert "X-Content-Type-Options: nosniff" in head
+    assert site.served.proc.poll() is None  # still serving
