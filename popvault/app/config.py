@@ -196,11 +196,11 @@ def load_config(path: Path, *, required: bool = True) -> Config:
 def _s3(path: Path, text: str, table: dict[str, Any]) -> dict[str, str | int]:
     """The ``[s3]`` table, checked with the rules the S3 backend applies to the same
     settings from the environment (one message for both)."""
-    from popvault.vault.s3settings import check_setting
+    from popvault.vault import check_s3_setting
 
     _check_types(path, text, "s3", table, _S3_KEYS)
     for key, value in table.items():
-        problem = check_setting(key, value)
+        problem = check_s3_setting(key, value)
         if problem:
             raise UsageError(f"{_where(path, text, 's3', key)}: {problem}")
     return dict(table)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -548,3 +549,27 @@ def open_cache(
     if path is None:
         return IndexCache(None)
     return IndexCache.for_vault(path, vault_id, keys, warn)
+
+
+def open_scratch(path: Path) -> sqlite3.Connection:
+    """A throwaway database at ``path``, encrypted with a random key that never leaves
+    this process (``check``'s blob table, :mod:`popvault.vault.scratch`)."""
+    lib: Any = sqlcipher3
+    db = cast(sqlite3.Connection, lib.connect(str(path), check_same_thread=False))
+    try:
+        db.execute("PRAGMA cipher_log_level = NONE")
+        db.execute(f"PRAGMA key = \"x'{secrets.token_hex(32)}'\"")
+        for setting in _SCRATCH_SETTINGS:
+            db.execute(setting)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+_SCRATCH_SETTINGS = (
+    "PRAGMA journal_mode = OFF",
+    "PRAGMA synchronous = OFF",
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA cache_size = -16384",
+)

@@ -28,7 +28,7 @@ ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 _CLASS = re.compile(r"[A-Z][A-Z0-9_]{0,39}")
 
 
-def check_setting(key: str, value: object) -> str | None:
+def check_s3_setting(key: str, value: object) -> str | None:
     """What is wrong with ``value`` for setting ``key`` (None: nothing)."""
     if key == "storage_class":
         if not isinstance(value, str) or not _CLASS.fullmatch(value):
@@ -80,7 +80,7 @@ class S3Settings:
             (CONCURRENCY_ENV, "upload_concurrency", number),
             (ADDRESSING_ENV, "addressing", addressing.lower() if addressing else None),
         ):
-            if value is not None and (problem := check_setting(key, value)):
+            if value is not None and (problem := check_s3_setting(key, value)):
                 raise UsageError(f"{var}: {problem}")
         return cls(storage, number, addressing.lower() if addressing else None)
 

@@ -13,14 +13,12 @@ one). It holds blob ids (keyed hashes) and pack positions, no message content.
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import sqlcipher3
-
+from popvault.vault.cache import open_scratch
 from popvault.vault.pack import BlobLocation
 
 PREFIX = ".popvault-check-"
@@ -39,15 +37,8 @@ class BlobTable:
         fd, name = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", dir=where)
         os.close(fd)
         self.path = Path(name)
-        lib: Any = sqlcipher3
         try:
-            self.db = lib.connect(name, check_same_thread=False)
-            self.db.execute("PRAGMA cipher_log_level = NONE")
-            self.db.execute(f"PRAGMA key = \"x'{secrets.token_hex(32)}'\"")
-            self.db.execute("PRAGMA journal_mode = OFF")
-            self.db.execute("PRAGMA synchronous = OFF")
-            self.db.execute("PRAGMA temp_store = MEMORY")
-            self.db.execute("PRAGMA cache_size = -16384")
+            self.db = open_scratch(self.path)
             self.db.execute(
                 "CREATE TABLE blobs(id BLOB PRIMARY KEY, kind TEXT, pack TEXT, frame INTEGER,"
                 " frame_offset INTEGER, frame_length INTEGER, offset INTEGER, length INTEGER)"
