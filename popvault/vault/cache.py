@@ -89,6 +89,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS sources_unique
 CREATE TABLE IF NOT EXISTS deletions(
   account TEXT NOT NULL, uidl TEXT NOT NULL, msg BLOB, time REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS incomplete(msg BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS pack_headers(pack TEXT PRIMARY KEY, header BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS restores(
   target TEXT NOT NULL, msg BLOB NOT NULL, uid INTEGER, time REAL NOT NULL,
   PRIMARY KEY(target, msg));
@@ -234,6 +235,7 @@ class IndexCache:
                 "deletions",
                 "restores",
                 "incomplete",
+                "pack_headers",
                 fts.TABLE,
             ):
                 self.db.execute(f"DELETE FROM {t}")  # noqa: S608 (fixed names)
@@ -322,6 +324,18 @@ class IndexCache:
         if row is None:
             return None
         return BlobLocation(blob_id, *row)
+
+    def pack_header(self, pack: str) -> bytes | None:
+        """The header of ``pack`` as a read verified it once (:class:`Reader`): a read of
+        one blob then needs no request for it (the frame's decryption checks it again)."""
+        row = self.db.execute("SELECT header FROM pack_headers WHERE pack=?", (pack,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def remember_pack_header(self, pack: str, header: bytes) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO pack_headers(pack, header) VALUES (?, ?)", (pack, header)
+            )
 
     def stored_blobs(self, blob_ids: Sequence[bytes]) -> set[bytes]:
         """Those of ``blob_ids`` the index holds (in queries of at most 500 ids)."""

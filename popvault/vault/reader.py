@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from popvault.errors import IntegrityError
 from popvault.vault.backend import Backend, ObjectNotFound
@@ -34,6 +35,14 @@ from popvault.vault.split import wrap_lines
 FRAME_CACHE = 8
 
 
+class HeaderStore(Protocol):
+    """Where pack headers verified by a read are kept (the index cache)."""
+
+    def pack_header(self, pack: str) -> bytes | None: ...
+
+    def remember_pack_header(self, pack: str, header: bytes) -> None: ...
+
+
 class Reader:
     """Reads one vault's blobs; ``locate`` finds a blob's location in the index.
     ``version`` is the vault's format version: the highest pack version it may hold."""
@@ -45,12 +54,20 @@ class Reader:
         vault_id: str,
         locate: Callable[[bytes], BlobLocation | None],
         version: int = FORMAT_VERSION,
+        headers: HeaderStore | None = None,
     ) -> None:
         self.backend = backend
         self.keys = keys
         self.vault_id = vault_id
         self.locate = locate
         self.version = version
+        #: Pack headers known from earlier reads (the index cache): one request less
+        #: per pack for a read of one blob.
+        self.headers = headers
+        #: Packs whose header the store has (or was given now), and those read with one
+        #: from the store (not from the pack).
+        self._known_headers: set[str] = set()
+        self._stored: set[str] = set()
         self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._pack_readers: dict[str, PackReader] = {}
 
@@ -74,8 +91,15 @@ class Reader:
             return PackReader(self.keys, self.vault_id, pack, header, max_version=now)
 
     def pack_reader(self, pack: str, header: bytes | None = None) -> PackReader:
+        """A reader for ``pack``, kept; its header from the header store when it has it
+        (never for reads that must not trust what is kept: :meth:`open_pack`)."""
         r = self._pack_readers.get(pack)
         if r is None:
+            if header is None and self.headers is not None:
+                header = self.headers.pack_header(pack)
+                if header is not None:
+                    self._known_headers.add(pack)
+                    self._stored.add(pack)
             r = self.open_pack(pack, header)
             self._pack_readers[pack] = r
         return r
@@ -108,7 +132,20 @@ class Reader:
                 f"pack {loc.pack[:12]} is missing",
                 hint="run 'popvault check --read-data' to list affected messages",
             ) from None
-        plain = reader.framed(loc.frame, loc.frame_offset, loc.frame_length, data)
+        try:
+            plain = reader.framed(loc.frame, loc.frame_offset, loc.frame_length, data)
+        except IntegrityError:
+            if not (use_cache and loc.pack in self._stored):
+                raise
+            # the kept header, not the pack, may be what is wrong: the pack decides
+            self._stored.discard(loc.pack)
+            self._known_headers.discard(loc.pack)
+            reader = self._pack_readers[loc.pack] = self.open_pack(loc.pack)
+            plain = reader.framed(loc.frame, loc.frame_offset, loc.frame_length, data)
+        if self.headers is not None and loc.pack not in self._known_headers:
+            # verified: the frame decrypted with it
+            self.headers.remember_pack_header(loc.pack, reader.header)
+            self._known_headers.add(loc.pack)
         if use_cache:
             self._frames[key] = plain
             while len(self._frames) > FRAME_CACHE:

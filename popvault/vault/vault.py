@@ -75,7 +75,7 @@ class Vault:
         self._broken = False
         self._log = CommitLog(backend, keys, vault_id)
         self._writer = Writer(backend, keys, vault_id, cache, self._log, level)
-        self._reader = Reader(backend, keys, vault_id, cache.blob)
+        self._reader = Reader(backend, keys, vault_id, cache.blob, headers=cache)
         self._anchor = Anchor(vault_id, location_of(backend, "the vault"))
         #: Damage found on opening (lost commits, rollback, a swapped vault): readers
         #: are told, writers refuse (format §8.6).
