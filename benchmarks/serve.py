@@ -129,7 +129,8 @@ def run(bench: Bench, n: int | None = None) -> None:
             bench.add(NAME, f"{name} ({n} msgs)", t * 1000, "ms", target=TARGET, rows=rows)
     finally:
         if server is not None:
-            server.send_signal(signal.SIGINT)
+            # SIGTERM: a job started in the background by a shell ignores SIGINT
+            server.send_signal(signal.SIGTERM)
             server.communicate(timeout=60)
         shutil.rmtree(base, ignore_errors=True)
 
