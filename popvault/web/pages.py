@@ -193,7 +193,7 @@ class Pages:
         # the links: toward the list's end ("next"), toward its start ("prev")
         came_back = after is not None if sort == "newest" else before is not None
         moved = before is not None or after is not None
-        has_next = more if not came_back else True
+        has_next = (more if not came_back else True) and bool(rows)
         has_prev = (more if came_back else moved) and bool(rows)
         keep = {**form.params(), **({"sort": sort} if sort != "newest" else {})}
         nxt_key, prv_key = ("before", "after") if sort == "newest" else ("after", "before")

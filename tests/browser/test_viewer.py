@@ -83,6 +83,11 @@ def test_paging_through_the_list(logged_in: Any, site: Site) -> None:
     assert _rows(page) == first[: len(site.mail.all()) - 50][::-1]
     page.click("#prev")
     assert _rows(page) == oldest
+    # a position past either end is an empty page, not an error
+    for edge in (f"after={9e9!r}:{'f' * 64}", f"before=0.0:{'0' * 64}&sort=oldest"):
+        response = page.goto(f"{site.served.base}/?{edge}&from=anna")
+        assert response is not None and response.status == 200
+        assert _rows(page) == []
     # the sender filter (part of the From header) pages newest first by cursor
     page.goto(f"{site.served.base}/?from=anna%40example")
     assert len(_rows(page)) == 50 and "Hostile test message" not in _rows(page)
