@@ -12,9 +12,10 @@ from popvault.app.backup import BackupReport, run_backup
 from popvault.app.config import AccountConfig, default_config_path, load_config
 from popvault.app.secrets import account_password, one_off_password
 from popvault.cli.context import Context, _interactive, pass_ctx
-from popvault.cli.output import ask_secret, error, human_bytes, storage_traffic, traffic_line
+from popvault.cli.output import ask_secret, error, human_bytes, traffic_line
 from popvault.errors import IntegrityError, PartialFailure, PopvaultError, UsageError
 from popvault.pop3.settings import AUTH_METHODS, parse_pop3_url
+from popvault.vault import storage_traffic
 
 
 def url_account(
@@ -151,7 +152,7 @@ def command(
             progress=ctx.progress(),
             make_progress=ctx.progress,
         )
-    print_report(ctx, report, as_json, storage_traffic(opened.backend))
+    print_report(ctx, report, as_json, storage_traffic(opened))
     code = report.exit_code
     if failures:
         code = 3

@@ -7,7 +7,8 @@ import json
 import click
 
 from popvault.cli.context import Context, pass_ctx
-from popvault.cli.output import human_bytes, storage_traffic, traffic_line
+from popvault.cli.output import human_bytes, traffic_line
+from popvault.vault import storage_traffic
 
 
 @click.command("stats")
@@ -18,7 +19,7 @@ def command(ctx: Context, as_json: bool) -> None:
     an S3 vault, the requests and bytes this command cost)."""
     with ctx.open_vault() as vault:
         s = vault.stats()
-    s["storage"] = storage_traffic(vault.backend)
+    s["storage"] = storage_traffic(vault)
     if as_json:
         click.echo(json.dumps(s))
         return

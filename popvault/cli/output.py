@@ -132,13 +132,6 @@ _KIND_LABELS = {
 }
 
 
-def storage_traffic(backend: object) -> dict[str, Any] | None:
-    """What a run cost an object-store vault: requests by kind and bytes each way
-    (``S3Backend.traffic``); None for a vault in a folder."""
-    traffic = getattr(backend, "traffic", None)
-    return None if traffic is None else dict(traffic.to_json())
-
-
 def traffic_line(t: dict[str, Any]) -> str:
     """``storage: 12 requests (2 GET, 8 PUT, 2 LIST), 16.0 MiB sent, 3.1 KiB received``"""
     kinds = ", ".join(f"{n} {_KIND_LABELS[k]}" for k, n in t["by_kind"].items() if n)

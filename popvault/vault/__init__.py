@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from popvault.vault.meta import MessageMeta as MessageMeta
     from popvault.vault.records import AddResult as AddResult
     from popvault.vault.records import SourceInfo as SourceInfo
+    from popvault.vault.s3net import storage_traffic as storage_traffic
     from popvault.vault.s3settings import check_s3_setting as check_s3_setting
     from popvault.vault.split import header_end as header_end
     from popvault.vault.vault import Vault as Vault
@@ -57,6 +58,7 @@ _WHERE = {
     "is_vault_url": "config",
     "break_lock": "lock",
     "check_s3_setting": "s3settings",
+    "storage_traffic": "s3net",
     "import_key_export": "keys",
     "prepare_message": "ids",
     "read_config": "config",

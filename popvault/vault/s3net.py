@@ -188,3 +188,10 @@ def body_size(body: Any, headers: Any) -> int:
         return int(headers.get("Content-Length") or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def storage_traffic(vault: object) -> dict[str, Any] | None:
+    """What a Vault's storage requests cost so far: for an S3 vault its
+    :class:`Traffic` as JSON (docs/cli.md, "storage in reports"); None for a folder."""
+    traffic = getattr(getattr(vault, "backend", None), "traffic", None)
+    return traffic.to_json() if isinstance(traffic, Traffic) else None

@@ -93,12 +93,11 @@ def test_backup_summary_and_stats_show_requests(
     assert json.loads(proc.stdout)["storage"] is None  # a folder: nothing to count
 
 
-def test_show_of_one_message_costs_a_ranged_get_per_frame(s3_vault: str, cache_dir: Path) -> None:
-    """With the index cached, showing a message reads its pack's header and each frame
-    its blobs lie in, one ranged GET each, nothing else (each vault opened afresh, as a
-    ``show`` process does). A message's header section and its body are in frames of
-    their own, so a message is three ranged GETs (the issue's goal is two: see
-    docs/storage.md, "What a run costs")."""
+def test_show_of_one_message_is_at_most_two_ranged_gets(s3_vault: str, cache_dir: Path) -> None:
+    """With the index cached, showing a message is one ranged GET per frame its blobs
+    lie in (its header section and its body: two), nothing else; the pack's header is
+    read once more only the first time any message of that pack is read on this machine
+    (the cache keeps it then). Each vault is opened afresh, as a ``show`` process does."""
     url = f"{s3_vault}/v"
     init_vault(url, cache_dir)
     mail = [
@@ -114,6 +113,7 @@ def test_show_of_one_message_costs_a_ranged_get_per_frame(s3_vault: str, cache_d
         ids = [row.id for row in v.messages()]
     finally:
         v.close()
+    headers_read: set[str] = set()
     costs = []
     for msg_id in ids:
         v = Vault.open(url, PASSPHRASE.encode(), cache_dir=cache_dir)
@@ -126,6 +126,8 @@ def test_show_of_one_message_costs_a_ranged_get_per_frame(s3_vault: str, cache_d
             frames = {(loc.pack, loc.frame) for loc in locs if loc is not None}
         finally:
             v.close()
-        assert spent == {"ranged_get": 1 + len(frames)}, (spent, frames)
+        packs = {p for p, _f in frames}
+        assert spent == {"ranged_get": len(frames) + len(packs - headers_read)}, (spent, frames)
         costs.append(spent["ranged_get"])
-    assert max(costs) == 3, costs
+        headers_read |= packs
+    assert max(costs[len(headers_read) :]) <= 2, costs
