@@ -1,7 +1,7 @@
 """Run popvault's benchmarks: ``python3 -m benchmarks.run [--quick] [--only NAME] [--out DIR]``.
 
 Benchmarks (one module each): size, import_speed, random_access, memory, pop3_backup,
-restore_imap, cache_encryption, scale, serve, s3_backup. Prints a table and writes
+restore_imap, cache_encryption, scale, search, serve, s3_backup. Prints a table and writes
 ``results.json`` (and ``results.md``) to --out.
 Scratch data goes to --work (default /var/tmp/popvault-bench; must be a regular file
 system, not tmpfs). Needs root for the private Dovecot; installs missing Debian packages
@@ -32,6 +32,7 @@ BENCHMARKS = (
     "restore_imap",
     "cache_encryption",
     "scale",
+    "search",
     "serve",
     "s3_backup",
 )

@@ -1,0 +1,159 @@
+"""Search: query time on a vault of N small messages, and import speed with and without
+indexing (issue 13: a query answers in at most 200 ms on 300,000 messages; indexing keeps
+import at 80 % of its speed or more).
+
+``python3 -m benchmarks.run --only search`` (N = 300,000; 30,000 with ``--quick``;
+``POPVAULT_BENCH_SCALE_N`` sets N), or ``python3 -m benchmarks.search --n 50000``. It
+writes the mbox of :mod:`benchmarks.scale` (N small realistic messages), imports it
+twice with ``popvault import`` in child processes, into two fresh vaults: once with
+``POPVAULT_SEARCH_INDEX=0`` (no indexing), once indexing; then opens the indexed vault in
+this process and times each query of :data:`QUERIES` (the median of five runs): the first
+page (``limit=50``, what the web viewer shows) and every hit. Queries are made from the
+words of the generated messages: a frequent word, a rare one, a phrase, a prefix, a
+sender, ``has:attachment`` with a date, an OR and an exclusion. Data, vaults and caches
+are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import PASSPHRASE, REPO, Bench, log, run_child, small_messages
+from benchmarks.scale import _mbox
+from popvault.vault import Vault
+
+NAME = "search"
+QUERY_TARGET = "<= 200"
+IMPORT_TARGET = ">= 0.8"
+#: Hits of a first page.
+PAGE = 50
+
+
+def _words(n: int) -> tuple[str, str, str, str]:
+    """A frequent word, a rare word, a two-word phrase and a sender name of the first
+    messages :func:`benchmarks.scale._mbox` writes (the same generator and seed)."""
+    from popvault.app.searchtext import search_text
+
+    counts: collections.Counter[str] = collections.Counter()
+    phrase = sender = ""
+    for i, msg in enumerate(small_messages(min(n, 2000), 20261204)):
+        text = search_text(msg)
+        # words as the index splits them: a rare one may only be taken whole
+        words = re.findall(r"[^\W\d_]+", text.body.lower())
+        counts.update(w for w in words if w.isascii() and len(w) >= 5)
+        if not phrase and len(words) > 12:
+            phrase = f"{words[10]} {words[11]}"
+        if i == 3:
+            m = re.search(r"([A-Za-z]+)@", text.from_)
+            sender = m.group(1) if m else "a"
+    ranked = [w for w, _ in counts.most_common()]
+    return ranked[0], ranked[-1], phrase, sender
+
+
+def queries(n: int) -> list[str]:
+    common, rare, phrase, sender = _words(n)
+    return [
+        common,
+        rare,
+        f'"{phrase}"',
+        f"{common[:3]}*",
+        f"from:{sender}",
+        f"{common} after:2019-06-01",
+        f"{rare} OR {common}",
+        f"{common} -{rare}",
+    ]
+
+
+def _import(bench: Bench, base: Path, mbox: Path, label: str, index: bool) -> tuple[Path, float]:
+    cache = base / f"cache-{label}"
+    vault = base / f"vault-{label}"
+    Vault.init(vault, PASSPHRASE.encode(), cache_dir=cache).close()
+    env = bench.env(POPVAULT_CACHE_DIR=str(cache), PYTHONPATH=str(REPO))
+    env["POPVAULT_SEARCH_INDEX"] = "1" if index else "0"
+    argv = [sys.executable, "-m", "popvault", "--vault", str(vault), "--quiet", "import"]
+    log(f"  import, {label} ...")
+    run = run_child([*argv, str(mbox)], env=env, cwd=REPO)
+    log(f"  import, {label}: {run.wall:.1f} s, {run.peak_mb:.0f} MB")
+    return vault, run.wall
+
+
+def _time_queries(
+    vault_path: Path, cache: Path, qs: list[str]
+) -> list[tuple[str, float, float, int]]:
+    """Each query: median ms of the first page, of every hit, and the number of hits."""
+    from popvault.app.search import search
+
+    out = []
+    with Vault.open(vault_path, PASSPHRASE.encode(), cache_dir=cache) as v:
+        for q in qs:
+            page_ms, all_ms, count = [], [], 0
+            for _ in range(5):
+                t = time.perf_counter()
+                list(search(v, q, limit=PAGE))
+                page_ms.append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                count = sum(1 for _ in search(v, q))
+                all_ms.append((time.perf_counter() - t) * 1000)
+            out.append((q, statistics.median(page_ms), statistics.median(all_ms), count))
+    return out
+
+
+def run(bench: Bench, n: int | None = None) -> None:
+    if n is None:
+        n = int(os.environ.get("POPVAULT_BENCH_SCALE_N", "30000" if bench.quick else "300000"))
+    base = bench.fresh_dir("search")
+    try:
+        log(f"search: generating an mbox of {n} small messages ...")
+        mbox = base / "search.mbox"
+        _mbox(mbox, n)
+        _, plain = _import(bench, base, mbox, "without-index", index=False)
+        shutil.rmtree(base / "vault-without-index", ignore_errors=True)
+        shutil.rmtree(base / "cache-without-index", ignore_errors=True)
+        vault, indexed = _import(bench, base, mbox, "with-index", index=True)
+        timed = _time_queries(vault, base / "cache-with-index", queries(n))
+        cache_mb = sum(f.stat().st_size for f in (base / "cache-with-index").iterdir()) / 1e6
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    ratio = plain / indexed
+    bench.add(
+        NAME,
+        f"import speed with / without indexing ({n} msgs)",
+        ratio,
+        "x",
+        target=IMPORT_TARGET,
+        with_index_s=round(indexed, 1),
+        without_index_s=round(plain, 1),
+        cache_mb=round(cache_mb, 1),
+    )
+    lines = [f"search, {n} messages: import {plain:.1f} s without indexing, {indexed:.1f} s with"]
+    lines.append(f"import speed with indexing: {ratio:.2f} of without (target {IMPORT_TARGET})")
+    lines.append(f"cache with the index: {cache_mb:.0f} MB")
+    lines.append(f"{'query':40} {'page ms':>8} {'all ms':>8} {'hits':>8}")
+    for q, page, every, count in timed:
+        bench.add(NAME, f"query {q!r}, first {PAGE} ({n} msgs)", page, "ms", target=QUERY_TARGET)
+        bench.add(NAME, f"query {q!r}, every hit ({n} msgs)", every, "ms", hits=count)
+        lines.append(f"{q:40} {page:8.1f} {every:8.1f} {count:8}")
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m benchmarks.search", description=__doc__)
+    ap.add_argument("--n", type=int, default=300_000, help="messages")
+    ap.add_argument("--work", default="/var/tmp/popvault-bench", help="scratch (regular fs)")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    bench = Bench(quick=False, work=work, out=work / "search-out")
+    run(bench, args.n)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
