@@ -109,7 +109,7 @@ def _add_quiet(command: click.Command) -> None:
     "--cache",
     metavar="FILE",
     envvar="POPVAULT_CACHE",
-    help="Index cache file (default: ~/.cache/popvault/<vault id>.sqlite).",
+    help="Index cache file (default: ~/.cache/popvault/<vault id>-<location>.sqlite).",
 )
 @click.option(
     "--config",

@@ -5,10 +5,14 @@ cache may be deleted or rebuilt; neither can then tell that newer commits existe
 anchor is a small file outside the cache, in the state folder (``$POPVAULT_STATE_DIR``,
 else ``$XDG_STATE_HOME/popvault``, else ``~/.local/state/popvault``):
 
-- ``vaults/<vault id>.json``: the newest commit this machine has seen or written
-  (``{"seq": N, "commit": "<10 digits>-<64 hex>"}``); it only moves forward;
+- ``vaults/<vault id>-<location key>.json``: the newest commit this machine has seen or
+  written at that location (``{"seq": N, "commit": "<10 digits>-<64 hex>"}``); it only
+  moves forward. Per location, because copies of one vault (``popvault copy``) are
+  legitimately behind their source: each is held to what was seen of it;
 - ``locations/<sha256 of the location>.json``: the vault id last seen at a location
   (``{"location": "...", "vault_id": "<32 hex>"}``).
+
+The location key is :func:`location_key`; the cache file is named with it too.
 
 It is plain JSON (mode 0600, folders 0700): it holds no mail, and an attacker on this
 machine is out of scope (format §12.3). Writes are atomic (temporary file, fsync,
@@ -61,12 +65,11 @@ class Anchor:
 
     @property
     def _vault_file(self) -> Path:
-        return self.folder / "vaults" / f"{self.vault_id}.json"
+        return self.folder / "vaults" / f"{self.vault_id}-{location_key(self.location)}.json"
 
     @property
     def _location_file(self) -> Path:
-        digest = hashlib.sha256(self.location.encode("utf-8", "surrogateescape")).hexdigest()
-        return self.folder / "locations" / f"{digest}.json"
+        return self.folder / "locations" / f"{_digest(self.location)}.json"
 
     # ------------------------------------------------------------------ reading
 
@@ -118,6 +121,15 @@ class Anchor:
         """Remember that this location holds this vault."""
         if self.vault_at_location() != self.vault_id:
             _write(self._location_file, {"location": self.location, "vault_id": self.vault_id})
+
+
+def _digest(location: str) -> str:
+    return hashlib.sha256(location.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def location_key(location: str) -> str:
+    """16 hex digits naming a location in file names (anchor, cache)."""
+    return _digest(location)[:16]
 
 
 def _read(path: Path) -> dict[str, Any] | None:

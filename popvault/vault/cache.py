@@ -1,13 +1,16 @@
 """The local index cache: a SQLite file rebuilt from the vault (docs/format.md §9.3).
 
-The only module of popvault that speaks SQL. "Index" in the format means the vault's
-own encrypted segments (:mod:`popvault.vault.segments`); this is the cache of them.
+The module that opens popvault's databases (:mod:`~popvault.vault.fts` and
+:mod:`~popvault.vault.scratch` run their SQL on connections made here). "Index" in the
+format means the vault's own encrypted segments (:mod:`popvault.vault.segments`); this is
+the cache of them.
 
 The vault's authoritative index is its encrypted segments (and, failing those, its
 packs). This cache holds the same facts for fast listing and look-ups, outside the
-vault, in ``$XDG_CACHE_HOME/popvault/<vault id>.sqlite`` (0600, in a 0700 folder): a
-SQLCipher database (SQLite encrypted; FTS5 built in, for full-text search) keyed with a
-key derived from the master key (:mod:`popvault.vault.cachekey`), plaintext only on
+vault, in ``$XDG_CACHE_HOME/popvault/<vault id>-<location key>.sqlite`` (0600, in a
+0700 folder; one per location, see :func:`open_cache`): a SQLCipher database (SQLite
+encrypted; FTS5 built in, for full-text search) keyed with a key derived from the
+master key (:mod:`popvault.vault.cachekey`), plaintext only on
 request. It records which commits it has applied; a cache that knows a commit the vault
 does not is discarded and rebuilt. Deleting it is always safe.
 """
@@ -550,16 +553,20 @@ def open_cache(
     cache_dir: Path | None,
     cache_file: Path | None,
     warn: Callable[[str], None] | None,
+    location: str,
 ) -> IndexCache:
     """The vault's cache (format §9.3): a file for a local or S3 vault or ``--cache``
-    (see :meth:`IndexCache.for_vault`), else in memory."""
+    (see :meth:`IndexCache.for_vault`), else in memory. One file per location: a copy
+    of the vault elsewhere (behind or ahead of it) has a cache of its own."""
+    from popvault.vault.anchor import location_key
     from popvault.vault.backend import LocalBackend
     from popvault.vault.config import default_cache_dir
     from popvault.vault.s3 import S3Backend
 
     path = cache_file
     if path is None and isinstance(backend, (LocalBackend, S3Backend)):
-        path = (cache_dir or default_cache_dir()) / f"{vault_id}.sqlite"
+        name = f"{vault_id}-{location_key(location)}.sqlite"
+        path = (cache_dir or default_cache_dir()) / name
     if path is None:
         return IndexCache(None)
     return IndexCache.for_vault(path, vault_id, keys, warn)

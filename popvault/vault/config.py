@@ -4,7 +4,7 @@
 format version and the vault id, as checksummed JSON. Reading it tells "no vault here"
 (exit 10) from "a vault of a newer format" (refused, never misread) from "damaged"
 (exit 20). The local index cache lives outside the vault, by default in
-``$XDG_CACHE_HOME/popvault/<vault id>.sqlite``. A location is a local folder or an
+``$XDG_CACHE_HOME/popvault/<vault id>-<location key>.sqlite``. A location is a local folder or an
 ``s3://BUCKET[/PREFIX]`` URL (:func:`as_backend`, docs/storage.md).
 
 Format versions (§4): 1 writes ``PVPACK01`` packs, 2 writes ``PVPACK02`` packs (every

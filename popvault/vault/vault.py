@@ -150,10 +150,11 @@ class Vault:
             if passphrase is None:
                 raise UsageError("a passphrase is needed to open the vault")
             keys = unlock(backend, vault_id, passphrase)
-        cache = open_cache(backend, vault_id, keys, cache_dir, cache_file, warn)
+        location = location_of(backend, label)
+        cache = open_cache(backend, vault_id, keys, cache_dir, cache_file, warn, location)
         v = cls(backend, vault_id, keys, cache, warn=warn or (lambda _m: None))
         v._writer.pack_version = v._reader.version = conf.version  # format §4, §6.1
-        v._anchor = Anchor(vault_id, location_of(backend, label), state_dir)
+        v._anchor = Anchor(vault_id, location, state_dir)
         try:
             if write:
                 with interrupts.critical():  # a lock taken is a lock this Vault releases

@@ -307,3 +307,23 @@ def test_a_later_rollback_of_the_copy_is_detected(vault: Path, tmp_path: Path) -
     again = summary(copy(vault, dest, "--json"))
     assert again["copied"] == {"commits": 1}
     assert run("--vault", dest, "check").code == 0
+
+
+def test_a_copy_behind_its_source_is_no_alarm(vault: Path, tmp_path: Path) -> None:
+    """The 3-2-1 routine on one machine: backups go on after the nightly copy. The copy
+    is behind, not rolled back: it checks clean and lists what it has, with an index
+    cache of its own (the source's is not rebuilt back and forth), and the source
+    still checks clean after it."""
+    msgs = messages(4, seed=9)
+    add_commits(vault, [msgs[:2]])
+    dest = tmp_path / "offsite"
+    assert copy(vault, dest).code == 0
+    add_commits(vault, [msgs[2:]])  # the next hourly backup
+    for where, count in ((dest, 2), (vault, 4), (dest, 2)):
+        res = run("--vault", where, "check")
+        assert res.code == 0, res
+        assert "missing" not in res.err and "rebuilt" not in res.err, res
+        listed = run("--vault", where, "list", "--json")
+        assert listed.code == 0 and len(listed.text.splitlines()) == count, listed
+    caches = sorted(p.name for p in (tmp_path / "cache").glob("*.sqlite"))
+    assert len(caches) == 2, caches  # one per location

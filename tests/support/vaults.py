@@ -218,3 +218,9 @@ def cache_accounts(vault: Vault) -> list[str]:
 def cached_message_ids(vault: Vault) -> list[bytes]:
     """Every message id the cache knows, sorted."""
     return [r[0] for r in vault.cache.db.execute("SELECT id FROM messages ORDER BY id")]
+
+
+def cache_file(v: Vault) -> Path:
+    """The file of an open vault's index cache."""
+    assert v.cache.path is not None
+    return v.cache.path

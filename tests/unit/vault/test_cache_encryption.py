@@ -20,7 +20,7 @@ from popvault.vault.cache import Filter, IndexCache
 from popvault.vault.cachekey import FILE_MAGIC, PLAINTEXT_ENV, CacheKey
 from popvault.vault.vault import MessageMeta, SourceInfo, Vault
 from tests.cli.helpers import run_sub
-from tests.support.vaults import PASSPHRASE, create, open_ro, open_rw, text_message
+from tests.support.vaults import PASSPHRASE, cache_file, create, open_ro, open_rw, text_message
 
 #: One marker per kind of fact the cache holds; none may appear in its files.
 MARKERS = {
@@ -91,13 +91,13 @@ def _marked_vault(root: Path, count: int = 3) -> Iterator[tuple[Vault, list[byte
 
 def _cache_path(cache_dir: Path, root: Path) -> Path:
     with open_ro(root) as v:
-        return cache_dir / f"{v.vault_id}.sqlite"
+        return cache_file(v)
 
 
 def test_no_marker_in_the_cache_files_while_open_and_after(tmp_path: Path, cache_dir: Path) -> None:
     root = tmp_path / "v"
     with _marked_vault(root, count=4) as (v, ids):
-        path = cache_dir / f"{v.vault_id}.sqlite"
+        path = cache_file(v)
         # the cache does know them (the test is not vacuous) ...
         rows = list(v.messages(Filter(from_=MARKERS["from"])))
         assert {r.id for r in rows} == set(ids)
@@ -154,7 +154,7 @@ def test_no_search_index_word_in_the_cache_files(tmp_path: Path, cache_dir: Path
         msg_id = v.add_message(msg, SourceInfo("acct", "x")).msg_id
         assert v.commit() is not None
         assert index_new(v).indexed == 1
-        path = cache_dir / f"{v.vault_id}.sqlite"
+        path = cache_file(v)
         # the index does hold them (the test is not vacuous) ...
         for query in (body, f"filename:{fname}", "cremEmarkerxv5", "都庁"):
             hits = list(search(v, query))
@@ -177,7 +177,7 @@ def test_no_search_index_word_in_the_cache_files(tmp_path: Path, cache_dir: Path
 def test_cache_files_private(tmp_path: Path, cache_dir: Path) -> None:
     root = tmp_path / "v"
     with _marked_vault(root) as (v, _ids):
-        path = cache_dir / f"{v.vault_id}.sqlite"
+        path = cache_file(v)
         files = _files(path)
         assert len(files) == 3  # the database, its -wal and -shm
         for p in files:
@@ -205,7 +205,7 @@ def test_plaintext_on_request(
     monkeypatch.setenv(PLAINTEXT_ENV, "1")
     root = tmp_path / "v"
     with _marked_vault(root) as (v, _ids):
-        path = cache_dir / f"{v.vault_id}.sqlite"
+        path = cache_file(v)
         assert not v.cache.encrypted
     raw = path.read_bytes()
     assert raw.startswith(PLAIN_HEADER)
@@ -233,7 +233,7 @@ def test_old_plaintext_cache_is_replaced_silently(
     monkeypatch.setenv(PLAINTEXT_ENV, "1")
     root = tmp_path / "v"
     with _marked_vault(root) as (v, _ids):
-        path = cache_dir / f"{v.vault_id}.sqlite"
+        path = cache_file(v)
         before = [(r.id, r.from_, r.uidls, r.sources) for r in v.messages()]
     assert path.read_bytes().startswith(PLAIN_HEADER)
     monkeypatch.delenv(PLAINTEXT_ENV)
@@ -258,7 +258,7 @@ def test_old_plaintext_cache_is_replaced_silently(
 def test_cache_under_another_key_is_rebuilt_with_a_warning(tmp_path: Path, cache_dir: Path) -> None:
     root = tmp_path / "v"
     with _marked_vault(root) as (v, ids):
-        path = cache_dir / f"{v.vault_id}.sqlite"
+        path = cache_file(v)
         salt = CacheKey.derive(v.keys, v.vault_id).salt
     for p in _files(path):
         p.unlink()
@@ -280,7 +280,7 @@ def test_cache_under_another_key_is_rebuilt_with_a_warning(tmp_path: Path, cache
 def test_garbage_cache_is_rebuilt_with_a_warning(tmp_path: Path, cache_dir: Path) -> None:
     root = tmp_path / "v"
     with _marked_vault(root) as (v, ids):
-        path = cache_dir / f"{v.vault_id}.sqlite"
+        path = cache_file(v)
     for p in _files(path):
         p.unlink()
     path.write_bytes(os.urandom(8192))
@@ -315,7 +315,7 @@ def test_list_from_after_replacing_an_old_plaintext_cache(
     monkeypatch.setenv(PLAINTEXT_ENV, "1")
     root = tmp_path / "v"
     with _marked_vault(root) as (v, _ids):
-        path = cache_dir / f"{v.vault_id}.sqlite"
+        path = cache_file(v)
     monkeypatch.delenv(PLAINTEXT_ENV)
     env = {"POPVAULT_PASSPHRASE": PASSPHRASE.decode(), "POPVAULT_CACHE_DIR": str(cache_dir)}
     res = run_sub("--vault", root, "list", "--from", f"{MARKERS['from']}1", env=env)

@@ -21,6 +21,7 @@ from popvault.vault.vault import MessageMeta, SourceInfo, Vault
 from tests.support.vaults import (
     PASSPHRASE,
     build,
+    cache_file,
     create,
     listing,
     memory_vault,
@@ -41,7 +42,7 @@ def vault_dir(tmp_path: Path) -> tuple[Path, dict[bytes, bytes]]:
 
 def _cache_file(cache_dir: Path, root: Path) -> Path:
     with open_ro(root) as v:
-        return cache_dir / f"{v.vault_id}.sqlite"
+        return cache_file(v)
 
 
 def test_cache_file_private(vault_dir: tuple[Path, dict[bytes, bytes]], cache_dir: Path) -> None:
@@ -59,7 +60,7 @@ def test_deleted_cache_rebuilt_on_open(
     root, ids = vault_dir
     with open_ro(root) as v:
         before = listing(v)
-        path = cache_dir / f"{v.vault_id}.sqlite"
+        path = cache_file(v)
     assert len(before) == len(ids)
     for p in cache_dir.iterdir():
         p.unlink()
