@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from popvault.app.searchtext import search_text
 from popvault.vault import Vault
 from tests.cli.helpers import (
     PASSPHRASE,
+    REPO,
     first_error_line,
     messages,
     run,
@@ -371,3 +375,31 @@ def test_real_world_corpus_against_an_oracle(vault: Path, tmp_path: Path) -> Non
     for w in picked:
         assert _ids(vault, w) == words[w], w
     assert _ids(vault, "filename:картинка") == words["картинка"]
+
+
+def test_search_piped_into_export(
+    planted_vault: tuple[Path, dict[str, str]], tmp_path: Path, pv_env: Path
+) -> None:
+    """``search --json ... | export --ids /dev/stdin``, as docs/search.md shows it."""
+    vault, ids = planted_vault
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "popvault", "--vault", str(vault)]
+    found = subprocess.run(
+        [*argv, "search", "--json", "plantbecasse OR planthtmlword"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    out = tmp_path / "piped"
+    res = subprocess.run(
+        [*argv, "export", "--format", "eml", "--ids", "/dev/stdin", str(out)],
+        env=env,
+        input=found,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    got = {p.name.split("-")[1][:16] for p in out.iterdir()}
+    assert got == {ids["qp"][:16], ids["html"][:16]}
