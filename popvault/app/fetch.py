@@ -195,6 +195,9 @@ class _Stage:
         num, uidl, nbytes, lines = tag
         if result is None:  # the helper failed: the ordinary way, same outcome
             res = self.vault.add_message(data, self._src(uidl), parse_metadata(data))
+        elif len(data) > PREPARE_MAX or self.preparer is None:  # prepared by a thread
+            writer = self.vault.new_message()
+            res = writer.file_prepared(data, result[0], self._src(uidl), result[1])
         else:
             res = self.vault.add_prepared(data, result[0], self._src(uidl), result[1])
         self.filed(num, uidl, nbytes, lines, res)

@@ -474,6 +474,25 @@ class MessageWriter:
                 del self._buf[:CHUNK]
                 self._pieces.append(blob_piece(self._writer.store_blob("txt", part)))
 
+    def file_prepared(
+        self,
+        data: bytes,
+        prepared: PreparedMessage,
+        source: SourceInfo,
+        meta: MessageMeta | None = None,
+    ) -> AddResult:
+        """Add ``data`` whole instead of writing it (pending until commit), split and
+        keyed already by :func:`~popvault.vault.ids.prepare_message` with this vault's
+        MAC key in another thread of this process: the same ids and pieces as
+        :meth:`finish` would give, without that work on the caller's thread."""
+        if self._size or prepared.size != len(data):
+            raise ValueError("prepared message does not match its bytes")
+        w = self._writer
+        with self._guard():
+            return w.file_message(
+                prepared.msg_id, len(data), lambda: w.prepared_pieces(data, prepared), source, meta
+            )
+
     def finish(self, source: SourceInfo, meta: MessageMeta | None = None) -> AddResult:
         """Add the message (pending until commit). Returns its id and whether it is new."""
         w = self._writer
