@@ -46,6 +46,10 @@ _WEIGHTS = "4.0, 2.0, 5.0, 1.0, 3.0, 0.0"
 #: A message's delivery time as listings sort it (the cache's ``messages_delivered`` index).
 DELIVERED = "COALESCE(m.received, m.file_time, m.first_archived, -1e308)"
 UPTO_KEY = "search_upto"
+#: Matches of a query ranked by relevance (the most recently indexed); see ``hits``.
+RANKED = 10_000
+#: Matches from which a date-sorted query walks the delivery index instead.
+MANY = 2_000
 #: The ``facts`` word of a message with attachments.
 ATTACHMENT_FACT = "attachment"
 PROBLEMS_KEY = "search_problems"
@@ -151,39 +155,6 @@ class SearchSql:
             args.append(self.exclude)
         return where, args
 
-    def sql(self, sort: str, limit: int | None, offset: int) -> tuple[str, list[Any]]:
-        """The SELECT of the hits: rows ``(*LISTED_COLUMNS, rowid, score)``, best first
-        (``sort`` "rank") or newest delivery first ("date"); ``score`` is bm25's (lower
-        is better; 0 without words).
-
-        The index's rowids are the messages' (so matching never reads the index's
-        stored text, and a hit is one rowid look-up away from its row): by rank, the
-        page is chosen from the index alone (joined to the messages only for filters),
-        then its rows are read; by date, the messages are walked newest first in the
-        ``messages_delivered`` index and kept when their rowid is among the matches."""
-        where, args = self.filters()
-        page = [-1 if limit is None else limit, offset]
-        if self.match is not None and sort == "rank":
-            score = f"bm25({TABLE}, {_WEIGHTS})"
-            inner = f"SELECT s.rowid AS r, {score} AS score FROM {TABLE} s"  # noqa: S608
-            if where:
-                inner += " JOIN messages m ON m.rowid = s.rowid"
-            inner += " WHERE " + " AND ".join([f"{TABLE} MATCH ?", *where])
-            inner += " ORDER BY score, s.rowid DESC LIMIT ? OFFSET ?"
-            sql = (
-                f"SELECT {LISTED_COLUMNS}, m.rowid, t.score FROM ({inner}) t"  # noqa: S608
-                " JOIN messages m ON m.rowid = t.r ORDER BY t.score, m.rowid DESC"
-            )
-            return sql, [self.match, *args, *page]
-        if self.match is not None:
-            where.insert(0, f"m.rowid IN (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?)")  # noqa: S608
-            args.insert(0, self.match)
-        sql = f"SELECT {LISTED_COLUMNS}, m.rowid, 0.0 FROM messages m"  # noqa: S608
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY {DELIVERED} DESC, m.id DESC LIMIT ? OFFSET ?"
-        return sql, [*args, *page]
-
 
 class SearchIndex:
     """The search index of one open vault's cache; every call holds the vault's lock."""
@@ -268,22 +239,103 @@ class SearchIndex:
         marks: tuple[str, str] = ("[", "]"),
         snippets: bool = True,
     ) -> Iterator[tuple[MessageRow, float, str]]:
-        """The messages matching ``q`` (see :meth:`SearchSql.sql`): each row, its bm25
-        score and its snippet (hits between ``marks``; empty unless ``snippets``, and
-        for a query without words); 500 rows a read."""
-        sql, args = q.sql(sort, limit, offset)
+        """The messages matching ``q``: each row, its bm25 score (lower is better; 0
+        without words) and its snippet (hits between ``marks``; empty unless
+        ``snippets``, and for a query without words), ``offset`` skipped, at most
+        ``limit``.
+
+        The index's rowids are the messages' (matching never reads the index's stored
+        text; a hit is one rowid look-up from its row). ``sort`` "rank": best first,
+        among the :data:`RANKED` most recently indexed matches; any older matches follow,
+        newest first (ranking costs a few microseconds a match: a word in every message
+        of a large vault would take seconds). "date": newest delivery first."""
+        page = -1 if limit is None else limit
+        if q.match is not None and sort == "rank":
+            ranked = self._ranked(q, page, offset)
+        else:
+            ranked = self._dated(q, page, offset)
+        for chunk in ranked:
+            rows = self._rows([r for r, _ in chunk])
+            for rowid, score in chunk:
+                found = rows.get(rowid)
+                if found is None:  # the cache was rebuilt meanwhile
+                    continue
+                snip = self._snippet(q.match, rowid) if snippets and q.match else ""
+                yield found, score, plain_text(snip, marks)
+
+    def _ranked(self, q: SearchSql, limit: int, offset: int) -> Iterator[list[tuple[int, float]]]:
+        """Rowids and scores in rank order, 500 a list."""
+        assert q.match is not None
+        where, args = q.filters()
+        join = " JOIN messages m ON m.rowid = s.rowid" if where else ""
+        cond = " AND ".join([f"{TABLE} MATCH ?", *where])
         with self._mutex:
-            cur = self._db.execute(sql, args)
-        while True:
+            edge = self._db.execute(
+                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?"  # noqa: S608
+                " ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                (q.match, RANKED - 1),
+            ).fetchone()
+            score = f"bm25({TABLE}, {_WEIGHTS})"
+            newest = f"SELECT s.rowid, {score} AS score FROM {TABLE} s{join}"  # noqa: S608
+            newest += f" WHERE {cond}" + (" AND s.rowid >= ?" if edge else "")
+            newest += " ORDER BY score, s.rowid DESC"
+            best = self._db.execute(newest, [q.match, *args, *(edge or ())])
+            first = [(int(r), float(sc)) for r, sc in best.fetchall()]
+        out = first[offset:] if limit < 0 else first[offset : offset + limit]
+        yield from _chunks(out)
+        if edge is None or (limit >= 0 and len(out) >= limit):
+            return
+        skip = max(0, offset - len(first))
+        rest = f"SELECT s.rowid, 0.0 FROM {TABLE} s{join} WHERE {cond}"  # noqa: S608
+        rest += " AND s.rowid < ?"
+        rest += " ORDER BY s.rowid DESC LIMIT ? OFFSET ?"
+        left = -1 if limit < 0 else limit - len(out)
+        yield from self._paged(rest, [q.match, *args, edge[0]], left, skip)
+
+    def _dated(self, q: SearchSql, limit: int, offset: int) -> Iterator[list[tuple[int, float]]]:
+        """Rowids newest delivery first, 500 a list (score 0)."""
+        where, args = q.filters()
+        if q.match is not None:
             with self._mutex:
-                page = cur.fetchmany(500)
-                srcs = self._cache.arrivals([r[0] for r in page])
-            if not page:
+                many = self._db.execute(
+                    f"SELECT 1 FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT 1 OFFSET ?",  # noqa: S608
+                    (q.match, MANY - 1),
+                ).fetchone()
+            # many matches: walk the delivery index newest first, keep the matches (a
+            # page is found soon); few: look each match up and sort them
+            member = "+m.rowid" if many else "m.rowid"
+            found = f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?"  # noqa: S608
+            where.insert(0, f"{member} IN ({found})")
+            args.insert(0, q.match)
+        sql = "SELECT m.rowid, 0.0 FROM messages m"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {DELIVERED} DESC, m.id DESC LIMIT ? OFFSET ?"
+        yield from self._paged(sql, args, limit, offset)
+
+    def _paged(
+        self, sql: str, args: list[Any], limit: int, offset: int
+    ) -> Iterator[list[tuple[int, float]]]:
+        """``sql``'s (rowid, score) rows, 500 a list, each list read in one query (the
+        ``LIMIT``/``OFFSET`` arguments last): no statement stays open between lists."""
+        while limit != 0:
+            want = 500 if limit < 0 else min(500, limit)
+            with self._mutex:
+                got = self._db.execute(sql, [*args, want, offset]).fetchall()
+            if got:
+                yield [(int(r), float(sc)) for r, sc in got]
+            if len(got) < want:
                 return
-            for r in page:
-                row = message_row(r[:-2], srcs.get(r[0], ()))
-                snip = self._snippet(q.match, r[-2]) if snippets and q.match else ""
-                yield row, float(r[-1]), plain_text(snip, marks)
+            offset += len(got)
+            limit = limit - len(got) if limit > 0 else limit
+
+    def _rows(self, rowids: list[int]) -> dict[int, MessageRow]:
+        marks = ",".join("?" * len(rowids))  # only placeholders go into the text
+        sql = f"SELECT {LISTED_COLUMNS}, m.rowid FROM messages m WHERE m.rowid IN ({marks})"  # noqa: S608
+        with self._mutex:
+            found = self._db.execute(sql, rowids).fetchall()
+            srcs = self._cache.arrivals([r[0] for r in found])
+        return {r[-1]: message_row(r[:-1], srcs.get(r[0], ())) for r in found}
 
     def _snippet(self, match: str, rowid: int) -> str:
         """One hit's snippet: its text around the matches (``\\x02``/``\\x03``)."""
@@ -294,3 +346,8 @@ class SearchIndex:
         with self._mutex:
             row = self._db.execute(q, (match, rowid)).fetchone()
         return "" if row is None else str(row[0] or "")
+
+
+def _chunks(items: list[tuple[int, float]]) -> Iterator[list[tuple[int, float]]]:
+    for i in range(0, len(items), 500):
+        yield items[i : i + 500]
