@@ -132,6 +132,27 @@ def _is_aws(endpoint: str) -> bool:
     return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
 
 
+#: The data loader all sessions of this process share: each new session would load
+#: the S3 service model and endpoint data again (about 0.3 s a client, and a run makes
+#: several). Sessions stay one a client: credentials and profile are read each time.
+_LOADER: Any = None
+_LOADER_LOCK = threading.Lock()
+
+
+def _session() -> Any:
+    import boto3
+    import botocore.session
+
+    global _LOADER
+    core = botocore.session.get_session()
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _LOADER)
+    return boto3.session.Session(botocore_session=core)
+
+
 class S3Backend:
     """A vault under ``s3://BUCKET/PREFIX``; see the module docstring and format §3.2."""
 
@@ -172,7 +193,6 @@ class S3Backend:
         return self._policy
 
     def _make_client(self) -> Any:
-        import boto3
         import botocore.exceptions
         from botocore.config import Config
 
@@ -193,7 +213,7 @@ class S3Backend:
                 s3={"addressing_style": addressing} if addressing else None,
             )
             try:
-                return boto3.session.Session().client("s3", config=config)
+                return _session().client("s3", config=config)
             except botocore.exceptions.ProfileNotFound as exc:
                 raise UsageError(f"AWS profile {exc.kwargs.get('profile')!r} not found") from None
             except botocore.exceptions.BotoCoreError as exc:
