@@ -357,10 +357,15 @@ class S3Backend:
 
     def _put_if_absent(self, name: str, key: str, body: bytes) -> bool:
         """True if this call created the object. A 412 after a retry that may have
-        written the object already is told apart by reading it back."""
+        written the object already is told apart by reading it back (a 412 to the
+        first try is someone else's object: no read)."""
         import botocore.exceptions as be
 
+        tries = 0
+
         def attempt(c: Any) -> bool:
+            nonlocal tries
+            tries += 1
             try:
                 c.put_object(
                     Bucket=self.location.bucket,
@@ -381,6 +386,8 @@ class S3Backend:
 
         if self._call("conditional upload", name, attempt):
             return True
+        if tries == 1:
+            return False
         try:
             return self.get(name) == body  # ours, from an earlier attempt
         except ObjectNotFound:

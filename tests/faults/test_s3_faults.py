@@ -77,6 +77,21 @@ def test_get_cut_mid_body_is_retried(backend: S3Backend, relay: S3Relay) -> None
     assert outcomes(relay, "GET").count("cut_response") == 3
 
 
+def test_conditional_put_whose_answer_was_lost_is_read_back(
+    backend: S3Backend, relay: S3Relay
+) -> None:
+    """The first PUT is stored but its answer cut off; the retry meets its own object
+    (412), reads it back and counts it as created. Another writer's is not ours."""
+    assert backend.exclusive_create  # probed before the faults
+    relay.add(Fault("cut_response", times=1, method="PUT", key="/lock"))
+    assert backend.create_exclusive("lock", b"token-1") is True
+    assert outcomes(relay, "PUT")[-2:] == ["cut_response", "412"]
+    assert outcomes(relay, "GET")[-1] == "200"
+    relay.add(Fault("cut_response", times=1, method="PUT", key="/lock"))
+    assert backend.create_exclusive("lock", b"token-2") is False
+    assert backend.get("lock") == b"token-1"
+
+
 def test_stalled_answer_times_out_and_is_retried(backend: S3Backend, relay: S3Relay) -> None:
     backend.put("packs/00/p", DATA)
     relay.add(Fault("stall", times=1, method="GET", seconds=4))

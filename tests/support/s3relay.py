@@ -8,8 +8,9 @@ the server or, when a scripted :class:`Fault` matches it, answers or breaks inst
 - ``slowdown``: ``503 SlowDown`` with S3's XML error body (the server never sees it);
 - ``cut_request``: half the request body is read, then both connections are closed (a
   PUT cut off mid-upload: the server stores nothing);
-- ``cut_response``: the server's answer is passed on up to half its body, then the
-  connection is closed (a GET cut off mid-download);
+- ``cut_response``: the server's answer is passed on up to half its body (part of its
+  status line when it has none), then the connection is closed (a GET cut off
+  mid-download, a PUT stored whose answer is lost);
 - ``stall``: the request is passed on, then nothing is sent back for ``seconds`` before
   the connection is closed (a silent stall; the client's read timeout must end it).
 
@@ -282,7 +283,8 @@ class S3Relay:
                 if fault is not None and fault.kind == "cut_response":
                     self._note(req, "cut_response")
                     head_end = answer.index(b"\r\n\r\n") + 4
-                    client.sendall(answer[: head_end + (len(answer) - head_end) // 2])
+                    body = len(answer) - head_end  # no body: cut in the status line
+                    client.sendall(answer[: head_end + body // 2 if body else 8])
                     return
                 self._note(req, answer[9:12].decode())
                 client.sendall(answer)

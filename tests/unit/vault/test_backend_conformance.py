@@ -342,13 +342,15 @@ def test_s3_list_is_paginated(s3_vault: str) -> None:
     assert b.list("index") == names
 
 
-def test_s3_create_exclusive_read_back(s3_vault: str) -> None:
-    """A 412 on an object holding exactly our bytes is ours: what a retry after a lost
-    reply sees. Different bytes are someone else's."""
+def test_s3_create_exclusive_412_is_someone_elses(s3_vault: str) -> None:
+    """A 412 to the first try is another writer's object, whatever its bytes (no read);
+    a 412 after a retry is read back (tests/faults/test_s3_faults.py)."""
     b = _s3(s3_vault)
     b.put("lock", b"token-123")
-    assert b.create_exclusive("lock", b"token-123") is True
-    assert b.create_exclusive("lock", b"token-456") is False
+    assert b.exclusive_create  # probed first
+    before = b.requests
+    assert b.create_exclusive("lock", b"token-123") is False
+    assert b.requests == before + 1
     assert b.get("lock") == b"token-123"
 
 
