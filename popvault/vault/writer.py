@@ -110,7 +110,15 @@ class PackStore:
 
     def _store(self, pack: PackWriter) -> tuple[str, list[BlobLocation]]:
         name, data, locs = pack.finish()
-        self.backend.put(pack_object_name(name), data)
+        if self.limit > 1:
+            # an upload holds bytes (S3 signs and sends them): make them once and free
+            # the pack's buffer now, not when the upload is done (one pack, not two,
+            # for each upload in flight)
+            payload: bytes | bytearray = bytes(data)
+            data.clear()
+        else:
+            payload = data
+        self.backend.put(pack_object_name(name), payload)
         return name, locs
 
     def submit(self, pack: PackWriter) -> None:
