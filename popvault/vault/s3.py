@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import os
 import secrets
 import threading
 import time
@@ -54,9 +53,6 @@ from popvault.vault.s3net import (
 from popvault.vault.s3settings import S3Settings
 
 SCHEME = "s3://"
-#: ``path``, ``virtual`` or ``auto``: how the bucket goes into requests. Default: path
-#: style for a custom endpoint (``AWS_ENDPOINT_URL[_S3]``), else botocore's choice.
-ADDRESSING_ENV = "POPVAULT_S3_ADDRESSING"
 _AUTH_CODES = {
     "AccessDenied",
     "InvalidAccessKeyId",
@@ -169,7 +165,8 @@ class S3Backend:
         self.bucket_created = False
         #: Packs a writer uploads at once (vault/writer.py PackStore; the setting
         #: POPVAULT_S3_UPLOAD_CONCURRENCY or the config's [s3] upload_concurrency).
-        self.upload_concurrency = S3Settings.from_env().upload_concurrency
+        self.settings = S3Settings.from_env()
+        self.upload_concurrency = self.settings.upload_concurrency
         self.endpoint = "?"
 
     @property
@@ -197,9 +194,7 @@ class S3Backend:
         from botocore.config import Config
 
         policy = self.policy
-        style = (os.environ.get(ADDRESSING_ENV) or "").strip().lower() or None
-        if style not in (None, "path", "virtual", "auto"):
-            raise UsageError(f"{ADDRESSING_ENV} must be path, virtual or auto")
+        style = self.settings.addressing
 
         def make(addressing: str | None) -> Any:
             config = Config(
@@ -332,11 +327,15 @@ class S3Backend:
         key = self._key(name)
         body = bytes(data)
         _check_size(name, len(body))
+        extra: dict[str, str] = {}
+        if self.settings.storage_class and name.startswith("packs/"):
+            # packs only: the rest is read on every open and stays in the default class
+            extra["StorageClass"] = self.settings.storage_class
         self._call(
             "upload",
             name,
             lambda c: c.put_object(
-                Bucket=self.location.bucket, Key=key, Body=body, ContentMD5=_md5(body)
+                Bucket=self.location.bucket, Key=key, Body=body, ContentMD5=_md5(body), **extra
             ),
         )
 
