@@ -34,6 +34,8 @@ CAP = 400
 #: The first window :func:`rows_before` tries, in seconds, and how much it grows by.
 FIRST_SPAN = 86400.0
 GROWTH = 8.0
+#: A window longer than this (about 300 years) is the whole listing.
+MAX_SPAN = 1e10
 #: Probes before :func:`rows_before` stops narrowing and reads its window through.
 MAX_PROBES = 30
 
@@ -117,62 +119,58 @@ def rows_before(
 ) -> list[MessageRow]:
     """The ``n`` rows matching ``flt`` just before ``cursor`` (the newest ``n`` without
     one), newest first."""
-    oldest = rows_after(vault, flt, None, 1, lock)
-    if not oldest:
-        return []
-    floor = oldest[0].delivered
-    ref = cursor.when if cursor is not None else max(time.time(), floor)
     limit = None if cursor is None else cursor.key
     until = flt.until
     if cursor is not None:  # the cursor's own time, for rows of that time with smaller ids
         stop = math.nextafter(cursor.when, math.inf)
         until = stop if until is None else min(until, stop)
     base = replace(flt, until=until)
+    # no matching row lies between top and the cursor (or the future): windows end at top
+    top = cursor.when if cursor is not None else time.time() + FIRST_SPAN
 
-    top = ref  # no row matching lies between top and ref: windows end at top
-
-    def start(span: float | None) -> float | None:
-        since = flt.since if span is None or top - span <= floor else top - span
-        return since if flt.since is None or since is None else max(since, flt.since)
-
-    def window(span: float | None, cap: int | None) -> tuple[list[MessageRow], int, float]:
+    def window(span: float | None, cap: int | None) -> tuple[list[MessageRow], int, float, float]:
         """The last ``n`` rows of the window of ``span`` seconds before ``top`` (all
-        before it when None), how many it holds (``cap + 1`` at most), and the time of
-        the last row read."""
+        before it when None), how many it holds (``cap + 1`` at most), and the times of
+        the first and the last row read."""
+        since = None if span is None else top - span
+        if flt.since is not None:
+            since = flt.since if since is None else max(since, flt.since)
         last: deque[MessageRow] = deque(maxlen=n)
         seen = 0
+        first = top
         keep = (lambda r: _key(r) < limit) if limit is not None else (lambda _r: True)
-        for row in _take(vault, replace(base, since=start(span)), lock, keep, None):
+        for row in _take(vault, replace(base, since=since), lock, keep, None):
+            if not seen:
+                first = row.delivered
             last.append(row)
             seen += 1
             if cap is not None and seen > cap:
                 break
-        return list(last), seen, last[-1].delivered if last else top
+        return list(last), seen, first, last[-1].delivered if last else top
 
     cap = max(CAP, 4 * n)  # a window that holds a page is not "too big"
-    span = FIRST_SPAN
+    span: float | None = FIRST_SPAN
     small: float | None = None  # a span known to hold too few rows
-    big: float | None = None  # a span known to hold too many
+    big = math.inf  # a span known to hold too many
     for _ in range(MAX_PROBES):
-        rows, seen, reached = window(span, cap)
-        opened = max(top - span, floor)
-        if seen <= cap and (seen >= n or top - span <= floor):
+        rows, seen, first, reached = window(span, cap)
+        if seen <= cap and (seen >= n or span is None):
             return rows[::-1]
         # the next span from the density seen (2 pages' worth), kept between the bounds
-        if seen > cap:
-            big = span
-            guess = span / GROWTH if reached <= opened else 2 * n * (reached - opened) / seen
+        if seen > cap:  # the oldest cap + 1 rows of the window were read
+            big = math.inf if span is None else span
+            guess = 2 * n * max(reached - first, 0.0) / seen
         else:  # the whole window was read: nothing newer than its last row
-            guess = span * GROWTH if seen == 0 else 2 * n * (reached - opened) / seen
-            top, small = reached if seen else opened, None
-            guess = max(guess, 1.0)
-        if not ((small or 0.0) < guess < (big or math.inf)):
-            guess = math.sqrt(small * big) if small and big else (small or 0.0) * GROWTH
-            if big and not small:
-                guess = big / GROWTH
-        span = guess
-        if big is not None and (big < 1.0 or (small is not None and big - small < 1.0)):
+            assert span is not None
+            guess = span * GROWTH if seen == 0 else 2 * n * span / seen
+            top, small = reached if seen else top - span, None
+        if small is not None and guess <= small:
+            guess = math.sqrt(small * big) if big < math.inf else small * GROWTH
+        if guess >= big:
+            guess = math.sqrt(small * big) if small is not None else big / GROWTH
+        span = None if guess > MAX_SPAN else max(guess, 1e-3)
+        if big < 1.0 or (small is not None and big - small < 1.0):
             break  # a second holds more than CAP rows: narrowing does not help
     # many rows share (nearly) one time: read the narrowest too-big window through
-    rows, _, _ = window(big, None)
+    rows, _, _, _ = window(None if big == math.inf else big, None)
     return rows[::-1]
