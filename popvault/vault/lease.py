@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -33,6 +34,8 @@ from popvault.vault.backend import Backend, ObjectNotFound
 from popvault.vault.lock import host_name, process_alive, process_start
 
 PREFIX = "locks"
+#: A lease's object name (:class:`Lease`); anything else under ``locks/`` is not one.
+LEASE_NAME = re.compile(r"^locks/[0-9a-f]{32}\Z")
 #: A lease not refreshed for this long is stale (seconds).
 STALE = 30 * 60.0
 #: How often a holder refreshes its lease.
@@ -86,6 +89,8 @@ def read_leases(backend: Backend) -> list[LeaseInfo | tuple[str, None]]:
     """Every lease object: parsed, or (name, None) when it cannot be read."""
     out: list[LeaseInfo | tuple[str, None]] = []
     for name in backend.list(PREFIX):
+        if not LEASE_NAME.match(name):
+            continue  # not a lease: the conditional-write probe (s3.py) lives here too
         try:
             info = _parse(name, backend.get(name))
         except ObjectNotFound:

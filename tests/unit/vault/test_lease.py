@@ -178,3 +178,14 @@ def test_a_writer_whose_lease_was_broken_commits_nothing() -> None:
         v.add_message(text_message(1), SourceInfo("acct", "test", uidl="u1"))
     assert backend.list("commits") == []
     v.close()
+
+
+def test_the_conditional_write_probe_is_not_a_lease() -> None:
+    """The probe object lives under locks/ too (an append-only bucket lets popvault
+    delete there): one left by a process killed while probing, or another writer's
+    probe seen mid-way, must not read as an unreadable lease and lock everyone out."""
+    backend = MemoryBackend()
+    backend.put(f"{PREFIX}/.popvault-probe-0123456789abcdef", b"1")
+    assert read_leases(backend) == []
+    lease = acquire_lease(backend, "popvault backup", print, settle=0)
+    lease.release()
