@@ -90,7 +90,7 @@ def read_leases(backend: Backend) -> list[LeaseInfo | tuple[str, None]]:
     out: list[LeaseInfo | tuple[str, None]] = []
     for name in backend.list(PREFIX):
         if not LEASE_NAME.match(name):
-            continue  # not a lease: the conditional-write probe (s3.py) lives here too
+            continue  # not a lease (not popvault's)
         try:
             info = _parse(name, backend.get(name))
         except ObjectNotFound:

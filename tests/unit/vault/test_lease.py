@@ -180,12 +180,13 @@ def test_a_writer_whose_lease_was_broken_commits_nothing() -> None:
     v.close()
 
 
-def test_the_conditional_write_probe_is_not_a_lease() -> None:
-    """The probe object lives under locks/ too (an append-only bucket lets popvault
-    delete there): one left by a process killed while probing, or another writer's
-    probe seen mid-way, must not read as an unreadable lease and lock everyone out."""
+def test_only_lease_names_are_leases() -> None:
+    """Leases are locks/<32 hex>. Another object under locks/ (not popvault's: listings
+    already skip dot-names such as the conditional-write probe) is no lease, so it
+    cannot lock every writer out as an unreadable one."""
     backend = MemoryBackend()
-    backend.put(f"{PREFIX}/.popvault-probe-0123456789abcdef", b"1")
+    backend.put(f"{PREFIX}/README", b"not a lease")
+    backend.put(f"{PREFIX}/{'a' * 31}", b"{}")
     assert read_leases(backend) == []
     lease = acquire_lease(backend, "popvault backup", print, settle=0)
     lease.release()
