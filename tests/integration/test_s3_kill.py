@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.backup_helpers import REPO
+from tests.support.backup_helpers import REPO, run_cli
 from tests.support.dovecot import Dovecot, UserInfo, served_bytes
-from tests.support.s3relay import S3Relay
+from tests.support.s3relay import Fault, S3Relay
 from tests.support.s3runs import (
     backup_command,
     backup_env,
@@ -109,3 +109,58 @@ def test_kill_minus_9_during_uploads(
     check_read_data(url, tmp_path / "fresh-last")
     seqs = commit_seqs(url)
     assert len(seqs) == len(set(seqs)), seqs
+
+
+def test_commit_record_landing_after_its_writer_died(
+    dovecot: Dovecot,
+    dovecot_user: UserInfo,
+    s3_vault: str,
+    relay: S3Relay,
+    cache_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """A writer killed while its commit record is still on the way (held in a proxy or
+    in kernel buffers): the record lands after the next writer took the same sequence
+    number. Known hazard of object stores (a request outlives its writer; the lock
+    cannot fence it): writers notice, refuse (exit 20) and delete nothing; ``repair``
+    brings the vault back, with every message once."""
+    url = f"{s3_vault}/v"
+    init_vault(url, cache_dir)
+    mail = big_messages(3, 10_000, seed=13)
+    dovecot.deliver(dovecot_user, mail)
+    env = backup_env(cache_dir, dovecot_user, AWS_ENDPOINT_URL=relay.endpoint)
+    relay.add(Fault("late", method="PUT", key="/commits/", seconds=10))
+    proc = subprocess.Popen(
+        backup_command(dovecot, dovecot_user, url),
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not relay.injected("late"):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    code, _report, err = run_backup(dovecot, dovecot_user, url, env)
+    assert code == 0, err
+    deadline = time.monotonic() + 30
+    while sum(1 for m, p, o in relay.log if m == "PUT" and "/commits/" in p and o == "200") < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert commit_seqs(url) == [1, 1]  # the late record took the number again
+
+    code, _report, err = run_backup(dovecot, dovecot_user, url, env)
+    assert code == 20, err
+    assert "2 commits carry sequence number 1" in err
+    res = run_cli(url, ["repair"], env)  # type: ignore[arg-type]
+    assert res.returncode == 0, res.stderr
+    dovecot.deliver(dovecot_user, big_messages(1, 10_000, seed=14))
+    code, _report, err = run_backup(dovecot, dovecot_user, url, env)
+    assert code == 0, err
+    fresh = tmp_path / "fresh"
+    check_read_data(url, fresh)
+    want = sorted(served_bytes(m) for m in [*mail, *big_messages(1, 10_000, seed=14)])
+    assert vault_contents(url, fresh) == want

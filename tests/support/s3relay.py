@@ -12,7 +12,10 @@ the server or, when a scripted :class:`Fault` matches it, answers or breaks inst
   status line when it has none), then the connection is closed (a GET cut off
   mid-download, a PUT stored whose answer is lost);
 - ``stall``: the request is passed on, then nothing is sent back for ``seconds`` before
-  the connection is closed (a silent stall; the client's read timeout must end it).
+  the connection is closed (a silent stall; the client's read timeout must end it);
+- ``late``: the whole request is held for ``seconds``, then passed on and answered — a
+  request still on its way (in a proxy, in kernel buffers) when its client dies, which
+  lands after it.
 
 Two standing policies: ``deny_delete`` answers every DELETE ``403 AccessDenied`` except
 for the writer lock (``.../lock``) and leases (``.../locks/...``) — what an append-only
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-FAULT_KINDS = ("slowdown", "cut_request", "cut_response", "stall")
+FAULT_KINDS = ("slowdown", "cut_request", "cut_response", "stall", "late")
 
 
 @dataclass
@@ -260,6 +263,9 @@ class S3Relay:
                     return
                 if length and not req.body:
                     req.body = _read_exact(cf, length)
+                if fault is not None and fault.kind == "late":
+                    self._note(req, "late")
+                    time.sleep(fault.seconds)
                 if fault is not None and fault.kind == "slowdown":
                     self._note(req, "slowdown")
                     client.sendall(_error(503, "Slow Down", "SlowDown", "Please reduce rate."))
@@ -283,8 +289,8 @@ class S3Relay:
                 if fault is not None and fault.kind == "cut_response":
                     self._note(req, "cut_response")
                     head_end = answer.index(b"\r\n\r\n") + 4
-                    body = len(answer) - head_end  # no body: cut in the status line
-                    client.sendall(answer[: head_end + body // 2 if body else 8])
+                    rest = len(answer) - head_end  # no body: cut in the status line
+                    client.sendall(answer[: head_end + rest // 2 if rest else 8])
                     return
                 self._note(req, answer[9:12].decode())
                 client.sendall(answer)
