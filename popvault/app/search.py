@@ -324,7 +324,7 @@ def only_hits(
     """``flt`` narrowed to the messages ``query`` finds (``export --query``), after
     indexing what is not indexed yet. Raises :class:`QueryError`."""
     q = parse_query(query) if isinstance(query, str) else query
-    index_new(vault, progress=progress)
+    index_run(vault, progress, always=True)
     ids = frozenset(h.row.id for h in search(vault, q, sort="date", snippets=False))
     return dataclasses.replace(flt, ids=ids if flt.ids is None else flt.ids & ids)
 
@@ -418,17 +418,21 @@ def indexing_enabled() -> bool:
     return os.environ.get("POPVAULT_SEARCH_INDEX", "1").strip().lower() not in ("0", "off", "no")
 
 
-def index_run(vault: Vault, progress: Progress | None = None) -> IndexReport:
+def index_run(
+    vault: Vault, progress: Progress | None = None, *, always: bool = False
+) -> IndexReport:
     """After a writer's run (backup, repair): :func:`index_new`, unless
-    ``POPVAULT_SEARCH_INDEX=0`` (then ``search`` indexes when it runs). A failure (the
-    cache busy for a minute, say) is a warning, never the run's failure."""
-    if not indexing_enabled():
+    ``POPVAULT_SEARCH_INDEX=0`` (then ``search`` indexes when it runs); ``always``
+    (search, ``export --query``): whatever that says. A failure (the cache busy for a
+    minute, say) is a warning, never the run's failure: a search then answers from what
+    is indexed."""
+    if not (always or indexing_enabled()):
         return IndexReport()
     progress = progress or NullProgress()
     try:
         return index_new(vault, progress=progress)
     except Exception as exc:  # a by-product of the run: the run itself succeeded
-        progress.warn(f"search index not updated ({exc}); 'popvault search' will catch up")
+        progress.warn(f"search index not brought up to date ({exc}); searches may miss new mail")
         return IndexReport()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from popvault.app.search import Sort, index_new, parse_query, pending_count, search
+from popvault.app.search import Sort, index_run, parse_query, pending_count, search
 from popvault.cli.cmd_list import echo_lines, json_line, text_line
 from popvault.cli.context import Context, pass_ctx
 
@@ -42,7 +42,7 @@ def command(
         if missing:
             if not ctx.quiet:
                 click.echo(f"indexing {missing} message(s) not yet indexed ...", err=True)
-            done = index_new(vault, progress=ctx.progress())
+            done = index_run(vault, ctx.progress(), always=True)
             if done.partial:
                 ctx.warn(f"{done.partial} message(s) could be indexed only in part")
         hits = search(vault, parsed, sort=sort, limit=limit, snippets=as_json)
