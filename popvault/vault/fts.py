@@ -1,7 +1,8 @@
 """The full-text search index inside the local cache (docs/search.md; format §9.3).
 
-An SQLite FTS5 table, ``search``, in the same (SQLCipher-encrypted) cache file as the
-rest of the index cache: one row a message with its sender, recipients (To and Cc),
+An SQLite FTS5 table, ``fts``, in the same (SQLCipher-encrypted) cache file as the
+rest of the index cache: one row a message, its rowid the message's rowid in
+``messages``, with its sender, recipients (To and Cc),
 subject, body text, attachment file names and ``facts`` (words such as ``attachment``
 that ``has:`` queries match), tokenized by ``unicode61`` with ``remove_diacritics 2``
 (case and accents folded, any script). ``unicode61`` does not split CJK text (a run of
