@@ -48,11 +48,9 @@ def packs_stored(relay: S3Relay) -> int:
     return sum(1 for m, p, o in relay.log if m == "PUT" and "/packs/" in p and o == "200")
 
 
-def kill_after_packs(cmd: list[str], env: dict[str, str], relay: S3Relay, packs: int) -> bool:
-    """Start the backup, SIGKILL it once ``packs`` more packs are stored; False when
-    the run ended first."""
-    start = packs_stored(relay)
-    proc = subprocess.Popen(
+def launch(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A CLI run in the background, its output dropped."""
+    return subprocess.Popen(
         cmd,
         env=env,
         cwd=REPO,
@@ -60,6 +58,13 @@ def kill_after_packs(cmd: list[str], env: dict[str, str], relay: S3Relay, packs:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def kill_after_packs(cmd: list[str], env: dict[str, str], relay: S3Relay, packs: int) -> bool:
+    """Start the backup, SIGKILL it once ``packs`` more packs are stored; False when
+    the run ended first."""
+    start = packs_stored(relay)
+    proc = launch(cmd, env)
     try:
         deadline = time.monotonic() + 120
         while packs_stored(relay) < start + packs:
@@ -130,14 +135,7 @@ def test_commit_record_landing_after_its_writer_died(
     dovecot.deliver(dovecot_user, mail)
     env = backup_env(cache_dir, dovecot_user, AWS_ENDPOINT_URL=relay.endpoint)
     relay.add(Fault("late", method="PUT", key="/commits/", seconds=10))
-    proc = subprocess.Popen(
-        backup_command(dovecot, dovecot_user, url),
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = launch(backup_command(dovecot, dovecot_user, url), env)
     deadline = time.monotonic() + 60
     while not relay.injected("late"):
         assert proc.poll() is None and time.monotonic() < deadline
