@@ -46,8 +46,6 @@ from popvault.vault.s3net import (
     CONNECT_TIMEOUT,
     RetryPolicy,
     Traffic,
-    body_size,
-    kind_of,
     retryable,
 )
 from popvault.vault.s3settings import S3Settings
@@ -218,22 +216,9 @@ class S3Backend:
         if style is None and not _is_aws(client.meta.endpoint_url):
             client = make("path")
         self.endpoint = client.meta.endpoint_url
-        client.meta.events.register("before-send.s3", self._count)
-        client.meta.events.register("before-parse.s3", self._count_answer)
+        client.meta.events.register("before-send.s3", self.traffic.on_send)
+        client.meta.events.register("before-parse.s3", self.traffic.on_answer)
         return client
-
-    def _count(self, request: Any = None, **_kwargs: Any) -> None:
-        if request is None:
-            self.traffic.request("other", 0)
-            return
-        kind = kind_of(str(request.method), str(request.url), request.headers)
-        self.traffic.request(kind, body_size(request.body, request.headers))
-
-    def _count_answer(self, response_dict: Any = None, **_kwargs: Any) -> None:
-        """Bodies parsed by botocore (listings, errors); object bodies count as read."""
-        body = (response_dict or {}).get("body")
-        if isinstance(body, (bytes, bytearray)):
-            self.traffic.got(len(body))
 
     def _key(self, name: str) -> str:
         _check_name(name)

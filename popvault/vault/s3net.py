@@ -162,6 +162,21 @@ class Traffic:
         with self._lock:
             self.received += n
 
+    def on_send(self, request: Any = None, **_kwargs: Any) -> None:
+        """botocore's ``before-send`` event: one request, of its kind and body size."""
+        if request is None:
+            self.request("other", 0)
+            return
+        kind = kind_of(str(request.method), str(request.url), request.headers)
+        self.request(kind, body_size(request.body, request.headers))
+
+    def on_answer(self, response_dict: Any = None, **_kwargs: Any) -> None:
+        """botocore's ``before-parse`` event: bodies it parses (listings, errors); object
+        bodies are counted by the reader (:meth:`got`)."""
+        body = (response_dict or {}).get("body")
+        if isinstance(body, (bytes, bytearray)):
+            self.got(len(body))
+
     @property
     def requests(self) -> int:
         with self._lock:
