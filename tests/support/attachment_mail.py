@@ -6,13 +6,13 @@ streams in a PDF, JPEG entropy coding, the zip container of .docx/.xlsx), so the
 barely compress. :func:`attachment_heavy` gives such a mailbox, seeded and reproducible
 like everything in :mod:`tests.support.generate`, whose people, threads and text it uses:
 
-- about 40 % of the messages carry no attachment (plain, HTML, or both, in UTF-8,
+- about half of the messages carry no attachment (plain, HTML, or both, in UTF-8,
   ISO-8859-1/15, windows-1252, KOI8-R, windows-1251 or ISO-2022-JP, as 7bit, 8bit,
   quoted-printable or base64);
 - the others carry one to four: mostly 50 KB-2 MB (log-uniform) PDFs, JPEGs, PNGs and
   office files, small inline images and logos, text/calendar/CSV files, and now and then
   a 5-25 MB one (a scan, a video clip, a slide deck);
-- about one message in eight forwards an earlier attachment (same decoded bytes, base64
+- about one message in sixteen forwards an earlier attachment (same decoded bytes, base64
   wrapped at 76, 72 or 64 columns), and one in twenty-five forwards an earlier message
   whole as ``message/rfc822``.
 
