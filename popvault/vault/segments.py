@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from popvault.errors import IntegrityError
 from popvault.vault.backend import MAX_OBJECT, Backend, ObjectNotFound
 from popvault.vault.config import json_object
 from popvault.vault.crypto import MasterKeys, open_object, seal_object
+from popvault.vault.lock import host_name
 from popvault.vault.pack import BlobLocation
 from popvault.vault.records import CommitRecord, Segment
 
@@ -145,9 +145,7 @@ class CommitLog:
         """Put the next commit record (§8.1); the commit point. Returns its short name.
         ``position``: the (seq, parent) taken by :meth:`next_position` for this commit."""
         seq, parent = position if position is not None else self.next_position()
-        record = CommitRecord(
-            seq, time.time(), socket.gethostname(), packs, segments, parent, accepts
-        )
+        record = CommitRecord(seq, time.time(), host_name(), packs, segments, parent, accepts)
         body = json.dumps(record.to_json()).encode()
         cdata = seal_object(self.keys, self.vault_id, COMMIT_MAGIC, body)
         cname = f"{seq:010d}-{hashlib.sha256(cdata).hexdigest()}"
