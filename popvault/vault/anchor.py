@@ -10,7 +10,8 @@ else ``$XDG_STATE_HOME/popvault``, else ``~/.local/state/popvault``):
   moves forward. Per location, because copies of one vault (``popvault copy``) are
   legitimately behind their source: each is held to what was seen of it;
 - ``locations/<sha256 of the location>.json``: the vault id last seen at a location
-  (``{"location": "...", "vault_id": "<32 hex>"}``).
+  (``{"location": "...", "vault_id": "<32 hex>"}``), and for object storage whether it
+  honoured conditional writes when last probed (``"conditional_writes": true``).
 
 The location key is :func:`location_key`; the cache file is named with it too.
 
@@ -120,7 +121,23 @@ class Anchor:
     def remember_location(self) -> None:
         """Remember that this location holds this vault."""
         if self.vault_at_location() != self.vault_id:
-            _write(self._location_file, {"location": self.location, "vault_id": self.vault_id})
+            self._update_location(vault_id=self.vault_id)
+
+    def note_conditional_writes(self, honoured: bool) -> bool | None:
+        """Remember whether the storage here honours conditional writes (the probe's
+        answer, format §10.1); the answer it gave before when that was different."""
+        before = (self._location_body() or {}).get("conditional_writes")
+        if before is not honoured:
+            self._update_location(conditional_writes=honoured)
+        return before if isinstance(before, bool) and before is not honoured else None
+
+    def _location_body(self) -> dict[str, Any] | None:
+        body = _read(self._location_file)
+        return body if body is not None and body.get("location") == self.location else None
+
+    def _update_location(self, **fields: object) -> None:
+        body = self._location_body() or {}
+        _write(self._location_file, {**body, "location": self.location, **fields})
 
 
 def _digest(location: str) -> str:

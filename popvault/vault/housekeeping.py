@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from popvault.errors import IntegrityError
 from popvault.vault import guard
-from popvault.vault.backend import ObjectNotFound
+from popvault.vault.anchor import Anchor
+from popvault.vault.backend import Backend, ObjectNotFound
 from popvault.vault.cache import IndexCache
 from popvault.vault.orphans import pack_contents
 from popvault.vault.pack import BlobLocation
@@ -116,3 +117,24 @@ def rebuild_cache(
             cache.apply(None, [], records_from_json(items))
     cache.mark_applied(commits)
     return {"commits": len(commits), "packs": len(packs)}
+
+
+def note_probe(backend: Backend, anchor: Anchor, label: str, warn: Callable[[str], None]) -> None:
+    """Remember whether the storage honours conditional writes (probed when the writer
+    lock was taken) and say so when the answer changed since this machine last asked:
+    the lock protocol changes with it (format §10.1), so every machine writing to the
+    vault must see the same answer. A state folder that cannot be written is no error."""
+    honoured = getattr(backend, "conditional_writes", None)
+    if not isinstance(honoured, bool):
+        return
+    try:
+        before = anchor.note_conditional_writes(honoured)
+    except OSError:
+        return
+    if before is not None:
+        now, then = ("honours", "lease") if honoured else ("no longer honours", "lock object")
+        warn(
+            f"the storage of {label} {now} conditional writes (If-None-Match): the writer"
+            f" lock is no longer a {then}; let no older popvault, and no machine that"
+            " reaches the storage another way, write to this vault meanwhile"
+        )

@@ -339,6 +339,11 @@ class S3Backend:
             self._conditional = self.probe_conditional_writes()
         return self._conditional
 
+    @property
+    def conditional_writes(self) -> bool | None:
+        """The probe's answer, once it ran (None before)."""
+        return self._conditional
+
     def _put_if_absent(self, name: str, key: str, body: bytes) -> bool:
         """True if this call created the object. A 412 after a retry that may have
         written the object already is told apart by reading it back (a 412 to the

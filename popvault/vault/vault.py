@@ -159,6 +159,7 @@ class Vault:
             if write:
                 with interrupts.critical():  # a lock taken is a lock this Vault releases
                     v._lock = lockmod.acquire(backend, command, v.warn)
+                housekeeping.note_probe(backend, v._anchor, label, v.warn)
                 backend.cleanup_temporary()
             if sync:
                 v._open_checks(write=write, repairing=repairing)
