@@ -66,8 +66,10 @@ FILTERS = ("has", "account", "before", "after")
 MAX_INDEXED = 32 << 20
 #: The index's word for a message with attachments (what has:attachment matches).
 ATTACHMENT_FACT = "attachment"
-#: Messages indexed a transaction.
+#: Messages indexed a transaction: read back from the vault (their text held meanwhile),
+#: or given by the caller (fewer, larger transactions: FTS5 merges less).
 BATCH = 200
+BATCH_GIVEN = 2000
 
 
 class QueryError(UsageError):
@@ -380,7 +382,7 @@ def index_new(
         return rep
     progress.start("search index", total, None)
     while True:
-        batch = index.unindexed(BATCH)
+        batch = index.unindexed(BATCH if docs is None else BATCH_GIVEN)
         if not batch:
             break
         out: list[tuple[int, bytes, SearchDoc]] = []
@@ -444,26 +446,37 @@ def _document_batch(_mac: bytes, batch: list[bytes]) -> list[Any]:
 class Indexer:
     """Indexes what a run (import) adds, after each of its commits: documents of the
     messages it was given (:meth:`add`) are made by a helper process while the run goes
-    on (:mod:`popvault.app.helper`; made here if the helper fails), the rest are read
-    back from the vault. Close it (a context manager) to stop the helper."""
+    on (:mod:`popvault.app.helper`; made here if a helper fails), the rest are read
+    back from the vault. Close it (a context manager) to stop the helpers."""
 
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, helpers: int | None = None) -> None:
         self.vault = vault
         self.enabled = indexing_enabled()
         self._docs: dict[bytes, tuple[SearchDoc, bool]] = {}
-        # the helper never sees a key: it makes documents of bytes the run already has
-        self._helper: Preparer[bytes] = Preparer(b"", work=_document_batch, max_pending=8 << 20)
+        # a helper for every core the run leaves free (the run itself keeps about one
+        # busy), up to four; ``helpers=0``: made in this process. The helpers never see
+        # a key: they make documents of bytes the run already has
+        n = helpers if helpers is not None else min(4, max(1, (os.cpu_count() or 1) - 1))
+        self._helpers: list[Preparer[bytes]] = [
+            Preparer(b"", work=_document_batch, max_pending=8 << 20) for _ in range(n)
+        ]
+        self._added = 0
         self.report = IndexReport()
 
     def add(self, msg_id: bytes, data: bytes) -> None:
         """A new message's bytes (pending until the next commit)."""
-        if self.enabled:
-            self._helper.submit(data, msg_id)
+        if self.enabled and not self._helpers:
+            self._docs[msg_id] = document(data)
+        elif self.enabled:
+            # 64 messages to a helper in turn (a helper's batch)
+            self._helpers[self._added // 64 % len(self._helpers)].submit(data, msg_id)
+            self._added += 1
             self._collect(wait=False)
 
     def _collect(self, wait: bool) -> None:
-        for data, msg_id, result in self._helper.ready(wait):
-            self._docs[msg_id] = document(data) if result is None else cast(Any, result)
+        for helper in self._helpers:
+            for data, msg_id, result in helper.ready(wait):
+                self._docs[msg_id] = document(data) if result is None else cast(Any, result)
 
     def committed(self) -> None:
         """After a commit: index what it added."""
@@ -475,7 +488,8 @@ class Indexer:
             self._docs.clear()
 
     def close(self) -> None:
-        self._helper.close()
+        for helper in self._helpers:
+            helper.close()
 
     def __enter__(self) -> Indexer:
         return self

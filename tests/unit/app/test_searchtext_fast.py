@@ -1,0 +1,85 @@
+"""searchtext's fast path (one text part, or multipart of text parts, read without the
+email package's parser) gives what the full parser gives, and steps aside for the rest."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from pathlib import Path
+
+import pytest
+
+from popvault.app import searchtext
+from popvault.app.searchtext import SearchText, search_text
+from tests.support.generate import adversarial, realistic
+
+CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
+
+
+def _full(data: bytes, monkeypatch: pytest.MonkeyPatch) -> SearchText:
+    with monkeypatch.context() as m:
+        m.setattr(searchtext, "_single_part", lambda _data, _depth=0: None)
+        return search_text(data)
+
+
+def _words(t: SearchText) -> tuple[object, ...]:
+    def norm(s: str) -> list[str]:
+        return "".join(c if c.isalnum() else " " for c in s).lower().split()
+
+    return (
+        norm(t.from_),
+        norm(t.to),
+        norm(t.cc),
+        norm(t.subject),
+        norm(t.body),
+        [norm(f) for f in t.filenames],
+        t.problems,
+    )
+
+
+def _samples() -> list[bytes]:
+    out = list(realistic(60, seed=3, avg_size=4000)) + [d for _, d in adversarial()]
+    if CORPUS.is_dir():
+        out += [p.read_bytes() for p in sorted(CORPUS.rglob("*.eml"))]
+    return out
+
+
+def test_fast_path_agrees_with_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = 0
+    for data in _samples():
+        if searchtext._single_part(data) is not None:
+            fast += 1
+        assert _words(search_text(data)) == _words(_full(data, monkeypatch))
+    assert fast >= 20  # the test is not vacuous
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Type: text/plain\r\n\r\nno end boundary\r\n",
+        b"Subject: x\r\nContent-Type: text/plain; name=a.txt\r\n\r\nnamed\r\n",
+        b"Subject: x\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n",
+        b"Subject: x\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n",
+        b"no header section at all",
+    ],
+)
+def test_fast_path_steps_aside(data: bytes) -> None:
+    assert searchtext._single_part(data) is None
+
+
+def test_multipart_alternative_takes_both_texts() -> None:
+    msg = email.message_from_bytes(
+        b"From: a@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="xx"\r\n\r\npreamble\r\n--xx\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"cGxhaW53b3Jk\r\n--xx\r\nContent-Type: text/html\r\n\r\n<p>html<b>word</b></p>\r\n"
+        b"--xx--\r\nepilogue\r\n",
+        policy=email.policy.compat32,
+    )
+    data = msg.as_bytes()
+    got = searchtext._single_part(data)
+    assert got is not None
+    assert "plainword" in got.body
+    assert "htmlword" in got.body
+    assert "preamble" not in got.body and "epilogue" not in got.body
