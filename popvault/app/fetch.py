@@ -37,7 +37,7 @@ PREPARE_MIN = 200
 PREPARE_MAX = 512 << 10
 #: Messages from PREPARE_MAX up to this size are prepared by a thread of this process
 #: (helper.Preparer.submit_local); larger ones are streamed into the vault.
-THREAD_MAX = 16 << 20
+THREAD_MAX = 4 << 20
 
 #: What the preparer carries with each message: number, UIDL, bytes and lines received.
 Tag = tuple[int, str, int, int]

@@ -182,7 +182,7 @@ class Preparer(Generic[T]):
         max_pending: int = 2 << 20,
         stop_timeout: float = 5.0,
         work: Work = _prepare_batch,
-        max_local: int = 24 << 20,
+        max_local: int = 8 << 20,
     ) -> None:
         self._mac = mac
         self._work = work
