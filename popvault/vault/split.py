@@ -87,8 +87,11 @@ def _full_lines(length: int, eol: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"(?:[A-Za-z0-9+/]{%d}%s)+" % (length, re.escape(eol)))
 
 
-def _decode_exact(encoded: bytes, eol: bytes) -> bytes | None:
-    """The decoded bytes if ``encoded`` is exactly their canonical wrapped base64.
+def _decode_exact(
+    encoded: bytes, eol: bytes, start: int = 0, end: int | None = None
+) -> bytes | None:
+    """The decoded bytes if ``encoded[start:end]`` is exactly their canonical wrapped
+    base64.
 
     The caller guarantees the line structure (full lines of exactly ``L`` alphabet
     characters, then at most one shorter last line of alphabet characters and at most
@@ -97,15 +100,17 @@ def _decode_exact(encoded: bytes, eol: bytes) -> bytes | None:
     canonical base64 of the decoded bytes. With that structure checked, one lenient
     SIMD pass decodes it (it skips exactly the line ends, the only bytes outside the
     alphabet; it releases the interpreter lock), and the length and last group decide
-    canonicity without the text ever being copied without its line ends.
+    canonicity. The run is read in place (a view): neither it nor the text without its
+    line ends is ever copied.
     """
+    end = len(encoded) if end is None else end
     try:
-        decoded = pybase64.b64decode(encoded, validate=False)
+        decoded = pybase64.b64decode(memoryview(encoded)[start:end], validate=False)
     except binascii.Error:
         return None
-    chars = len(encoded) - encoded.count(b"\n") * len(eol)
+    chars = end - start - encoded.count(b"\n", start, end) * len(eol)
     # the last four characters, whatever the line length (short lines span several)
-    tail = encoded[-4 * (1 + len(eol)) :].translate(None, b"\r\n")[-4:]
+    tail = encoded[max(start, end - 4 * (1 + len(eol))) : end].translate(None, b"\r\n")[-4:]
     return decoded if _canonical_text(decoded, chars, tail) else None
 
 
@@ -195,7 +200,7 @@ def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment | None]:
     for run_end in ends:
         if run_end - start < B64_MIN:
             break
-        decoded = _decode_exact(body[start:run_end], eol)
+        decoded = _decode_exact(body, eol, start, run_end)
         if decoded is not None:
             return run_end, Segment("b64", decoded, length, eol)
     return max(full_end, nl + 1), None
@@ -216,30 +221,35 @@ _CTE = b"content-transfer-encoding:"
 _BASE64_VALUE = re.compile(rb"[ \t]*base64")
 
 
-def _base64_headers(body: bytes) -> Iterator[int]:
-    """Offsets just after each ``Content-Transfer-Encoding: base64`` (any case).
+def _base64_headers(body: bytes, start: int = 0) -> list[int]:
+    """Offsets just after each ``Content-Transfer-Encoding: base64`` (any case) from
+    ``start`` on.
 
     A literal search on a lower-cased copy: a case-insensitive regex over the whole body
-    would cost several times more."""
+    would cost several times more. The offsets are collected at once, so that the copy
+    is gone before any attachment is decoded (a large message is held once, not twice).
+    """
     low = body.lower()
-    pos = low.find(_CTE)
+    out = []
+    pos = low.find(_CTE, start)
     while pos >= 0:
         m = _BASE64_VALUE.match(low, pos + len(_CTE))
         if m is not None:
-            yield m.end()
+            out.append(m.end())
         pos = low.find(_CTE, pos + len(_CTE))
+    return out
 
 
-def split_body(body: bytes, *, base64_body: bool = False) -> Iterator[Segment]:
-    """Body bytes as txt and b64 segments whose concatenation is exactly ``body``.
+def split_body(body: bytes, *, base64_body: bool = False, offset: int = 0) -> Iterator[Segment]:
+    """Segments whose concatenation is exactly ``body[offset:]`` (read in place).
 
     A run is looked for where a MIME part declares ``Content-Transfer-Encoding: base64``:
     at the first line after that part's header section, and at the very start when the
     message's own header declares it (``base64_body``) (format §7.1).
     """
-    done = 0
-    starts = (_part_body_start(body, end) for end in _base64_headers(body))
-    for start in itertools.chain([0] if base64_body else [], starts):
+    done = offset
+    starts = (_part_body_start(body, end) for end in _base64_headers(body, offset))
+    for start in itertools.chain([offset] if base64_body else [], starts):
         if start < done:
             continue
         run_end, seg = _take_run(body, start, len(body))
@@ -265,6 +275,7 @@ def split_message(data: bytes) -> Iterator[Segment]:
         end = len(data)
     if 0 < end <= HEADER_MAX:
         yield Segment("hdr", data[:end])
-        yield from split_body(data[end:], base64_body=_CTE_BASE64.search(data, 0, end) is not None)
+        base64_body = _CTE_BASE64.search(data, 0, end) is not None
+        yield from split_body(data, base64_body=base64_body, offset=end)
     else:
         yield from split_body(data)

@@ -60,3 +60,28 @@ def test_decode_exact_of_a_large_attachment() -> None:
     run = base64.encodebytes(data).replace(b"\n", b"\r\n")
     assert _decode_exact(run, b"\r\n") == data
     assert _decode_exact(run[:-6] + b"Q=\r\n", b"\r\n") is None
+
+
+def test_split_in_place_matches_split_of_a_copy() -> None:
+    """The body is split where it lies in the message (``offset``), never copied out:
+    the same segments as splitting a copy of the body."""
+    from popvault.vault.split import header_end, split_body
+    from tests.support.attachment_mail import attachment_heavy
+    from tests.support.generate import adversarial, redundant
+
+    messages = [*attachment_heavy(40, 5), *redundant(40, 3), *(m for _, m in adversarial())]
+    for data in messages:
+        end = max(header_end(data), 0)
+        for b64 in (False, True):
+            got = list(split_body(data, base64_body=b64, offset=end))
+            assert got == list(split_body(data[end:], base64_body=b64))
+            assert b"".join(_raw(s) for s in got) == data[end:]
+
+
+def _raw(seg: object) -> bytes:
+    from popvault.vault.split import Segment
+
+    assert isinstance(seg, Segment)
+    if seg.kind != "b64":
+        return seg.data
+    return wrap_lines(base64.b64encode(seg.data), seg.line_length, seg.eol)
