@@ -3,9 +3,10 @@ message page, and the list's mbox download; HTML made by Jinja2 templates that e
 everything they are given (``popvault/web/templates``).
 
 The list without a query, newest first, is :func:`popvault.app.search.search` without
-words in date order (the cache walked newest first in its delivery index; ``?page=N``);
-oldest first, or filtered by sender (a part of the From header, as ``list --from``),
-it pages through the cache listing by a cursor in the URL (:mod:`popvault.web.listing`).
+words in date order (the cache walked newest first in its delivery index; ``?page=N``;
+with a sender filter, a part of the From header as ``list --from``, the rows that hold
+it, ``?skip=N``); oldest first it pages through the cache listing by a cursor in the
+URL (:mod:`popvault.web.listing`).
 With a query (``/?q=``, the query language of docs/search.md) it pages through
 :func:`~popvault.app.search.search` by offset, by relevance or newest first. The filter
 fields (account, sender, since, until) apply to both: with a query they become its
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 #: Rows on a page.
 PAGE = 50
+#: Rows one page of the list filtered by sender reads at most (newest first).
+SCAN = 20_000
 #: Characters that mark a hit in a search snippet (never in mail text we show).
 _MARKS = ("\x02", "\x03")
 _SORTS = {
@@ -178,7 +181,9 @@ class Pages:
             raise UsageError(f"sort: {sort!r} is not one of newest, oldest")
         before = Cursor.parse(params["before"]) if params.get("before") else None
         after = Cursor.parse(params["after"]) if params.get("after") else None
-        if sort == "newest" and not form.sender and before is None and after is None:
+        if sort == "newest" and before is None and after is None:
+            if form.sender:
+                return self._newest_from(form, params, base)
             return self._newest(form, params, base)
         # reading toward older rows: newest first unless going back, oldest first going back
         down = after is None if sort == "newest" else before is not None
@@ -243,6 +248,62 @@ class Pages:
         summary = self._summary(form, bool(rows))
         shown = [_row(r) for r in rows]
         return self._offset_page(base, "newest", "list", shown, form.params(), page, more, summary)
+
+    def _newest_from(self, form: Form, params: dict[str, str], base: dict[str, Any]) -> Response:
+        """The list newest first with a sender filter: the date order of :meth:`_newest`
+        read 500 rows at a time and kept when the From header contains the text (as
+        ``list --from``), from ``?skip=N`` rows on, until a page is full or
+        :data:`SCAN` rows were read (then "older" goes on from there)."""
+        from popvault.app import search as engine
+
+        v = self.viewer
+        flt = form.filter()
+        try:
+            skip = max(0, int(params.get("skip", "0")))
+        except ValueError:
+            raise UsageError(f"skip: {params['skip']!r} is not a number") from None
+        query = engine.Query(
+            accounts=(form.account,) if form.account else (), after=flt.since, before=flt.until
+        )
+        text = form.sender.lower()
+        rows: list[MessageRow] = []
+        pos = skip  # the date-order position of the next row to look at
+        resume: int | None = None  # where "older" starts
+        while resume is None:
+            with v.lock:
+                found = engine.search(v.vault, query, sort="date", limit=500, offset=pos)
+                batch = [h.row for h in found]
+            for row in batch:
+                pos += 1
+                if text in row.from_.lower():
+                    if len(rows) == PAGE:
+                        resume = pos - 1
+                        break
+                    rows.append(row)
+            if resume is None and len(batch) < 500:
+                break  # the end of the list
+            if resume is None and pos - skip >= SCAN:
+                resume = pos
+        keep = form.params()
+        summary = self._summary(form, bool(rows))
+        if resume is not None and len(rows) < PAGE:
+            summary += f" (looked at {pos - skip} messages; older ones: next page)"
+        return self._page(
+            "list.html",
+            **base,
+            sort="newest",
+            sorts=_SORTS["list"],
+            rows=[_row(r) for r in rows],
+            summary=summary,
+            error="",
+            hint="",
+            mbox_url=_url("/mbox", keep),
+            first_url=_url("/", keep) if skip else "",
+            prev_url="",
+            next_url=_url("/", {**keep, "skip": str(resume)}) if resume is not None else "",
+            prev_label="newer",
+            next_label="older",
+        )
 
     def _offset_page(
         self,
