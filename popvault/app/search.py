@@ -314,7 +314,7 @@ def search(
     if (limit is not None and limit < 0) or offset < 0:
         raise QueryError("search: limit and offset cannot be negative")
     found = SearchIndex.of(vault).hits(
-        to_sql(q), sort=sort, limit=limit, offset=offset, marks=marks
+        to_sql(q), sort=sort, limit=limit, offset=offset, marks=marks, snippets=snippets
     )
     for row, score, snippet in found:
         yield Hit(row, round(-score, 6) + 0.0, snippet)

@@ -104,3 +104,11 @@ def test_a_message_is_indexed_once(vault: Vault) -> None:
     assert list(search(vault, "word")) == []
     assert index_new(vault).indexed == 12
     assert len(list(search(vault, "word"))) == 12
+
+
+def test_snippets_only_when_asked(vault: Vault) -> None:
+    with_snippets = list(search(vault, "filler"))
+    assert all("[filler]" in h.snippet for h in with_snippets)
+    assert all(h.snippet == "" for h in search(vault, "filler", snippets=False))
+    marked = next(iter(search(vault, "filler", marks=("<b>", "</b>"))))
+    assert "<b>filler</b>" in marked.snippet
