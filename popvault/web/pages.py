@@ -269,9 +269,10 @@ class Pages:
         rows: list[MessageRow] = []
         pos = skip  # the date-order position of the next row to look at
         resume: int | None = None  # where "older" starts
+        step = min(500, SCAN)
         while resume is None:
             with v.lock:
-                found = engine.search(v.vault, query, sort="date", limit=500, offset=pos)
+                found = engine.search(v.vault, query, sort="date", limit=step, offset=pos)
                 batch = [h.row for h in found]
             for row in batch:
                 pos += 1
@@ -280,7 +281,7 @@ class Pages:
                         resume = pos - 1
                         break
                     rows.append(row)
-            if resume is None and len(batch) < 500:
+            if resume is None and len(batch) < step:
                 break  # the end of the list
             if resume is None and pos - skip >= SCAN:
                 resume = pos

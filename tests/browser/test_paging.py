@@ -4,6 +4,7 @@ dense minutes, and more messages at one instant than a probe reads."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +83,44 @@ def test_a_cursor_is_text_both_ways_and_junk_is_refused() -> None:
     for junk in ("", "nan:" + "00" * 32, "1:abc", "x" * 100, "inf:" + "00" * 32):
         with pytest.raises(Exception, match="not a list position"):
             Cursor.parse(junk)
+
+
+def test_sender_pages_newest_first_scan_in_bounded_steps(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The list newest first by sender reads at most SCAN rows a page and goes on from
+    there; every matching message is shown once, newest first."""
+    from popvault.vault import MessageMeta
+    from popvault.web import pages
+    from popvault.web.viewer import Viewer
+
+    isolate_cache(monkeypatch, tmp_path)
+    monkeypatch.setattr(pages, "PAGE", 4)
+    monkeypatch.setattr(pages, "SCAN", 30)
+    _, v = memory_vault()
+    want = []
+    for n in range(120):
+        sender = "Rare Sender <rare@example.org>" if n % 17 == 0 else f"x{n}@example.org"
+        meta = MessageMeta(
+            1_600_000_000.0, 1_600_000_000.0 + n * 3600, sender, subject=f"message {n}"
+        )
+        v.add_message(text_message(n), SourceInfo("acct", "test"), meta)
+        if n % 17 == 0:
+            want.append(f"message {n}")
+    v.commit()
+    viewer = Viewer(v, 1, "tok")
+    headers = {"host": "127.0.0.1:1", "cookie": "popvault_1=tok"}
+    seen: list[str] = []
+    url: str | None = "/?from=RARE%40"
+    pages_read = 0
+    while url:
+        r = viewer.handle("GET", url, headers)
+        assert r.status == 200 and isinstance(r.body, bytes)
+        body = r.body.decode()
+        seen += re.findall(r'href="/m/[0-9a-f]{64}">([^<]*)<', body)
+        m = re.search(r'id="next" rel="next" href="([^"]+)"', body)
+        url = m.group(1).replace("&amp;", "&") if m else None
+        pages_read += 1
+    v.close()
+    assert seen == want[::-1]
+    assert pages_read >= 120 // 30  # no page read more than SCAN rows
