@@ -1,8 +1,10 @@
 """The fetch-and-store stage of a backup: RETR pipelined into the vault, in batches.
 
 Each message goes from the POP3 stream into the vault as it arrives: collected whole for
-the helper process (:mod:`popvault.app.helper`) when it is small and a helper runs, else
-streamed into a :class:`~popvault.vault.MessageWriter`. It is checked against its LIST
+the helper process (:mod:`popvault.app.helper`) when it is small and a helper runs, or
+for a thread of this process when it is up to THREAD_MAX (decoding and keyed hashing
+release the interpreter lock, so it runs beside the socket reader), else streamed into
+a :class:`~popvault.vault.MessageWriter`. It is checked against its LIST
 size (a mismatch keeps it on the server for good) and committed in batches. Whatever
 arrived whole is committed when the session breaks; on an interrupt, what is filed is
 committed and the rest dropped without waiting for the helper (the next run fetches it
