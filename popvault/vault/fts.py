@@ -37,9 +37,12 @@ if TYPE_CHECKING:
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
   sender, recipients, subject, body, filename, facts,
-  tokenize = 'unicode61 remove_diacritics 2');
+  tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3');
 """
 TABLE = "fts"
+#: (``prefix``: indexes of every word's first 2 and 3 characters, so that ``li*`` and
+#: ``lis*`` read one list instead of merging those of every word they start; a third
+#: more index, and a snippet of a prefix query costs a look-up instead of 25 ms.)
 #: Columns a query's words look in unless a field names one (not ``facts``).
 TEXT_COLUMNS = ("sender", "recipients", "subject", "body", "filename")
 #: bm25 weights, in column order (sender, recipients, subject, body, filename, facts).
