@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from popvault.errors import IntegrityError
+from popvault.vault.anchor import location_key
 from popvault.vault.pack import HEADER_SIZE
 from popvault.vault.vault import Vault
 from tests.support.vaults import (
@@ -72,6 +73,15 @@ def vault_copy(built: Built, tmp_path: Path) -> Path:
     dst = tmp_path / "v"
     shutil.copytree(built.root, dst)
     return dst
+
+
+def _warm_cache(built: Built, root: Path, dest: Path) -> None:
+    """The cache made while building the vault, as the copy at ``root`` finds it: caches
+    are kept per location, so the file takes the name of the copy's location."""
+    shutil.copytree(built.warm, dest)
+    old, new = (location_key(str(r.resolve())) for r in (built.root, root))
+    for p in dest.iterdir():
+        p.rename(p.with_name(p.name.replace(old, new)))
 
 
 def _offsets(size: int) -> list[int]:
@@ -156,7 +166,7 @@ def _expect_damage(root: Path, name: str, built: Built, tmp: Path, original: byt
         return
     warm = tmp / "warm"
     shutil.rmtree(warm, ignore_errors=True)
-    shutil.copytree(built.warm, warm)
+    _warm_cache(built, root, warm)
     caches = [warm] if kind in ("commits", "index") else [warm, cold]
     for cache in caches:
         with _open(root, cache) as v:
@@ -312,7 +322,7 @@ def test_deleted_middle_commit(built: Built, vault_copy: Path, tmp_path: Path) -
         assert not v.check(read_data=True).ok
     # warm cache: the cache knew commit 2; the rollback is noticed and said
     warm = tmp_path / "warm"
-    shutil.copytree(built.warm, warm)
+    _warm_cache(built, vault_copy, warm)
     warnings: list[str] = []
     with Vault.open(vault_copy, PASSPHRASE, cache_dir=warm, warn=warnings.append) as v:
         assert any("lacks 1 commit" in w for w in warnings)
@@ -321,7 +331,7 @@ def test_deleted_middle_commit(built: Built, vault_copy: Path, tmp_path: Path) -
     # a writer refuses the vault (exit 20, naming repair) and deletes nothing
     packs_before = _pack_files(vault_copy)
     warm2 = tmp_path / "warm2"
-    shutil.copytree(built.warm, warm2)
+    _warm_cache(built, vault_copy, warm2)
     with pytest.raises(IntegrityError) as err:
         Vault.open(vault_copy, PASSPHRASE, write=True, cache_dir=warm2, warn=warnings.append)
     assert "commit" in err.value.message and "popvault repair" in (err.value.hint or "")
@@ -345,7 +355,7 @@ def test_deleted_segment(built: Built, vault_copy: Path, tmp_path: Path) -> None
     with pytest.raises(IntegrityError):  # cold cache cannot sync: exit 20, not 1
         _open(vault_copy, tmp_path / "cold").close()
     warm = tmp_path / "warm"
-    shutil.copytree(built.warm, warm)
+    _warm_cache(built, vault_copy, warm)
     with _open(vault_copy, warm) as v:
         rep = v.check()
         assert not rep.ok
@@ -354,7 +364,7 @@ def test_deleted_segment(built: Built, vault_copy: Path, tmp_path: Path) -> None
 
 def test_warm_cache_does_not_mask_damage(built: Built, vault_copy: Path, tmp_path: Path) -> None:
     warm = tmp_path / "warm"
-    shutil.copytree(built.warm, warm)
+    _warm_cache(built, vault_copy, warm)
     with _open(vault_copy, warm) as v:
         # read everything once: frames now sit in the in-memory frame cache
         for mid, data in built.messages.items():
