@@ -282,7 +282,8 @@ def parse_report(stdout: str) -> tuple[int, list[dict[str, Any]]]:
     """The ``--json`` report: (exit code, account entries), each with every field."""
     report = json.loads(stdout)
     assert isinstance(report, dict)
-    assert set(report) == {"exit_code", "accounts"}
+    assert set(report) == {"exit_code", "accounts", "storage"}
+    assert report["storage"] is None  # a folder vault: no requests to count
     accounts = report["accounts"]
     assert isinstance(accounts, list)
     for a in accounts:
