@@ -403,9 +403,14 @@ def test_check_beside_a_running_writer_does_not_call_its_packs_leftovers(
         cache_dir=tmp_path / "writer-cache",
     )
     try:
-        # messages until a pack is full: it is written long before the commit
+        # messages until a pack is full: it is written long before the commit (by a
+        # thread: a pack being written is a temporary dot-file until it is complete)
         def packs() -> set[str]:
-            return {p.name for p in (filled_vault / "packs").rglob("*") if p.is_file()}
+            return {
+                p.name
+                for p in (filled_vault / "packs").rglob("*")
+                if p.is_file() and not p.name.startswith(".")
+            }
 
         committed = packs()
         for seed in range(20):
@@ -422,7 +427,7 @@ def test_check_beside_a_running_writer_does_not_call_its_packs_leftovers(
         assert "a writer is running (popvault backup, process" in res.err, str(res)
         assert f"process {os.getpid()} on" in res.err
         assert "not problems" in res.err and "interrupted run" not in res.err, str(res)
-        assert packs() == committed | uncommitted  # check removed nothing
+        assert committed | uncommitted <= packs()  # check removed nothing
     finally:
         writer.close()  # without a commit: now its packs are leftovers indeed
     res = run("--vault", filled_vault, "check")
