@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import email
 import email.policy
-from pathlib import Path
 
 import pytest
 
 from popvault.app import searchtext
 from popvault.app.searchtext import SearchText, search_text
+from tests.support.corpus import find_corpus
 from tests.support.generate import adversarial, realistic
 
-CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
+CORPUS = find_corpus()
 
 
 def _full(data: bytes, monkeypatch: pytest.MonkeyPatch) -> SearchText:
@@ -39,7 +39,7 @@ def _words(t: SearchText) -> tuple[object, ...]:
 
 def _samples() -> list[bytes]:
     out = list(realistic(60, seed=3, avg_size=4000)) + [d for _, d in adversarial()]
-    if CORPUS.is_dir():
+    if CORPUS is not None:
         out += [p.read_bytes() for p in sorted(CORPUS.rglob("*.eml"))]
     return out
 
