@@ -9,10 +9,11 @@ Windows-1252, which decodes any byte), and the file names of attachments (RFC 22
 RFC 2047 names too; raw 8-bit header bytes as UTF-8, else Windows-1252). Messages
 are parsed with the email package's ``compat32`` policy and headers decoded here: the
 default policy's header objects cost five times as much (1.6 against 0.3 ms for a 3 KB
-message), and search indexes every message. Mail made only of text parts (one part, or
-multipart/alternative: most mail) is read without the parser at all
-(:func:`_single_part`, a fifth of the time again); anything it does not recognise goes to
-the parser. Broken MIME never stops it: a part that cannot be read is counted in
+message), and search indexes every message. Most mail is read without the parser at
+all (:func:`_single_part`, a fifth of the time again): text parts in multiparts up to
+four levels deep, forwarded messages, and attachments, which are named from their own
+header section without their bodies being read (attachment-heavy mail: 37 -> 176 MB/s);
+anything it does not recognise goes to the parser. Broken MIME never stops it: a part that cannot be read is counted in
 ``problems`` and the rest is still taken. Work is bounded: at most ``MAX_PARTS`` parts
 and ``MAX_TEXT`` characters of body text per message.
 """
@@ -34,6 +35,8 @@ from html.parser import HTMLParser
 MAX_PARTS = 500
 #: Characters of body text kept per message.
 MAX_TEXT = 1 << 20
+#: Levels of nested multiparts and forwarded messages the fast path reads.
+MAX_DEPTH = 4
 #: Raw 8-bit header bytes as the parser hands them over (surrogate escapes).
 _RAW_BYTES = re.compile("[\udc80-\udcff]")
 
@@ -185,13 +188,19 @@ def _single_part(data: bytes, depth: int = 0) -> SearchText | None:
         fields.setdefault(name.lower(), []).append(value.lstrip(" \t"))  # as the parser
     ctype = (fields.get("content-type") or ["text/plain"])[-1]
     main = ctype.split(";", 1)[0].strip().lower() or "text/plain"
-    if "content-disposition" in fields or "name" in ctype.lower():
+    named = "content-disposition" in fields or "name" in ctype.lower()
+    text_or_multi = main in ("text/plain", "text/html") or main.startswith("multipart/")
+    if depth and (named or not text_or_multi):
+        # a part inside a multipart: an attachment, a forwarded message
+        return _attached(data[:end], body, main, depth)
+    if named:
         return None
     if main.startswith("multipart/"):
-        texts = _parts(body, ctype, depth)
-        if texts is None:
+        subs = _parts(body, ctype, depth)
+        if subs is None:
             return None
-        out = SearchText(body="\n".join(t for t in texts if t)[:MAX_TEXT])
+        out = SearchText(body="\n".join(t.body for t in subs if t.body)[:MAX_TEXT])
+        out.filenames = [f for t in subs for f in t.filenames]
         _named_fields(out, fields)
         return out
     if main not in ("text/plain", "text/html"):
@@ -216,22 +225,39 @@ def _single_part(data: bytes, depth: int = 0) -> SearchText | None:
     return out
 
 
+def _attached(head: bytes, body: bytes, main: str, depth: int) -> SearchText | None:
+    """A part with a name or of another type than text, inside a multipart: its file
+    name as the parser gives it (its header section parsed alone: the body, mostly an
+    encoded attachment, is never read), or a forwarded message's texts and names; a
+    named text part that is not an attachment goes to the parser (its text counts)."""
+    if main in ("message/rfc822", "message/news"):
+        inner = _single_part(body, depth + 1)
+        return None if inner is None else SearchText(body=inner.body, filenames=inner.filenames)
+    if main.startswith(("multipart/", "message/")):
+        return None  # a named multipart, a delivery report...: the parser decides
+    part = email.message_from_bytes(head + b"\n\n", policy=email.policy.compat32)
+    if main in ("text/plain", "text/html") and part.get_content_disposition() != "attachment":
+        return None
+    name = _filename(part)
+    return SearchText(filenames=[name] if name else [])
+
+
 def _named_fields(out: SearchText, fields: dict[str, list[str]]) -> None:
     out.from_, out.to, out.cc, out.subject = (
         " ".join(" ".join(_decode_raw(v).split()) for v in fields.get(k, [])) for k in _NAMED_FIELDS
     )
 
 
-def _parts(body: bytes, ctype: str, depth: int) -> list[str] | None:
-    """The texts of a multipart body's parts (see :func:`_single_part`), None when one
-    of them needs the full parser."""
+def _parts(body: bytes, ctype: str, depth: int) -> list[SearchText] | None:
+    """The texts and file names of a multipart body's parts (see :func:`_single_part`),
+    None when one of them needs the full parser."""
     found = _BOUNDARY.search(ctype)
-    if found is None or depth >= 2:
+    if found is None or depth >= MAX_DEPTH:
         return None
     chunks = (b"\n" + body).split(b"\n--" + found.group(1).strip('"').encode())
     if len(chunks) < 3 or not chunks[-1].startswith(b"--") or len(chunks) > MAX_PARTS:
         return None
-    texts: list[str] = []
+    texts: list[SearchText] = []
     for chunk in chunks[1:-1]:
         line_end = chunk.find(b"\n")
         if line_end < 0 or chunk[:line_end].strip():
@@ -243,7 +269,7 @@ def _parts(body: bytes, ctype: str, depth: int) -> list[str] | None:
         sub = _single_part(part, depth + 1)
         if sub is None:
             return None
-        texts.append(sub.body)
+        texts.append(sub)
     return texts
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from popvault.app import searchtext
 from popvault.app.searchtext import SearchText, search_text
+from tests.support.attachment_mail import attachment_heavy
 from tests.support.corpus import find_corpus
 from tests.support.generate import adversarial, realistic
 
@@ -39,18 +40,40 @@ def _words(t: SearchText) -> tuple[object, ...]:
 
 def _samples() -> list[bytes]:
     out = list(realistic(60, seed=3, avg_size=4000)) + [d for _, d in adversarial()]
+    out += list(attachment_heavy(40, seed=5))  # attachments, forwards, many charsets
     if CORPUS is not None:
         out += [p.read_bytes() for p in sorted(CORPUS.rglob("*.eml"))]
     return out
 
 
 def test_fast_path_agrees_with_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast = 0
+    fast = named = 0
     for data in _samples():
-        if searchtext._single_part(data) is not None:
+        got = searchtext._single_part(data)
+        if got is not None:
             fast += 1
+            named += bool(got.filenames)
         assert _words(search_text(data)) == _words(_full(data, monkeypatch))
-    assert fast >= 20  # the test is not vacuous
+    assert fast >= 20 and named >= 20  # not vacuous: attachments took the fast path too
+
+
+def test_an_attachment_s_body_is_not_read() -> None:
+    """The fast path names an attachment without decoding it: a body that is not even
+    base64 changes nothing."""
+    msg = (
+        b"From: a@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+        b"Content-Type: text/plain\r\n\r\nthe letter\r\n--b1\r\n"
+        b'Content-Type: application/pdf; name="=?utf-8?q?R=C3=A9sum=C3=A9?=.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: attachment; filename*=utf-8''Lebenslauf%20J%C3%BCrgen.pdf\r\n"
+        b"\r\n!!! not base64 at all !!!\r\n--b1--\r\n"
+    )
+    got = searchtext._single_part(msg)
+    assert got is not None
+    assert got.body == "the letter"
+    assert got.filenames == ["Lebenslauf Jürgen.pdf"]
+    assert got.problems == 0
 
 
 @pytest.mark.parametrize(
