@@ -421,9 +421,14 @@ def indexing_enabled() -> bool:
 
 
 def index_run(
-    vault: Vault, progress: Progress | None = None, *, always: bool = False
+    vault: Vault,
+    progress: Progress | None = None,
+    *,
+    always: bool = False,
+    docs: Mapping[bytes, tuple[SearchDoc, bool]] | None = None,
 ) -> IndexReport:
-    """After a writer's run (backup, repair): :func:`index_new`, unless
+    """After a writer's run (backup, repair): :func:`index_new` (with the ``docs`` the
+    run made while it had the bytes: the rest is read back), unless
     ``POPVAULT_SEARCH_INDEX=0`` (then ``search`` indexes when it runs); ``always``
     (search, ``export --query``): whatever that says. A failure (the cache busy for a
     minute, say) is a warning, never the run's failure: a search then answers from what
@@ -432,7 +437,7 @@ def index_run(
         return IndexReport()
     progress = progress or NullProgress()
     try:
-        return index_new(vault, progress=progress)
+        return index_new(vault, docs, progress=progress)
     except Exception as exc:  # a by-product of the run: the run itself succeeded
         progress.warn(f"search index not brought up to date ({exc}); searches may miss new mail")
         return IndexReport()

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from popvault.app.search import search
+from popvault.vault.vault import Vault
 from tests.cli.test_search import FOUND, NOT_FOUND, planted
 from tests.support.backup_helpers import cli_env, open_vault, run_cli
 from tests.support.dovecot import Dovecot, UserInfo
@@ -57,3 +61,38 @@ def test_backup_indexes_what_it_fetched(
     with open_vault(vault_path, cache_dir) as v:
         assert v.cache.db.execute("SELECT count(*) FROM fts").fetchone()[0] == 17
     assert _found(vault_path, cache_dir, "plantbecasse") == {ids["qp"]}
+
+
+def test_backup_indexes_from_the_bytes_it_has(
+    dovecot: Dovecot,
+    dovecot_user: UserInfo,
+    vault: Vault,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backup makes the index documents of what it fetched while it holds the bytes:
+    nothing is read back from the vault for the index but the messages too large to
+    hold (streamed into the vault), and every message is indexed by the run."""
+    from popvault.app import fetch as fetch_mod
+    from popvault.app import search as search_mod
+    from popvault.app.backup import backup_account
+    from tests.integration.test_backup_dovecot import account
+
+    read_back: list[bytes] = []
+    real = search_mod._read_document
+
+    def counting(v: Vault, msg_id: bytes, size: int) -> tuple[Any, bool]:
+        read_back.append(msg_id)
+        return real(v, msg_id, size)
+
+    monkeypatch.setattr(search_mod, "_read_document", counting)
+    monkeypatch.setattr(fetch_mod, "THREAD_MAX", 64 << 10)  # larger ones: streamed
+    mail = [*realistic(12, seed=8), *(planted()[n] for n in ("qp", "html", "subject"))]
+    big = b"Subject: a big one\r\n\r\n" + b"plantbigword line of text\r\n" * 20_000
+    dovecot.deliver(dovecot_user, [*mail, big])
+    rep = backup_account(vault, account(dovecot, dovecot_user), dovecot_user.password)
+    assert rep.new == len(mail) + 1
+    assert read_back == [vault.keyed_id(big)]  # only the streamed one
+    assert vault.cache.db.execute("SELECT count(*) FROM fts").fetchone()[0] == len(mail) + 1
+    assert {h.row.id for h in search(vault, "plantbigword", snippets=False)} == {
+        vault.keyed_id(big)
+    }
