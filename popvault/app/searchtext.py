@@ -13,9 +13,10 @@ message), and search indexes every message. Most mail is read without the parser
 all (:func:`_single_part`, a fifth of the time again): text parts in multiparts up to
 four levels deep, forwarded messages, and attachments, which are named from their own
 header section without their bodies being read (attachment-heavy mail: 37 -> 176 MB/s);
-anything it does not recognise goes to the parser. Broken MIME never stops it: a part that cannot be read is counted in
-``problems`` and the rest is still taken. Work is bounded: at most ``MAX_PARTS`` parts
-and ``MAX_TEXT`` characters of body text per message.
+anything it does not recognise goes to the parser. Broken MIME never stops it: a part
+that cannot be read is counted in ``problems`` and the rest is still taken. Work is
+bounded: at most ``MAX_PARTS`` parts and ``MAX_TEXT`` characters of body text per
+message.
 """
 
 from __future__ import annotations
