@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,12 @@ from tests.support.dovecot import Dovecot, DovecotError, UserInfo
 from tests.support.seaweedfs import Seaweed, SeaweedError
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+# A suite started in the background by a script (``cmd &``) inherits SIGINT ignored, and
+# so would every popvault the tests start: the Ctrl-C tests would then test the shell,
+# not popvault. Python's own handler here (a handler is reset to the default on exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 _user_numbers = itertools.count(1)
 _bucket_numbers = itertools.count(1)
 
