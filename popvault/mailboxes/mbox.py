@@ -202,7 +202,9 @@ def _read(f: BinaryIO, name: str, unquote: bool) -> Iterator[SourceMessage]:
                 nxt = w.base + m.end() - 5
                 break
             search = max(w.end - 8, start - 1)
-            keep = start - 1 if w.end - start <= LARGE_FILE else search
+            # a message is dropped from the window only once it is sure to be streamed:
+            # its separator, still ahead, puts its end past start + LARGE_FILE
+            keep = start - 1 if w.end - start <= LARGE_FILE + 8 else search
             if not w.more(keep):
                 end = w.end
                 tail = w.buf[-3:]
@@ -217,26 +219,13 @@ def _read(f: BinaryIO, name: str, unquote: bool) -> Iterator[SourceMessage]:
             stream = functools.partial(_stream_range, name, start, end, unquote)
             yield SourceMessage(data=b"", source=source, from_line_time=when, stream=stream)
         else:
-            if start >= w.base:
-                data = w.buf[start - w.base : end - w.base]
-            else:  # not reached: a message this small is kept in the window
-                data = _read_range(f, name, start, end)
+            data = w.buf[start - w.base : end - w.base]
             if unquote and b">From " in data:
                 data = _UNQUOTE_RE.sub(rb"\1", data)
             yield SourceMessage(data=data, source=source, from_line_time=when)
         if nxt is None:
             return
         line = nxt
-
-
-def _read_range(f: BinaryIO, name: str, start: int, end: int) -> bytes:
-    resume = f.tell()
-    f.seek(start)
-    data = f.read(end - start)
-    f.seek(resume)
-    if len(data) != end - start:
-        raise MailboxFormatError(f"mbox {name} changed while it was being read")
-    return data
 
 
 def _stream_range(name: str, start: int, end: int, unquote: bool) -> Iterator[bytes]:
