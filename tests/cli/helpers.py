@@ -79,6 +79,15 @@ def run_sub(
     return Result(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "backslashreplace"))
 
 
+def one_line_error(res: Result, code: int) -> str:
+    """The one ``popvault: error:`` line of a run that exited ``code``, no traceback."""
+    assert res.code == code, res
+    lines = [ln for ln in res.err.splitlines() if ln.startswith("popvault: error:")]
+    assert len(lines) == 1, res
+    assert "Traceback" not in res.err
+    return lines[0]
+
+
 def make_vault(path: Path, passphrase: str = PASSPHRASE) -> Path:
     """Create an empty vault at ``path`` with the cheap test KDF; returns ``path``."""
     Vault.init(

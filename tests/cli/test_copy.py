@@ -22,6 +22,7 @@ from tests.cli.helpers import (
     Result,
     make_vault,
     messages,
+    one_line_error,
     run,
     simple_message,
     tree,
@@ -59,14 +60,6 @@ def export(vault: Path | str, dest: Path) -> dict[str, bytes]:
     res = run("--vault", vault, "export", dest, "--format", "eml")
     assert res.code == 0, res
     return {p.name: p.read_bytes() for p in sorted(dest.iterdir())}
-
-
-def one_line_error(res: Result, code: int) -> str:
-    assert res.code == code, res
-    lines = [ln for ln in res.err.splitlines() if ln.startswith("popvault: error:")]
-    assert len(lines) == 1, res
-    assert "Traceback" not in res.err
-    return lines[0]
 
 
 def test_full_copy_is_the_same_vault(vault: Path, tmp_path: Path) -> None:

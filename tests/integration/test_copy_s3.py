@@ -24,8 +24,8 @@ from popvault.vault import SourceInfo
 from popvault.vault.crypto import TEST_KDF
 from popvault.vault.s3 import S3Backend, parse_s3_url
 from popvault.vault.vault import Vault
-from tests.cli.helpers import PASSPHRASE, REPO, messages, run, simple_message
-from tests.cli.test_copy import add_commits, copy, export, one_line_error, summary
+from tests.cli.helpers import PASSPHRASE, REPO, messages, one_line_error, run, simple_message
+from tests.cli.test_copy import add_commits, copy, export, summary
 from tests.support.s3relay import Fault, S3Relay
 from tests.support.seaweedfs import Seaweed
 

@@ -19,7 +19,7 @@ import pytest
 from popvault.vault.crypto import TEST_KDF
 from popvault.vault.s3 import S3Backend
 from popvault.vault.vault import Vault
-from tests.cli.helpers import PASSPHRASE, Result, messages, run, write_mbox
+from tests.cli.helpers import PASSPHRASE, Result, messages, one_line_error, run, write_mbox
 from tests.support.backup_helpers import cli_env
 from tests.support.dovecot import Dovecot, UserInfo, served_bytes
 from tests.support.seaweedfs import Seaweed
@@ -78,14 +78,6 @@ def archived(url: str, cache_dir: Path) -> list[bytes]:
         return sorted(v.read_message(m.id) for m in v.messages())
     finally:
         v.close()
-
-
-def one_line_error(res: Result, code: int) -> str:
-    assert res.code == code, res
-    lines = [ln for ln in res.err.splitlines() if ln.startswith("popvault: error:")]
-    assert len(lines) == 1, res
-    assert "Traceback" not in res.err
-    return lines[0]
 
 
 def test_import_list_show_export_check(url: str, cache_dir: Path, tmp_path: Path) -> None:
