@@ -24,6 +24,7 @@ class Context:
     config: str | None
     quiet: bool
     _passphrase: Passphrase | None = field(default=None, repr=False)
+    _s3_applied: bool = field(default=False, repr=False)
 
     def progress(self) -> CliProgress:
         return CliProgress(self.quiet)
@@ -46,8 +47,11 @@ class Context:
 
     def _with_s3_settings(self, vault: str) -> str:
         """The config's ``[s3]`` settings, for its own S3 vault, as the environment
-        variables the backend reads (a variable set already wins)."""
-        if vault.startswith("s3://"):
+        variables the backend reads (a variable set already wins); once a command."""
+        from popvault.vault import is_vault_url
+
+        if not self._s3_applied and is_vault_url(vault):
+            self._s3_applied = True
             from popvault.app.config import cli_config, s3_environment
 
             os.environ.update(s3_environment(cli_config(self.config), vault))
