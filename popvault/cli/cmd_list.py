@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
+from json.encoder import encode_basestring
 
 import click
 
@@ -19,16 +20,21 @@ def _iso(t: float | None) -> str | None:
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def _times(row: MessageRow) -> tuple[str | None, str | None, str | None]:
+    """The delivery, received and archived times as text; the delivery is one of the
+    other two (or the file time): its text is made once."""
+    received, archived = _iso(row.received), _iso(row.first_archived)
+    delivered = row.delivered
+    if delivered == row.received:
+        return received, received, archived
+    if delivered == row.first_archived:
+        return archived, received, archived
+    return _iso(delivered), received, archived
+
+
 def row_json(row: MessageRow) -> dict[str, object]:
     """The documented ``list --json`` object (docs/cli.md)."""
-    received, archived = _iso(row.received), _iso(row.first_archived)
-    delivered = row.delivered  # one of the three times: its text is made once
-    if delivered == row.received:
-        shown = received
-    elif delivered == row.first_archived:
-        shown = archived
-    else:
-        shown = _iso(delivered)
+    shown, received, archived = _times(row)
     return {
         "id": row.id.hex(),
         "size": row.size,
@@ -87,7 +93,36 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 def json_line(row: MessageRow, **extra: object) -> str:
     """A row as ``list --json`` prints it, with ``extra`` keys after its own."""
-    return _ENCODE({**row_json(row), **extra} if extra else row_json(row))
+    if extra:
+        return _ENCODE({**row_json(row), **extra})
+    return _row_text(row)
+
+
+def _row_text(row: MessageRow) -> str:
+    """``_ENCODE(row_json(row))``, the same text without the dict and the encoder's walk
+    over it (7 of a listing's ~27 µs a row; tests compare the two)."""
+    shown, received, archived = _times(row)
+    enc = encode_basestring
+    flags = row.flags
+    return (
+        f'{{"id": "{row.id.hex()}", "size": {int.__repr__(row.size)},'
+        f' "delivered": {_text(shown)}, "date": {_text(_iso(row.date))},'
+        f' "received": {_text(received)}, "archived": {_text(archived)},'
+        f' "from": {enc(row.from_)}, "to": {enc(row.to)}, "cc": {enc(row.cc)},'
+        f' "subject": {enc(row.subject)}, "message_id": {enc(row.message_id)},'
+        f' "accounts": {_texts(row.accounts)}, "uidls": {_texts(row.uidls)},'
+        f' "sources": {_texts(row.sources)},'
+        f' "flags": {"null" if flags is None else enc(flags)}}}'
+    )
+
+
+def _text(s: str | None) -> str:
+    """A date's JSON (its ISO text holds nothing to escape)."""
+    return "null" if s is None else f'"{s}"'
+
+
+def _texts(items: list[str]) -> str:
+    return f"[{', '.join(map(encode_basestring, items))}]"
 
 
 def text_line(row: MessageRow) -> str:

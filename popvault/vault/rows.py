@@ -99,6 +99,14 @@ def stored_message(
 
 
 def _fields(row: Sequence[Any], srcs: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    if len(srcs) == 1:  # most messages arrived once: the same lists, made directly
+        account, uidl, source, flags = srcs[0]
+        accounts, uidls, sources = [account], [] if uidl is None else [uidl], [source]
+    else:
+        accounts = sorted({s[0] for s in srcs})
+        uidls = [s[1] for s in srcs if s[1] is not None]
+        sources = [s[2] for s in srcs]
+        flags = next((s[3] for s in srcs if s[3] is not None), None)
     return {
         "id": row[0],
         "size": row[1],
@@ -111,10 +119,10 @@ def _fields(row: Sequence[Any], srcs: Sequence[Sequence[Any]]) -> dict[str, Any]
         "message_id": row[8] or "",
         "file_time": row[9],
         "first_archived": row[10] if row[10] is not None else 0.0,
-        "accounts": sorted({s[0] for s in srcs}),
-        "uidls": [s[1] for s in srcs if s[1] is not None],
-        "sources": [s[2] for s in srcs],
-        "flags": next((s[3] for s in srcs if s[3] is not None), None),
+        "accounts": accounts,
+        "uidls": uidls,
+        "sources": sources,
+        "flags": flags,
     }
 
 
