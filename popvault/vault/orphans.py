@@ -174,10 +174,18 @@ def read_orphan(reader: Reader, name: str) -> Orphan | None:
 def lost_commits(orphans: list[Orphan], names: list[str]) -> list[str]:
     """Descriptions of commits that existed but whose records are gone, as the marks of
     unnamed packs show them: a mark whose parent is missing, or whose sequence number
-    another commit holds. A mark that continues the newest commit is an interrupted
-    commit — or a lost newest one: only this machine's anchor can tell (guard)."""
+    is below the newest but held by no commit, or held by a commit that does not
+    continue the mark's parent. A mark that continues the newest commit is an
+    interrupted commit — or a lost newest one: only this machine's anchor can tell
+    (guard). A mark for a number another commit took *from the same parent* is a writer
+    that lost the race for that number: on object storage a killed writer's last pack
+    can land after the next writer committed (its requests outlive it); it is adopted
+    like an interrupted commit's (format §8.6 rule 4)."""
     present = {short_name(n) for n in names}
-    newest = max((int(short_name(n)[:10]) for n in names), default=0)
+    at_seq: dict[int, list[str]] = {}
+    for n in names:
+        at_seq.setdefault(int(short_name(n)[:10]), []).append(short_name(n))
+    newest = max(at_seq, default=0)
     out: list[str] = []
     for o in orphans:
         m = o.mark
@@ -188,12 +196,24 @@ def lost_commits(orphans: list[Orphan], names: list[str]) -> list[str]:
                 f"pack {o.name[:12]} belongs to commit {m.seq}, whose parent"
                 f" {m.parent[:16]} is missing"
             )
-        elif m.seq <= newest:
+        elif m.seq <= newest and not _lost_race(m.seq, m.parent, at_seq):
             out.append(
                 f"pack {o.name[:12]} belongs to a commit {m.seq} that is missing"
                 f" (another commit now has that number)"
+                if m.seq in at_seq
+                else f"pack {o.name[:12]} belongs to a commit {m.seq} that is missing"
             )
     return out
+
+
+def _lost_race(seq: int, parent: str | None, at_seq: dict[int, list[str]]) -> bool:
+    """Whether a commit holds ``seq`` and the mark's parent is the one commit before it
+    (so that commit's parent, the chain being checked apart): the same position."""
+    if seq not in at_seq:
+        return False
+    if seq == 1:
+        return parent is None
+    return at_seq.get(seq - 1) == [parent]
 
 
 @dataclass

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from popvault.errors import IntegrityError
-from popvault.vault.records import BlobPiece
+from popvault.vault.orphans import Orphan, lost_commits
+from popvault.vault.records import BlobPiece, CommitMark
 from popvault.vault.vault import Vault
 from tests.support.vaults import (
     PASSPHRASE,
@@ -353,3 +354,74 @@ def test_a_writer_in_step_with_its_cache_reads_no_commit_record(tmp_path: Path) 
     with open_rw(Counting(root), cache_dir=tmp_path / "fresh"):
         pass
     assert any(g.startswith("commits/") for g in gets)
+
+
+def _interrupted_commit(root: Path, cache: Path, messages: list[bytes]) -> dict[bytes, bytes]:
+    """A writer that dies at its commit point: its packs (the last one with its commit
+    mark) are written, its commit record is not."""
+    v = open_rw(root, cache_dir=cache)
+    new = add_batch(v, messages, uidl_prefix="lost-race")
+
+    def fail(*args: object, **kwargs: object) -> str:
+        raise OSError("killed")
+
+    v._log.put_commit = fail  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        v.commit()
+    v.close()
+    return new
+
+
+def test_a_pack_landing_after_its_number_was_taken_is_adopted(
+    vault: tuple[Path, set[bytes]], tmp_path: Path
+) -> None:
+    """On object storage a killed writer's last pack can land after the next writer
+    committed (its requests outlive it). Its mark names a number that commit now holds,
+    from the same parent: a writer that lost the race, not a lost commit. It is adopted,
+    never reported as damage."""
+    root, ids = vault
+    cache = tmp_path / "cache"
+    before = set((root / "packs").rglob("*"))
+    late = _interrupted_commit(root, cache, [text_message(300 + i) for i in range(2)])
+    in_flight = tmp_path / "in-flight"
+    in_flight.mkdir()
+    held = [p for p in (root / "packs").rglob("*") if p.is_file() and p not in before]
+    assert held
+    for p in held:
+        p.rename(in_flight / p.name)  # not there yet when the next writer starts
+    with open_rw(root, cache_dir=cache) as v:
+        mine = add_batch(v, [text_message(400)], uidl_prefix="next")
+        assert v.commit() is not None  # takes number 4, as the dead writer had
+    for p in held:
+        (in_flight / p.name).rename(p)  # the late requests land
+    with open_ro(root, cache_dir=cache) as v:
+        rep = v.check()
+        assert rep.ok, rep.problems
+        assert any("belongs to no commit" in n for n in rep.notes)
+    warnings: list[str] = []
+    with open_rw(root, cache_dir=cache, warn=warnings.append) as v:
+        assert any("no commit names" in w for w in warnings)
+        assert v.commit() is not None
+        assert message_ids(v) == ids | set(mine) | set(late)
+    with open_ro(root, cache_dir=tmp_path / "fresh") as v:
+        rep = v.check(read_data=True)
+        assert rep.ok, rep.problems
+        v.verify_messages(set(late))
+
+
+def test_which_marks_are_lost_commits() -> None:
+    """The rule of format §8.6 item 4, on marks alone."""
+    c = {n: f"{n:010d}-{n:064x}" for n in range(1, 4)}
+    names = [f"commits/{c[n]}" for n in (1, 2, 3)]
+
+    def lost(seq: int, parent: str | None) -> list[str]:
+        return lost_commits([Orphan("ab" * 32, 0, [], [], CommitMark(seq, parent, ()))], names)
+
+    assert lost(4, c[3]) == []  # continues the newest: an interrupted commit
+    assert lost(3, c[2]) == []  # lost the race for number 3 (same parent as commit 3)
+    assert lost(1, None) == []  # lost the race for the first number
+    assert lost(3, c[1]) != []  # number 3 from another parent: a chain that is gone
+    assert lost(2, None) != []
+    assert "is missing" in lost(5, "0000000004-" + "0" * 64)[0]  # its parent is gone
+    gap = [names[0], names[2]]  # commit 2 gone
+    assert lost_commits([Orphan("cd" * 32, 0, [], [], CommitMark(2, c[1], ()))], gap) != []
