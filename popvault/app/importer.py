@@ -263,5 +263,5 @@ def import_sources(
             progress.done()
         if vault.commit():
             rep.commits += 1
-        indexer.committed()
+        indexer.committed(last=True)
     return rep

@@ -27,7 +27,9 @@ import dataclasses
 import datetime as dt
 import os
 import re
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Container, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -36,6 +38,7 @@ from popvault.app.progress import NullProgress, Progress
 from popvault.app.searchtext import search_text
 from popvault.errors import PopvaultError, UsageError
 from popvault.vault import Filter, MessageRow, SearchDoc, SearchIndex, SearchSql, Vault
+from popvault.vault.cache import IndexCache
 
 __all__ = [
     "Hit",
@@ -341,6 +344,8 @@ class IndexReport:
     indexed: int = 0
     #: Messages indexed only in part (broken MIME, damaged or incomplete data).
     partial: int = 0
+    #: Stopped before a message to read back (``read_back=False``).
+    unread: bool = False
 
 
 def document(data: bytes) -> tuple[SearchDoc, bool]:
@@ -367,21 +372,29 @@ def index_new(
     docs: Mapping[bytes, tuple[SearchDoc, bool]] | None = None,
     *,
     progress: Progress | None = None,
+    coming: Container[bytes] = (),
+    read_back: bool = True,
+    index: SearchIndex | None = None,
 ) -> IndexReport:
     """Index every message the cache knows and the index does not: from ``docs``
     (message id -> :func:`document`, when the caller has them) or else read back from
     the vault. A message that cannot be read (damaged, incomplete) is indexed by its
     headers as the cache knows them and counted as partial; nothing here raises for a
     message. Each batch is committed to the cache as it is done (an interrupted run
-    keeps them; the next goes on from there)."""
+    keeps them; the next goes on from there). Indexing stops before the first message
+    in ``coming`` (its document is still being made: the next call goes on from it),
+    and, unless ``read_back``, before the first that would be read back (``unread``).
+    The documents used are taken out of ``docs`` when it is a dict. ``index``: the
+    vault's index on another connection (a thread's own; the vault's by default)."""
     progress = progress or NullProgress()
-    index = SearchIndex.of(vault)
+    index = index or SearchIndex.of(vault)
     rep = IndexReport()
     total = index.unindexed_count()
     if not total:
         return rep
     progress.start("search index", total, None)
-    while True:
+    waiting = False
+    while not waiting:
         batch = index.unindexed(BATCH if docs is None else BATCH_GIVEN)
         if not batch:
             break
@@ -389,12 +402,18 @@ def index_new(
         broken = 0
         for rowid, msg_id, size in batch:
             got = docs.get(msg_id) if docs is not None else None
+            if msg_id in coming or (got is None and not read_back):
+                waiting, rep.unread = True, msg_id not in coming
+                break
             doc, part = got if got is not None else _read_document(vault, msg_id, size)
             out.append((rowid, msg_id, doc))
             broken += part
             progress.advance(1, size)
         rep.indexed += index.add(out, broken)
         rep.partial += broken
+        if isinstance(docs, dict):
+            for _, msg_id, _ in out:
+                docs.pop(msg_id, None)
     progress.done()
     return rep
 
@@ -444,20 +463,27 @@ def index_run(
 
 
 def _document_batch(_mac: bytes, batch: list[bytes]) -> list[Any]:
-    """The helper process's work (:class:`Indexer`): each message's :func:`document`."""
-    return [document(data) for data in batch]
+    """The helper process's work (:class:`Indexer`): each message's :func:`document`,
+    its texts already as the index takes them (the writer's thread only inserts)."""
+    return [(doc.for_index(), part) for doc, part in map(document, batch)]
 
 
 class Indexer:
     """Indexes what a run (import) adds, after each of its commits: documents of the
     messages it was given (:meth:`add`) are made by a helper process while the run goes
-    on (:mod:`popvault.app.helper`; made here if a helper fails), the rest are read
-    back from the vault. Close it (a context manager) to stop the helpers."""
+    on (:mod:`popvault.app.helper`; made here if a helper fails), and inserted by a
+    thread of this process on its own connection to the cache (SQLite works outside
+    Python's lock: the run goes on meanwhile); the rest are read back from the vault,
+    on the run's thread. A commit indexes what is ready and leaves the messages whose
+    documents are still being made to the next: the run waits for neither the helper
+    nor the thread but at its end. Close it (a context manager) to stop both."""
 
     def __init__(self, vault: Vault, helpers: int | None = None) -> None:
         self.vault = vault
         self.enabled = indexing_enabled()
         self._docs: dict[bytes, tuple[SearchDoc, bool]] = {}
+        #: Messages a helper is making the documents of.
+        self._coming: set[bytes] = set()
         # a helper for every core the run leaves free (the run itself keeps about one
         # busy), up to four; ``helpers=0``: made in this process. The helpers never see
         # a key: they make documents of bytes the run already has
@@ -467,34 +493,90 @@ class Indexer:
         ]
         self._added = 0
         self.report = IndexReport()
+        #: The inserting thread, its connection, and the batch it is on.
+        self._thread: ThreadPoolExecutor | None = None
+        self._own: IndexCache | None = None
+        self._job: Future[IndexReport] | None = None
+        self._given: dict[bytes, tuple[SearchDoc, bool]] = {}
+        self._read_back = False
 
     def add(self, msg_id: bytes, data: bytes) -> None:
         """A new message's bytes (pending until the next commit)."""
         if self.enabled and not self._helpers:
             self._docs[msg_id] = document(data)
         elif self.enabled:
-            # 64 messages to a helper in turn (a helper's batch)
+            # 64 messages to a helper in turn (a helper's batch); answers are looked for
+            # once a batch (every message: a tenth of the run's indexing time in polls)
             self._helpers[self._added // 64 % len(self._helpers)].submit(data, msg_id)
+            self._coming.add(msg_id)
             self._added += 1
-            self._collect(wait=False)
+            if self._added % 64 == 0:
+                self._collect(wait=False)
 
     def _collect(self, wait: bool) -> None:
         for helper in self._helpers:
             for data, msg_id, result in helper.ready(wait):
                 self._docs[msg_id] = document(data) if result is None else cast(Any, result)
+                self._coming.discard(msg_id)
 
-    def committed(self) -> None:
-        """After a commit: index what it added."""
-        if self.enabled:
-            self._collect(wait=True)
-            rep = index_new(self.vault, self._docs)
-            self.report.indexed += rep.indexed
-            self.report.partial += rep.partial
-            self._docs.clear()
+    def committed(self, *, last: bool = False) -> None:
+        """After a commit: index what it added whose documents are ready, in the thread;
+        ``last`` (the run's last commit): all of it, before returning."""
+        if not self.enabled:
+            return
+        self._collect(wait=last)
+        self._finish_job()
+        docs, self._docs = self._docs, {}
+        coming = frozenset(self._coming)
+        index = self._index()
+        if last or self._read_back or index is None:
+            # a message to read back is read here (the vault's reader is this thread's)
+            self._account(index_new(self.vault, docs, coming=coming))
+            self._docs.update(docs)
+            return
+        assert self._thread is not None
+        self._given = docs
+        self._job = self._thread.submit(self._insert, index, docs, coming)
+
+    def _insert(
+        self,
+        index: SearchIndex,
+        docs: dict[bytes, tuple[SearchDoc, bool]],
+        coming: frozenset[bytes],
+    ) -> IndexReport:
+        """The thread's work (the ``docs`` it leaves go to the next commit)."""
+        return index_new(self.vault, docs, coming=coming, read_back=False, index=index)
+
+    def _index(self) -> SearchIndex | None:
+        """The thread's index on its own connection (None for a cache in memory)."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="popvault-index")
+            self._own = self.vault.cache.another()
+        return None if self._own is None else SearchIndex(self._own, threading.RLock())
+
+    def _finish_job(self) -> None:
+        if self._job is not None:
+            job, self._job = self._job, None
+            self._account(job.result())
+            self._docs.update(self._given)  # the documents it left for the next
+            self._given = {}
+
+    def _account(self, rep: IndexReport) -> None:
+        self.report.indexed += rep.indexed
+        self.report.partial += rep.partial
+        self._read_back = rep.unread
 
     def close(self) -> None:
-        for helper in self._helpers:
-            helper.close()
+        try:
+            for helper in self._helpers:
+                helper.close()
+            if self._job is not None:
+                self._job.exception()  # waited for; a failed run's own error is raised
+        finally:
+            if self._thread is not None:
+                self._thread.shutdown()
+            if self._own is not None:
+                self._own.close()
 
     def __enter__(self) -> Indexer:
         return self

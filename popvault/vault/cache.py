@@ -139,6 +139,7 @@ class IndexCache:
     ) -> None:
         self.path = path
         self.encrypted = key is not None
+        self._key = key
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
             self._prepare()
@@ -208,13 +209,24 @@ class IndexCache:
 
     def _prepare(self) -> None:
         """Create missing tables; a cache of another schema version is emptied."""
-        self.db.executescript(_SCHEMA + fts.SCHEMA)
+        self.db.executescript(_SCHEMA)
+        fts.prepare(self.db)  # made anew when its definition changed
         schema = self.get_meta("schema")
         if schema is not None and schema != SCHEMA_VERSION:
             self.reset(self.get_meta("vault_id") or "")
 
     def close(self) -> None:
         self.db.close()
+
+    def another(self) -> IndexCache | None:
+        """A second connection to this cache's file (a thread's own), None in memory;
+        one that does not open raises (the file is never replaced here)."""
+        if self.path is None:
+            return None
+        other = object.__new__(IndexCache)
+        other.path, other.encrypted, other._key = self.path, self.encrypted, self._key
+        other._open(self.path, self._key)
+        return other
 
     # --- identity -------------------------------------------------------------------
 

@@ -33,16 +33,22 @@ if TYPE_CHECKING:
     from popvault.vault.cache import IndexCache
     from popvault.vault.vault import Vault
 
-#: The FTS5 table (created with the cache's other tables; emptied by a reset).
-SCHEMA = """
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
-  sender, recipients, subject, body, filename, facts,
-  tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3');
-"""
+#: The FTS5 table's definition (created with the cache's other tables; emptied by a
+#: reset). It is its own schema version: a cache whose table was made with another
+#: definition (an earlier popvault's) has it dropped and made anew, empty, when the cache
+#: opens (:func:`prepare`), and the next writer or ``search`` indexes every message again.
+#: No ``prefix`` index (``prefix = '2 3'`` until 0.x): it doubled the cost of an insert
+#: (docs/search.md, Speed); a prefix query reads the main index, and snippets are made on
+#: a one-page table (:meth:`SearchIndex._snippets`), so a page costs no more than with it.
 TABLE = "fts"
-#: (``prefix``: indexes of every word's first 2 and 3 characters, so that ``li*`` and
-#: ``lis*`` read one list instead of merging those of every word they start; a third
-#: more index, and a snippet of a prefix query costs a look-up instead of 25 ms.)
+DEFINITION = (
+    "fts5(sender, recipients, subject, body, filename, facts,"
+    " tokenize = 'unicode61 remove_diacritics 2')"
+)
+SCHEMA = f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING {DEFINITION};"
+#: The table snippets of one page of hits are made on (in memory, this connection only).
+_SNIP = "temp.fts_page"
+_SNIP_SCHEMA = f"CREATE VIRTUAL TABLE IF NOT EXISTS {_SNIP} USING {DEFINITION};"
 #: Columns a query's words look in unless a field names one (not ``facts``).
 TEXT_COLUMNS = ("sender", "recipients", "subject", "body", "filename")
 #: bm25 weights, in column order (sender, recipients, subject, body, filename, facts).
@@ -76,10 +82,40 @@ class SearchDoc:
     body: str = ""
     filename: str = ""
     facts: str = ""
+    #: Whether the texts are already as indexed (:meth:`for_index`).
+    ready: bool = False
+
+    def for_index(self) -> SearchDoc:
+        """This document with its texts as the index takes them (:func:`index_text`);
+        helper processes make it, so the writer's thread only inserts it."""
+        if self.ready:
+            return self
+        return SearchDoc(
+            index_text(self.sender),
+            index_text(self.recipients),
+            index_text(self.subject),
+            index_text(self.body),
+            index_text(self.filename),
+            self.facts,
+            ready=True,
+        )
 
     def values(self) -> tuple[str, ...]:
-        texts = (self.sender, self.recipients, self.subject, self.body, self.filename)
-        return (*(index_text(v) for v in texts), self.facts)
+        d = self.for_index()
+        return (d.sender, d.recipients, d.subject, d.body, d.filename, d.facts)
+
+
+def prepare(db: Any) -> None:
+    """Make the table, or make it anew when the cache's was made with another
+    :data:`DEFINITION` (its documents then count as not indexed)."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE name=?", (TABLE,)).fetchone()
+    if row is not None and " ".join(str(row[0]).split()).endswith(DEFINITION):
+        return
+    with db:
+        if row is not None:
+            db.execute(f"DROP TABLE {TABLE}")
+            db.execute("DELETE FROM meta WHERE key IN (?,?)", (UPTO_KEY, PROBLEMS_KEY))
+        db.execute(SCHEMA)
 
 
 def index_text(text: str) -> str:
@@ -217,14 +253,14 @@ class SearchIndex:
             db = self._db
             db.execute("BEGIN IMMEDIATE")  # one writer at a time reads and moves the mark
             upto = self._meta_int(UPTO_KEY)
-            rows: list[tuple[Any, ...]] = []
-            for rowid, msg_id, doc in docs:
-                if rowid <= upto:
-                    continue
-                now = db.execute("SELECT id FROM messages WHERE rowid=?", (rowid,)).fetchone()
-                if now is None or bytes(now[0]) != msg_id:
-                    continue
-                rows.append((rowid, *doc.values()))
+            span = (max(upto + 1, docs[0][0]), docs[-1][0])
+            q = "SELECT rowid, id FROM messages WHERE rowid BETWEEN ? AND ?"
+            now = {int(r): bytes(i) for r, i in db.execute(q, span)}
+            rows = [
+                (rowid, *doc.values())
+                for rowid, msg_id, doc in docs
+                if rowid > upto and now.get(rowid) == msg_id
+            ]
             cols = "rowid, sender, recipients, subject, body, filename, facts"
             db.executemany(f"INSERT INTO {TABLE}({cols}) VALUES(?,?,?,?,?,?,?)", rows)
             total = self._meta_int(PROBLEMS_KEY) + (broken if rows else 0)
@@ -259,13 +295,14 @@ class SearchIndex:
         else:
             ranked = self._dated(q, page, offset)
         for chunk in ranked:
-            rows = self._rows([r for r, _ in chunk])
+            rowids = [r for r, _ in chunk]
+            rows = self._rows(rowids)
+            snips = self._snippets(q.match, rowids) if snippets and q.match else {}
             for rowid, score in chunk:
                 found = rows.get(rowid)
                 if found is None:  # the cache was rebuilt meanwhile
                     continue
-                snip = self._snippet(q.match, rowid) if snippets and q.match else ""
-                yield found, score, plain_text(snip, marks)
+                yield found, score, plain_text(snips.get(rowid, ""), marks)
 
     def _ranked(self, q: SearchSql, limit: int, offset: int) -> Iterator[list[tuple[int, float]]]:
         """Rowids and scores in rank order, 500 a list."""
@@ -341,15 +378,29 @@ class SearchIndex:
             srcs = self._cache.arrivals([r[0] for r in found])
         return {r[-1]: message_row(r[:-1], srcs.get(r[0], ())) for r in found}
 
-    def _snippet(self, match: str, rowid: int) -> str:
-        """One hit's snippet: its text around the matches (``\\x02``/``\\x03``)."""
-        q = (
-            f"SELECT snippet({TABLE}, -1, char(2), char(3), '…', 12) FROM {TABLE}"  # noqa: S608
-            f" WHERE {TABLE} MATCH ? AND rowid = ?"
+    def _snippets(self, match: str, rowids: list[int]) -> dict[int, str]:
+        """Snippets of some hits (their text around the matches, ``\\x02``/``\\x03``):
+        their stored text copied into an in-memory table of the same definition, and
+        ``snippet()`` run there. The same text, tokenizer and function give the same
+        snippets as on the index, but a prefix query (no prefix index) is matched
+        against a page of documents instead of the whole index for each hit."""
+        marks = ",".join("?" * len(rowids))  # only placeholders go into the text
+        cols = "sender, recipients, subject, body, filename, facts"
+        copy = (
+            f"INSERT INTO {_SNIP}(rowid, {cols})"  # noqa: S608
+            f" SELECT id, c0, c1, c2, c3, c4, c5 FROM main.{TABLE}_content WHERE id IN ({marks})"
         )
-        with self._mutex:
-            row = self._db.execute(q, (match, rowid)).fetchone()
-        return "" if row is None else str(row[0] or "")
+        made = (
+            f"SELECT rowid, snippet(fts_page, -1, char(2), char(3), '…', 12) FROM {_SNIP}"  # noqa: S608
+            " WHERE fts_page MATCH ?"
+        )
+        with self._mutex, self._db:
+            self._db.execute(_SNIP_SCHEMA)
+            self._db.execute(f"DELETE FROM {_SNIP}")  # noqa: S608
+            self._db.execute(copy, rowids)
+            found = {int(r): str(t or "") for r, t in self._db.execute(made, (match,))}
+            self._db.execute(f"DELETE FROM {_SNIP}")  # noqa: S608
+        return found
 
 
 def _chunks(items: list[tuple[int, float]]) -> Iterator[list[tuple[int, float]]]:
