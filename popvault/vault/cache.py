@@ -66,6 +66,8 @@ WINDOW = 500
 #: (nothing known) sorts first, as it did before the index, with the row-value paging.
 _DELIVERED = fts.DELIVERED
 _AFTER = f"{_DELIVERED} >= ? AND ({_DELIVERED} > ? OR m.id > ?)"
+_EARLIEST = "first_archived = COALESCE(MIN(first_archived, {0}), first_archived, {0}), {2}"
+_EARLIEST = _EARLIEST.replace("{2}", "file_time = COALESCE(MIN(file_time, {1}), file_time, {1})")
 _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, sqlcipher3.DatabaseError)
 
 _SCHEMA = """
@@ -272,7 +274,7 @@ class IndexCache:
         rows = CommitRows()
         for r in records:
             rows.add(r)
-        msgs, pieces, srcs, firsts = rows.msgs, rows.pieces, rows.srcs, rows.firsts
+        msgs, pieces, srcs = rows.msgs, rows.pieces, rows.srcs
         dels, rsts = rows.dels, rows.rsts
         blobs = list(blobs)
         with self.db:
@@ -285,17 +287,15 @@ class IndexCache:
                 "UPDATE messages SET pieces=? WHERE id=? AND id IN (SELECT msg FROM incomplete)",
                 ((m[2], m[0]) for m in msgs),
             )
-            self.db.executemany(
-                "INSERT OR IGNORE INTO messages VALUES(?,?,?,?,?,?,?,?,?,?,NULL,NULL)", msgs
+            self.db.executemany(  # a new row: this commit's times; one there: the earlier
+                "INSERT INTO messages VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE"
+                f" SET {_EARLIEST.format('excluded.first_archived', 'excluded.file_time')}",
+                rows.message_rows(),
             )
             self._note_incomplete(pieces, {b.blob_id for b in blobs})
             self.db.executemany("INSERT OR IGNORE INTO sources VALUES(?,?,?,?,?,?,?,?)", srcs)
-            self.db.executemany(
-                "UPDATE messages SET first_archived = MIN(COALESCE(first_archived, ?), ?),"
-                " file_time = CASE WHEN ? IS NULL THEN file_time"
-                " ELSE MIN(COALESCE(file_time, ?), ?) END WHERE id=?",
-                firsts,
-            )
+            sql = f"UPDATE messages SET {_EARLIEST.format('?1', '?2')} WHERE id=?3"  # noqa: S608
+            self.db.executemany(sql, rows.other_times())  # messages recorded before
             self.db.executemany("INSERT INTO deletions VALUES(?,?,?,?)", dels)
             self.db.executemany("INSERT OR REPLACE INTO restores VALUES(?,?,?,?)", rsts)
             if commit is not None:

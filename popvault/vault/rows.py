@@ -133,9 +133,23 @@ class CommitRows:
         self.msgs: list[tuple[Any, ...]] = []
         self.pieces: list[tuple[bytes, list[bytes]]] = []
         self.srcs: list[tuple[Any, ...]] = []
-        self.firsts: list[tuple[Any, ...]] = []
+        #: Per message of the arrivals: [earliest file time (None when no arrival has
+        #: one), earliest archived time], in order of first arrival.
+        self.times: dict[bytes, list[Any]] = {}
         self.dels: list[tuple[Any, ...]] = []
         self.rsts: list[tuple[Any, ...]] = []
+
+    def message_rows(self) -> list[tuple[Any, ...]]:
+        """The ``messages`` rows, each with its file time and first archived time from
+        this commit's arrivals (None, None without one)."""
+        none = (None, None)
+        return [(*m, *self.times.get(m[0], none)) for m in self.msgs]
+
+    def other_times(self) -> list[tuple[Any, ...]]:
+        """(first archived, file time, message) for the messages arriving in this commit
+        whose ``msg`` record is not in it (their rows exist already)."""
+        here = {m[0] for m in self.msgs}
+        return [(fa, ft, msg) for msg, (ft, fa) in self.times.items() if msg not in here]
 
     def add(self, r: Record) -> None:
         if isinstance(r, MsgRecord):
@@ -170,7 +184,13 @@ class CommitRows:
                     s.from_line_time,
                 )
             )
-            self.firsts.append((r.archived, r.archived, ft, ft, ft, r.msg))
+            t = self.times.get(r.msg)
+            if t is None:
+                self.times[r.msg] = [ft, r.archived]
+            else:
+                if ft is not None and (t[0] is None or ft < t[0]):
+                    t[0] = ft
+                t[1] = min(t[1], r.archived)
         elif isinstance(r, DelRecord):
             self.dels.append((r.account, r.uidl, r.msg, r.time))
         else:
