@@ -166,12 +166,19 @@ class LocalBackend:
             os.link(tmp, path)
         except FileExistsError:
             return False
+        except OSError as exc:
+            _raise_os(exc, name)
+            raise
         finally:
             try:
                 tmp.unlink()
             except OSError:
                 pass
-        self._fsync_dir(path.parent, name)
+        try:
+            self._fsync_dir(path.parent, name)
+        except OSError as exc:
+            _raise_os(exc, name)
+            raise
         return True
 
     def _regular(self, name: str) -> Path:

@@ -97,10 +97,19 @@ class Checker:
         the chain's damage (§8.6) that no repair has accepted is a problem."""
         packs: dict[str, str] = {}
         seg_names: list[str] = []
-        names = self.log.names()
+        chain = self.log.chain()
+        names = chain.names
         extra = [n for n in self.backend.list("commits") if not COMMIT_NAME.match(n)]
         for n in extra:
             rep.problems.append(f"unexpected object {n} in commits/")
+        claims = guard.claim_findings(self.log, names)
+        for void, admitted in chain.void:
+            rep.notes.append(
+                f"commit record {short_name(void)[:23]} is void: number"
+                f" {int(short_name(void)[:10])} was claimed by {short_name(admitted)[:23]}"
+                " (its writer died at its commit point, or its record reached the storage"
+                " late); its packs are committed by the next writer"
+            )
         found = guard.Findings()
         accepted: set[str] = set()
         prev: str | None = None
@@ -119,8 +128,10 @@ class Checker:
             for p in body.packs:
                 packs[p] = name
             seg_names += body.segments
-        chain = guard.chain_findings(names, self.cache)
-        found = guard.merge(found, chain, guard.anchor_findings(names, self.anchor, self.vault_id))
+        breaks = guard.chain_findings(names, self.cache)
+        found = guard.merge(
+            found, breaks, claims, guard.anchor_findings(names, self.anchor, self.vault_id)
+        )
         for key, text in found.items.items():
             if key not in accepted:
                 rep.problems.append(text)

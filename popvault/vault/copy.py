@@ -44,7 +44,7 @@ from popvault.vault.crypto import MasterKeys, parse_checksum_json
 from popvault.vault.pack import HEADER_SIZE, pack_object_name
 from popvault.vault.reader import Reader
 from popvault.vault.records import CommitRecord
-from popvault.vault.segments import CommitLog, short_name
+from popvault.vault.segments import CommitLog, claim_name, short_name
 
 #: Objects read and verified at the same time, and put at the same time unless the
 #: destination says (bounded memory: a pack is ~8 MiB).
@@ -270,7 +270,10 @@ class _Copier:
         self.report.skipped += self.report.commits_present
         if src_names:
             self.report.newest = short_name(src_names[-1])
+        claims = self._claims_to_copy(src_names, todo)
         if not todo:
+            for record, claim in claims.items():  # a copy cut between record and claim
+                self._put(claim, short_name(record).encode())
             return
         have = set(self.dest.list("packs")) | set(self.dest.list("index"))
         with (
@@ -303,10 +306,29 @@ class _Copier:
                         part = [o for o in objects[name] if o.startswith(folder)]
                         self._put_all(puts, ahead, part)
                     self._put(name, records[name][1])
+                    if name in claims:
+                        self._put(claims.pop(name), short_name(name).encode())
                     self.report.commits += 1
+                for record, claim in claims.items():  # of commits an earlier copy put
+                    self._put(claim, short_name(record).encode())
             finally:
                 ahead.cancel()
         self._done()
+
+    def _claims_to_copy(self, src_names: list[str], todo: list[str]) -> dict[str, str]:
+        """Record -> its number's claim (format §8.1.1): the source's claims that the
+        destination lacks, each put right after its record (or at once, for a record an
+        interrupted copy put without it). A source claim is read only when it is new."""
+        src_claims = set(self.src.backend.list("claims"))
+        dest_claims = set(self.dest.list("claims"))
+        out: dict[str, str] = {}
+        for name in src_names:
+            seq = int(short_name(name)[:10])
+            claim = claim_name(seq)
+            if claim in src_claims and claim not in dest_claims:
+                if self.src.log.claimed(seq) == name:
+                    out[name] = claim
+        return out
 
     # ---------------------------------------------------------------- checks
 

@@ -12,7 +12,8 @@ gone for good. The evidence, cheapest first:
   must still be there, and the vault at a known location must be the one seen there;
 - **the local cache**: a commit it applied must still be there;
 - **unnamed packs** (writers and ``check``): a commit mark whose parent is missing, or
-  whose sequence number another commit holds (:func:`orphans.lost_commits`).
+  whose sequence number another commit holds (:func:`orphans.lost_commits`);
+- **claims** (``check`` and ``repair``): a number's claim naming a record that is gone.
 
 Damage that ``popvault repair`` recovered from is written into its commit record
 (``accepts``) and is no longer reported; repair also resets the anchor.
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from popvault.errors import IntegrityError
 from popvault.vault.anchor import Anchor
 from popvault.vault.cache import IndexCache
-from popvault.vault.segments import COMMIT_NAME, short_name
+from popvault.vault.segments import CLAIM_NAME, COMMIT_NAME, CommitLog, short_name
 
 #: Cache meta keys: chain damage seen while applying commits, and damage accepted.
 BREAKS_KEY = "chain_breaks"
@@ -104,6 +105,32 @@ def chain_findings(names: list[str], cache: IndexCache) -> Findings:
     for key in sorted(load_keys(cache, BREAKS_KEY) - accepted):
         if key.split(":", 1)[1] in present:
             out.add(key, f"commit {key.split(':', 1)[1][:16]} does not follow its predecessor")
+    return out
+
+
+def claim_findings(log: CommitLog, names: list[str]) -> Findings:
+    """Claims (format §8.1.1) that name a commit record that is not there (the storage
+    lost it: ``missing:<seq>``, as a gap in the chain is), or nothing readable. Reads
+    every claim: for ``check`` and ``repair``, not for opening."""
+    out = Findings()
+    present = set(names)
+    for n in log.backend.list("claims"):
+        m = CLAIM_NAME.match(n)
+        if m is None:
+            out.add(f"object:{n}", f"unexpected object {n} in claims/")
+            continue
+        seq = int(m.group(1))
+        try:
+            admitted = log.claimed(seq)
+        except IntegrityError as exc:
+            out.add(f"claim:{seq:010d}", exc.message)
+            continue
+        if admitted not in present:
+            out.add(
+                f"missing:{seq:010d}",
+                f"commit {seq} is missing: its claim names commit record"
+                f" {short_name(admitted or n)[:23]}, which is not in the vault",
+            )
     return out
 
 

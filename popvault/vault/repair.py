@@ -126,7 +126,7 @@ def plan_repair(
     count_recovered(rep, plan)
     rep.foreign_packs = len(sv.foreign)
     names = [n for n, _ in sv.commits]
-    found = guard.chain_findings(names, cache)
+    found = guard.merge(guard.chain_findings(names, cache), guard.claim_findings(log, names))
     accepts = set(found.items) | {f"unreadable:{s}" for s in rep.unreadable_commits}
     rep.accepted = [*found.messages, *(f"commit {s} is unreadable" for s in rep.unreadable_commits)]
     return rep, plan, tuple(sorted(accepts))

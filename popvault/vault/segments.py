@@ -5,6 +5,13 @@ names the packs and the index segment of one commit; a segment (``index/<sha256>
 holds the locations of that commit's blobs and its records. Both are single-shot sealed
 objects whose names are the SHA-256 of their bytes. :class:`CommitLog` reads and writes
 them; the local SQLite cache of what they say is :mod:`popvault.vault.cache`.
+
+On storage with exclusive creation a commit also **claims** its sequence number: after
+its record, ``claims/<seq>`` is created only-if-absent, naming the record (format
+§8.1.1). A record that reaches the storage late, after another writer took its number
+(a killed writer's request outlives it on object storage), is then **void**: its claim
+names the other record. Readers look at a claim only when two records carry one number,
+so the claim costs readers nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ import hashlib
 import json
 import re
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import zstandard
 
-from popvault.errors import IntegrityError
+from popvault.errors import IntegrityError, VaultLocked
 from popvault.vault.backend import MAX_OBJECT, Backend, ObjectNotFound
 from popvault.vault.config import json_object
 from popvault.vault.crypto import MasterKeys, open_object, seal_object
@@ -34,6 +42,21 @@ RECORD_LEVEL = 3
 
 #: ASCII digits only (``\d`` would take other scripts' digits) and no trailing newline.
 COMMIT_NAME = re.compile(r"^commits/([0-9]{10})-([0-9a-f]{64})\Z")
+#: A sequence number's claim (§8.1.1); its content is the short name of one record.
+CLAIM_NAME = re.compile(r"^claims/([0-9]{10})\Z")
+
+
+def claim_name(seq: int) -> str:
+    return f"claims/{seq:010d}"
+
+
+@dataclass
+class Chain:
+    """The listing of ``commits/``: the records that count, in commit order, and the
+    void ones (each with the record its number's claim admits instead)."""
+
+    names: list[str]
+    void: list[tuple[str, str]] = field(default_factory=list)
 
 
 def segment_blobs(seg: Segment) -> list[BlobLocation]:
@@ -77,8 +100,68 @@ class CommitLog:
         self.vault_id = vault_id
 
     def names(self) -> list[str]:
-        """Every commit record's object name, in commit order."""
-        return sorted(n for n in self.backend.list("commits") if COMMIT_NAME.match(n))
+        """Every commit record's object name, in commit order (void records left out)."""
+        return self.chain().names
+
+    def chain(self) -> Chain:
+        """The commit records that count (§8.1.1): where several carry one number and
+        that number's claim names one of them, only that one; the others are void. A
+        number without a claim keeps all its records (two of them are damage, §8.6)."""
+        by_seq: dict[int, list[str]] = {}
+        for n in sorted(self.backend.list("commits")):
+            m = COMMIT_NAME.match(n)
+            if m is not None:
+                by_seq.setdefault(int(m.group(1)), []).append(n)
+        out = Chain([])
+        for seq, records in by_seq.items():
+            if len(records) > 1:
+                try:
+                    admitted = self.claimed(seq)
+                except IntegrityError:
+                    admitted = None  # a malformed claim decides nothing (check says so)
+                if admitted in records:
+                    out.void += [(r, admitted) for r in records if r != admitted]
+                    records = [admitted]
+            out.names += records
+        return out
+
+    def claimed(self, seq: int) -> str | None:
+        """The record (``commits/...``) that the claim of ``seq`` names; None without a
+        claim. IntegrityError for a claim that names no record of that number."""
+        try:
+            data = self.backend.get(claim_name(seq))
+        except ObjectNotFound:
+            return None
+        name = "commits/" + data.decode("ascii", "replace")
+        m = COMMIT_NAME.match(name)
+        if m is None or int(m.group(1)) != seq:
+            raise IntegrityError(f"the claim of commit number {seq} is malformed")
+        return name
+
+    def claim(self, seq: int, name: str) -> None:
+        """Claim ``seq`` for the record ``name`` (just put), only if absent. Raises
+        VaultLocked when the claim names another record that is there: another writer
+        took the number, and this commit is not part of the vault. A claim naming a
+        record that is gone (a lost commit, §8.6: the storage dropped it) or that is
+        malformed is replaced: that record cannot come back late (a claim is made only
+        once its record is durable), and the number is this commit's."""
+        data = short_name(name).encode()
+        if self.backend.create_exclusive(claim_name(seq), data):
+            return
+        try:
+            admitted = self.claimed(seq)
+        except IntegrityError:
+            admitted = None
+        if admitted == name:
+            return
+        if admitted is not None and self.backend.exists(admitted):
+            raise VaultLocked(
+                f"commit number {seq} was taken by another writer while this one held the"
+                " lock: this commit is not part of the vault",
+                hint="no message was deleted from a server for it; the next run commits"
+                " what this one wrote",
+            )
+        self.backend.put(claim_name(seq), data)
 
     def read_commit(self, name: str) -> CommitRecord:
         data = self.backend.get(name)
@@ -150,4 +233,6 @@ class CommitLog:
         cdata = seal_object(self.keys, self.vault_id, COMMIT_MAGIC, body)
         cname = f"{seq:010d}-{hashlib.sha256(cdata).hexdigest()}"
         self.backend.put(f"commits/{cname}", cdata)
+        if getattr(self.backend, "exclusive_create", True):
+            self.claim(seq, f"commits/{cname}")  # not on lease storage (§10.1)
         return cname

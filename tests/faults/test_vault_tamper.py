@@ -13,6 +13,8 @@ What must happen, by object (format §4, §11):
 * ``commits/*`` and ``index/*``: with a cold cache, opening raises IntegrityError (the
   cache sync reads them); with a warm cache, opening works and ``check --read-data``
   reports the problem.
+* ``claims/*`` (read by readers only when two records share a number): opening works;
+  ``check --read-data`` reports a claim that is malformed or names no record.
 * ``packs/*``: opening works; ``check --read-data`` reports a problem; every message
   either raises IntegrityError or comes back exactly (never wrong bytes), and a message
   whose frame ciphertext (or the pack header) was hit always raises.
@@ -148,8 +150,9 @@ def _kind(name: str) -> str:
 
 def test_vault_has_every_kind_of_object(built: Built) -> None:
     kinds = {_kind(f) for f in built.files}
-    assert kinds == {"config", "keys", "packs", "index", "commits"}
+    assert kinds == {"config", "keys", "packs", "index", "commits", "claims"}
     assert len([f for f in built.files if f.startswith("commits/")]) == 3
+    assert len([f for f in built.files if f.startswith("claims/")]) == 3
     assert len([f for f in built.files if f.startswith("packs/")]) == 3
 
 

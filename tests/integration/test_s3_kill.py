@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.backup_helpers import REPO, run_cli
+from popvault.vault.vault import Vault
+from tests.support.backup_helpers import PASSPHRASE, REPO, run_cli
 from tests.support.dovecot import Dovecot, UserInfo, served_bytes
 from tests.support.s3relay import Fault, S3Relay
 from tests.support.s3runs import (
@@ -116,6 +117,7 @@ def test_kill_minus_9_during_uploads(
     assert len(seqs) == len(set(seqs)), seqs
 
 
+@pytest.mark.parametrize("conditional", [True, False], ids=["claims", "leases"])
 def test_commit_record_landing_after_its_writer_died(
     dovecot: Dovecot,
     dovecot_user: UserInfo,
@@ -123,12 +125,15 @@ def test_commit_record_landing_after_its_writer_died(
     relay: S3Relay,
     cache_dir: Path,
     tmp_path: Path,
+    conditional: bool,
 ) -> None:
     """A writer killed while its commit record is still on the way (held in a proxy or
     in kernel buffers): the record lands after the next writer took the same sequence
-    number. Known hazard of object stores (a request outlives its writer; the lock
-    cannot fence it): writers notice, refuse (exit 20) and delete nothing; ``repair``
-    brings the vault back, with every message once."""
+    number. A request outlives its writer; the lock cannot fence it. Where the storage
+    honours conditional writes the number's claim does (format §8.1.1): the late record
+    is void, nothing is refused, nothing repaired. Where it does not (leases), writers
+    notice, refuse (exit 20) and delete nothing; ``repair`` brings the vault back."""
+    relay.drop_conditional = not conditional  # a server that ignores If-None-Match
     url = f"{s3_vault}/v"
     init_vault(url, cache_dir)
     mail = big_messages(3, 10_000, seed=13)
@@ -148,17 +153,26 @@ def test_commit_record_landing_after_its_writer_died(
     while sum(1 for m, p, o in relay.log if m == "PUT" and "/commits/" in p and o == "200") < 2:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert commit_seqs(url) == [1, 1]  # the late record took the number again
+    assert commit_seqs(url) == [1, 1]  # the late record carries the number too
+    claims = [p for m, p, o in relay.log if m == "PUT" and "/claims/" in p and o == "200"]
+    assert len(claims) == (1 if conditional else 0)
 
+    later = big_messages(1, 10_000, seed=14)
     code, _report, err = run_backup(dovecot, dovecot_user, url, env)
-    assert code == 20, err
-    assert "2 commits carry sequence number 1" in err
-    res = run_cli(url, ["repair"], env)  # type: ignore[arg-type]
-    assert res.returncode == 0, res.stderr
-    dovecot.deliver(dovecot_user, big_messages(1, 10_000, seed=14))
+    if conditional:
+        assert code == 0, err  # the late record is void: no damage, no refusal
+        with Vault.open(url, PASSPHRASE.encode(), cache_dir=tmp_path / "other") as v:
+            assert [n[8:18] for n in v.commit_names()] == ["0000000001"]
+            assert v.damage == []
+    else:
+        assert code == 20, err
+        assert "2 commits carry sequence number 1" in err
+        res = run_cli(url, ["repair"], env)  # type: ignore[arg-type]
+        assert res.returncode == 0, res.stderr
+    dovecot.deliver(dovecot_user, later)
     code, _report, err = run_backup(dovecot, dovecot_user, url, env)
     assert code == 0, err
     fresh = tmp_path / "fresh"
     check_read_data(url, fresh)
-    want = sorted(served_bytes(m) for m in [*mail, *big_messages(1, 10_000, seed=14)])
+    want = sorted(served_bytes(m) for m in [*mail, *later])
     assert vault_contents(url, fresh) == want

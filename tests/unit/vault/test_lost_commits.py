@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from popvault.errors import IntegrityError
+from popvault.errors import IntegrityError, VaultLocked
 from popvault.vault.orphans import Orphan, lost_commits
 from popvault.vault.records import BlobPiece, CommitMark
 from popvault.vault.vault import Vault
@@ -425,3 +425,76 @@ def test_which_marks_are_lost_commits() -> None:
     assert "is missing" in lost(5, "0000000004-" + "0" * 64)[0]  # its parent is gone
     gap = [names[0], names[2]]  # commit 2 gone
     assert lost_commits([Orphan("cd" * 32, 0, [], [], CommitMark(2, c[1], ()))], gap) != []
+
+
+def test_a_commit_record_landing_after_its_number_was_claimed_is_void(
+    vault: tuple[Path, set[bytes]], tmp_path: Path
+) -> None:
+    """A killed writer's commit record that reaches the storage after the next writer
+    took the same number (format §8.1.1): the number's claim names the next writer's
+    record, so the late one is void: not part of the vault, not damage, never a second
+    commit 4; what it named is adopted."""
+    root, ids = vault
+    cache = tmp_path / "cache"
+    in_flight = tmp_path / "in-flight"
+    in_flight.mkdir()
+    v = open_rw(root, cache_dir=cache)
+    late = add_batch(v, [text_message(600 + i) for i in range(2)], uidl_prefix="late")
+    backend = v._log.backend
+    real_put = backend.put
+
+    def held(name: str, data: bytes | bytearray) -> None:
+        if name.startswith("commits/"):
+            (in_flight / name.split("/")[1]).write_bytes(data)
+            raise OSError("killed while the record was on its way")
+        real_put(name, data)
+
+    backend.put = held  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        v.commit()
+    v.close()
+    (record,) = in_flight.iterdir()
+    assert record.name.startswith("0000000004-")
+    with open_rw(root, cache_dir=cache) as v:
+        mine = add_batch(v, [text_message(700)], uidl_prefix="next")
+        assert v.commit() is not None
+        assert v.commit_names()[-1].startswith("commits/0000000004-")
+    record.rename(root / "commits" / record.name)  # the late request lands
+    assert len(list((root / "commits").glob("0000000004-*"))) == 2
+    for cache_dir in (cache, tmp_path / "fresh"):
+        with open_ro(root, cache_dir=cache_dir) as v:
+            assert [n[8:18] for n in v.commit_names()] == [f"{i:010d}" for i in range(1, 5)]
+            assert v.damage == []
+            rep = v.check(read_data=True)
+            assert rep.ok, rep.problems
+            assert any(f"{record.name[:23]} is void" in n for n in rep.notes), rep.notes
+    with open_rw(root, cache_dir=tmp_path / "fresh") as v:  # a writer is not refused
+        assert message_ids(v) == ids | set(mine) | set(late)
+        v.verify_messages(set(late) | set(mine))
+
+
+def test_a_claim_naming_another_record_fails_the_commit(
+    vault: tuple[Path, set[bytes]], tmp_path: Path
+) -> None:
+    """The claim is the fence: a writer whose number another writer's record has
+    claimed meanwhile (one the lock did not keep out) reports failure, and its record
+    is void."""
+    root, _ = vault
+    v = open_rw(root, cache_dir=tmp_path / "cache")
+    add_batch(v, [text_message(800)], uidl_prefix="loser")
+    backend = v._log.backend
+    real_put = backend.put
+    rival = "0000000004-" + "ab" * 32
+
+    def racing(name: str, data: bytes | bytearray) -> None:
+        if name.startswith("commits/"):  # the other writer commits number 4 just before
+            (root / "commits" / rival).write_bytes(b"another writer's record")
+            (root / "claims" / "0000000004").write_text(rival)
+        real_put(name, data)
+
+    backend.put = racing  # type: ignore[method-assign]
+    with pytest.raises(VaultLocked, match="number 4 was taken by another writer"):
+        v.commit()
+    v.close()
+    assert (root / "claims" / "0000000004").read_text() == rival
+    assert len(list((root / "commits").glob("0000000004-*"))) == 2  # the loser's is void
