@@ -6,8 +6,10 @@ long run ``POPVAULT_BENCH_SCALE_N=1000000 python3 -m benchmarks.run --only scale
 messages (1 to 4 KB, ``benchmarks.common.small_messages``) under the work directory,
 imports it with ``popvault import`` into a fresh vault, then runs each command in a
 child process (wall time, peak RSS from ``wait4``): ``list --from``, ``list --json``,
-``export --format mbox``, ``check`` and ``stats``. Each runs with the production key
-derivation (part of every command's time).
+``export --format mbox``, ``check`` and ``stats``; then it imports a second mbox of
+:data:`MORE` other messages into the same vault (issue 12: per message at most twice what
+the first import cost). Each runs with the production key derivation (part of every
+command's time).
 
 The same steps run on a baseline revision checked out in a git worktree
 (``POPVAULT_BENCH_SCALE_BASE``, default the last revision before the listings streamed;
@@ -44,6 +46,9 @@ NAME = "scale"
 #: The last revision whose listings loaded every row (issue 12).
 BASE = "26d94e8"
 RSS_TARGET = "<= 150"
+#: Messages added to the full vault by the last step (issue 12: "adding 20,000 messages
+#: to a vault of 300,000").
+MORE = 20_000
 
 
 @dataclass
@@ -54,13 +59,13 @@ class Measured:
     runs: dict[str, ChildRun] = field(default_factory=dict)
 
 
-def _mbox(path: Path, n: int) -> str:
+def _mbox(path: Path, n: int, seed: int = 20261204) -> str:
     """Write ``n`` small messages as an mbox; a sender substring to filter on."""
     from popvault.mailboxes.mbox import MboxWriter
 
     sender = ""
     with MboxWriter(path) as w:
-        for i, msg in enumerate(small_messages(n, 20261204)):
+        for i, msg in enumerate(small_messages(n, seed)):
             if not sender:
                 m = re.search(rb"^From: .*?([A-Za-z]+)@", msg, re.M)
                 sender = m.group(1).decode() if m else "a"
@@ -77,6 +82,7 @@ def _steps(mbox: Path, sender: str, export: Path) -> Iterator[tuple[str, list[st
     yield "export --format mbox", ["export", "--format", "mbox", str(export)]
     yield "check", ["check"]
     yield "stats", ["stats"]
+    yield "import more", ["import", str(mbox.with_name("more.mbox"))]
 
 
 def _measure(bench: Bench, label: str, code: Path, base: Path, mbox: Path, sender: str) -> Measured:
@@ -111,6 +117,7 @@ def run(bench: Bench, n: int | None = None) -> None:
         log(f"scale: generating an mbox of {n} small messages ...")
         mbox = base / "scale.mbox"
         sender = _mbox(mbox, n)
+        _mbox(base / "more.mbox", MORE, seed=20261205)
         revs = [("new", REPO)]
         if rev.lower() != "none":
             revs.insert(0, ("base", _worktree(rev, bench.work)))
@@ -132,6 +139,22 @@ def _report(bench: Bench, n: int, rev: str, measured: list[Measured]) -> None:
     was_rate = n / old["import"].wall if old else None
     add("import rate", n / imp.wall, "msg/s", "", was_rate)
     add("import peak RSS", imp.peak_mb, "MB", "", old["import"].peak_mb if old else None)
+    if "import more" in new:
+
+        def per_message(runs: dict[str, ChildRun]) -> float:
+            """Time a message of the second import / of the first."""
+            return (runs["import more"].wall / MORE) / (runs["import"].wall / n)
+
+        was_ratio = per_message(old) if "import more" in old else None
+        more = new["import more"]
+        add(f"import of {MORE} more: rate", MORE / more.wall, "msg/s", "", None)
+        add(
+            f"import of {MORE} more: per message / first import's",
+            per_message(new),
+            "x",
+            "<= 2",
+            was_ratio,
+        )
     for step in ("list --from", "list --json", "export --format mbox", "check", "stats"):
         target = "<= 8" if step == "list --json" and n <= 300_000 else ""
         was = old[step] if old else None
@@ -147,6 +170,11 @@ def _report(bench: Bench, n: int, rev: str, measured: list[Measured]) -> None:
     if old:
         lines.append(
             f"import rate: base {n / old['import'].wall:.0f} msg/s, new {n / imp.wall:.0f} msg/s"
+        )
+    if "import more" in new:
+        lines.append(
+            f"import of {MORE} more into the full vault: {MORE / new['import more'].wall:.0f}"
+            f" msg/s, {per_message(new):.2f}x the first import's time a message"
         )
     print("\n".join(lines), flush=True)
 

@@ -33,7 +33,7 @@ from popvault.mailboxes.eml import looks_like_message, read_eml, read_head
 from popvault.mailboxes.maildir import read_maildir
 from popvault.mailboxes.mbox import read_mbox
 from popvault.mailboxes.message import SourceMessage
-from popvault.vault import AddResult, SourceInfo, Vault
+from popvault.vault import AddResult, SourceInfo, Vault, header_end
 
 SourceKind = Literal["mbox", "maildir", "eml"]
 BATCH_MESSAGES = 2000
@@ -116,7 +116,7 @@ def _read(
         fmt: Literal["auto", "mboxrd", "mboxo"] = (
             "mboxo" if mbox_format == "mboxo" else "mboxrd" if mbox_format == "mboxrd" else "auto"
         )
-        return _as_before_export(vault, read_mbox(path, fmt))
+        return read_mbox(path, fmt)
     if kind == "maildir":
         return read_maildir(path, on_error=on_error)
     return read_eml(path, on_error=on_error)
@@ -172,37 +172,34 @@ def _form_ids(vault: Vault, chunks: Iterable[bytes]) -> list[tuple[bytes, _Form]
     return ids
 
 
-def _as_before_export(vault: Vault, messages: Iterable[SourceMessage]) -> Iterator[SourceMessage]:
-    """Each mbox message as read, or, when the vault does not hold it so but holds one
-    of its other forms (see :func:`_form_ids`), in that form: re-importing an mbox that
+def _as_before_export(
+    vault: Vault, sm: SourceMessage, header: str | None = None, msg_id: bytes | None = None
+) -> SourceMessage:
+    """An mbox message as read, or, when the vault does not hold it so but holds one of
+    its other forms (see :func:`_form_ids`), in that form: re-importing an mbox that
     popvault exported adds nothing new. Bytes the vault does not know in any form are
-    imported exactly as read."""
-    if not vault.commit_names():  # an empty vault holds no message exported from it
-        yield from messages
-        return
-    for sm in messages:
-        # a message popvault exported carries the Message-ID of the one it came from:
-        # one with a Message-ID the vault does not know (new mail) is not worth hashing
-        # in other forms (two more passes over its bytes)
+    imported exactly as read. Asked when the message is filed (everything read before it
+    is then filed too); ``header`` (its Message-ID) and ``msg_id`` (its keyed id as read)
+    when already known."""
+    # a message popvault exported carries the Message-ID of the one it came from:
+    # one with a Message-ID the vault does not know (new mail) is not worth hashing
+    # in other forms (two more passes over its bytes)
+    if header is None:
         head = sm.data if sm.stream is None else next(iter(sm.chunks()), b"")
         header = parse_metadata(head[:_HEAD]).message_id
-        if header and not vault.has_message_id(header):
-            yield sm
-            continue
-        if sm.stream is None and vault.has_message(vault.keyed_id(sm.data)):
-            yield sm
-            continue
-        ids = _form_ids(vault, sm.chunks())
-        if vault.has_message(ids[0][0]):
-            yield sm
-            continue
-        form = next((f for mid, f in ids[1:] if vault.has_message(mid)), None)
-        if form is None:
-            yield sm
-        elif sm.stream is None:
-            yield dataclasses.replace(sm, data=b"".join(_reformed([sm.data], *form)))
-        else:
-            yield dataclasses.replace(sm, stream=functools.partial(_reformed_message, sm, form))
+    if header and not vault.has_message_id(header):
+        return sm
+    if sm.stream is None and vault.has_message(msg_id or vault.keyed_id(sm.data)):
+        return sm
+    ids = _form_ids(vault, sm.chunks())
+    if vault.has_message(ids[0][0]):
+        return sm
+    form = next((f for mid, f in ids[1:] if vault.has_message(mid)), None)
+    if form is None:
+        return sm
+    if sm.stream is None:
+        return dataclasses.replace(sm, data=b"".join(_reformed([sm.data], *form)))
+    return dataclasses.replace(sm, stream=functools.partial(_reformed_message, sm, form))
 
 
 def _reformed_message(sm: SourceMessage, form: _Form) -> Iterator[bytes]:
@@ -224,9 +221,17 @@ class _Filer:
         self.read = 0
         self.spare_cpu = (os.cpu_count() or 1) >= 2
         self.preparer: Preparer[SourceMessage] | None = None
+        self.reform = False
+
+    def start(self, kind: SourceKind) -> None:
+        """Before a source's messages: those of an mbox are filed as they were before an
+        export when the vault holds that form (:func:`_as_before_export`), unless the
+        vault is empty (it then holds no message exported from it)."""
+        self.reform = kind == "mbox" and bool(self.vault.commit_names())
 
     def add(self, sm: SourceMessage) -> Iterator[tuple[SourceMessage, AddResult]]:
-        """File ``sm`` (now or later); yields the messages filed meanwhile, in order."""
+        """File ``sm`` (now or later); yields the messages filed meanwhile, in order,
+        each as filed (another form of an mbox message, see :meth:`start`)."""
         self.read += 1
         if sm.path is None and sm.stream is None and self.spare_cpu:
             small = len(sm.data) <= PREPARE_MAX
@@ -238,18 +243,16 @@ class _Filer:
                 else:
                     self.preparer.submit_local(sm.data, sm)
                 for data, tag, result in self.preparer.ready():
-                    yield tag, self._file(data, tag, result)
+                    yield from self._file(data, tag, result)
                 return
         yield from self.drain()
-        res = self._write(sm)
-        if res is not None:
-            yield sm, res
+        yield from self._write(_as_before_export(self.vault, sm) if self.reform else sm)
 
     def drain(self) -> Iterator[tuple[SourceMessage, AddResult]]:
         """File everything handed off so far."""
         if self.preparer is not None:
             for data, tag, result in self.preparer.ready(wait=True):
-                yield tag, self._file(data, tag, result)
+                yield from self._file(data, tag, result)
 
     def _source(self, sm: SourceMessage) -> SourceInfo:
         return SourceInfo(
@@ -260,20 +263,29 @@ class _Filer:
             from_line_time=sm.from_line_time,
         )
 
-    def _file(self, data: bytes, sm: SourceMessage, result: PrepareResult | None) -> AddResult:
+    def _file(
+        self, data: bytes, sm: SourceMessage, result: PrepareResult | None
+    ) -> Iterator[tuple[SourceMessage, AddResult]]:
+        if self.reform:  # the Message-ID and id as read, from the helper when it has them
+            header = result[1].message_id if result and header_end(data, _HEAD) >= 0 else None
+            was = _as_before_export(self.vault, sm, header, result[0].msg_id if result else None)
+            if was is not sm:
+                yield from self._write(was)
+                return
         if result is None:  # the helper failed: the ordinary way, same outcome
-            return self.vault.add_message(data, self._source(sm), parse_metadata(data))
-        return self.vault.add_prepared(data, result[0], self._source(sm), result[1])
+            yield sm, self.vault.add_message(data, self._source(sm), parse_metadata(data))
+        else:
+            yield sm, self.vault.add_prepared(data, result[0], self._source(sm), result[1])
 
-    def _write(self, sm: SourceMessage) -> AddResult | None:
+    def _write(self, sm: SourceMessage) -> Iterator[tuple[SourceMessage, AddResult]]:
         w = self.vault.new_message()
         try:
             for piece in sm.chunks():
                 w.write(piece)
         except OSError as exc:
             self.errors.append(f"{sm.source}: cannot read: {exc.strerror or exc}")
-            return None
-        return w.finish(self._source(sm), parse_metadata(w.head))
+            return
+        yield sm, w.finish(self._source(sm), parse_metadata(w.head))
 
     def __enter__(self) -> _Filer:
         return self
@@ -325,6 +337,7 @@ def import_sources(
         for path, kind in kinds:
             total = os.path.getsize(path) if kind == "mbox" else None
             progress.start(f"{kind}:{path}", None, total)
+            filer.start(kind)
             for sm in _read(vault, path, kind, mbox_format, rep.errors):
                 for done in filer.add(sm):
                     filed(*done)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from popvault.app.export import export_messages
 from popvault.app.fetch import PREPARE_MAX, PREPARE_MIN
 from popvault.app.importer import import_sources
 from popvault.app.metadata import parse_metadata
@@ -66,3 +67,26 @@ def _blob_bytes(vault: Vault) -> list[tuple[str, int, int]]:
     differ)."""
     q = "SELECT kind, COUNT(*), SUM(length) FROM blobs WHERE kind != 'rec' GROUP BY kind"
     return list(vault.cache.db.execute(q))
+
+
+def test_reimporting_an_mbox_export_of_many_messages_adds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages prepared by the helper are looked up in their exported forms too (CRLF
+    mail exported as LF), once everything read before them is filed."""
+    isolate_cache(monkeypatch, tmp_path)
+    messages = list(realistic(PREPARE_MIN + 60, 8, avg_size=8 << 10))
+    assert all(b"\r\n" in m for m in messages)
+    maildir = tmp_path / "md"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    for i, m in enumerate(messages):
+        (maildir / "cur" / f"{i}.host:2,S").write_bytes(m)
+    vault = tmp_path / "v"
+    create(vault)
+    with open_rw(vault) as v:
+        assert import_sources(v, [str(maildir)]).new == len(messages)
+        export_messages(v, str(tmp_path / "out.mbox"), "mbox")
+        rep = import_sources(v, [str(tmp_path / "out.mbox")])
+        assert (rep.new, rep.duplicates) == (0, len(messages))
+        assert v.message_count() == len(messages)
