@@ -76,6 +76,15 @@ def _check_name(name: str) -> None:
         raise ValueError(f"bad object name {name!r}")
 
 
+def total_size(backend: Backend, prefix: str) -> int:
+    """Bytes of every object under ``prefix``: from the listing where the backend gives
+    sizes there (S3: no HEAD per object), else one size query an object."""
+    sizes = getattr(backend, "sizes", None)
+    if callable(sizes):
+        return sum(int(v) for v in sizes(prefix).values())
+    return sum(backend.size(n) for n in backend.list(prefix))
+
+
 class LocalBackend:
     """A directory on a local file system. See docs/format.md §3.1 for durability."""
 

@@ -27,7 +27,7 @@ from popvault.errors import PopvaultError, UsageError
 from popvault.vault import guard, housekeeping, orphans
 from popvault.vault import lock as lockmod
 from popvault.vault.anchor import Anchor
-from popvault.vault.backend import Backend, LocalBackend
+from popvault.vault.backend import Backend, LocalBackend, total_size
 from popvault.vault.cache import Filter, IndexCache, MessageRow, StoredMessage, open_cache
 from popvault.vault.check import Checker, CheckReport
 from popvault.vault.config import as_backend, config_body, read_vault_config
@@ -479,7 +479,7 @@ class Vault:
     def stats(self) -> dict[str, Any]:
         with self._mutex:
             t = self.cache.totals()
-        sizes = {k: sum(self.backend.size(n) for n in self.backend.list(k)) for k in _STORED}
+        sizes = {k: total_size(self.backend, k) for k in _STORED}
         raw = t["raw_bytes"]
         stored = sum(sizes.values())
         return {
@@ -498,7 +498,7 @@ class Vault:
 
     def pack_bytes(self) -> int:
         """Bytes of every pack present (what ``check --read-data`` reads)."""
-        return sum(self.backend.size(n) for n in self.backend.list("packs"))
+        return total_size(self.backend, "packs")
 
     def check(
         self, *, read_data: bool = False, progress: Callable[[int], None] | None = None
@@ -595,4 +595,4 @@ def _anchor_call(fn: Callable[[], None], warn: Callable[[str], None] | None = No
 
 
 #: The object folders whose bytes ``stats`` counts as stored.
-_STORED = ("packs", "index", "commits")
+_STORED = ("packs", "index", "commits", "claims")

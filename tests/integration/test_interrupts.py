@@ -62,7 +62,7 @@ TRIALS = int(os.environ.get("POPVAULT_INTERRUPT_TRIALS") or 72)
 SEED = int(os.environ.get("POPVAULT_INTERRUPT_SEED") or random.randrange(1 << 30))
 #: The named steps of a durable put (LocalBackend's fault hook) and the objects a run puts.
 STEPS = ("write", "fsync", "rename", "fsync-dir")
-OBJECTS = ("packs/", "index/", "commits/")
+OBJECTS = ("packs/", "index/", "commits/", "claims/")
 
 
 def _messages() -> list[bytes]:

@@ -88,6 +88,9 @@ def test_backup_summary_and_stats_show_requests(
     s = json.loads(proc.stdout)
     assert s["messages"] == 2
     assert s["storage"]["requests"] == sum(s["storage"]["by_kind"].values()) > 0
+    # object sizes come from the listings: no HEAD per object
+    assert s["storage"]["by_kind"].get("head", 0) == 0, s["storage"]
+    assert s["stored_bytes"] > 200_000
     local = Path(cache_dir).parent / "local"
     init_vault(str(local), cache_dir)
     proc = run_cli(local, ["stats", "--json"], env)
