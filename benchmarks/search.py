@@ -8,7 +8,8 @@ writes the mbox of :mod:`benchmarks.scale` (N small realistic messages), imports
 with ``popvault import`` in child processes into fresh vaults, without indexing
 (``POPVAULT_SEARCH_INDEX=0``) and with, in turn, twice (the best of each is compared: the
 machine's load drifts, and alternating lets it hit both), and prints both speeds in
-messages a second and their ratio; then opens the indexed vault in
+messages a second, their ratio, and the CPU seconds of each (import and helpers: on
+busy cores the wall-time ratio tends to theirs); then opens the indexed vault in
 this process and times each query (the median of three runs): the first page
 (``limit=50`` with snippets, what the web viewer shows) and every hit (without
 snippets, what ``search`` prints). Queries are made from the
@@ -75,7 +76,11 @@ def queries(n: int) -> list[str]:
     ]
 
 
-def _import(bench: Bench, base: Path, mbox: Path, label: str, index: bool) -> tuple[Path, float]:
+def _import(
+    bench: Bench, base: Path, mbox: Path, label: str, index: bool
+) -> tuple[Path, float, float]:
+    """A fresh vault with ``mbox`` imported: its path, the wall and CPU seconds (the
+    import's and its helpers')."""
     cache = base / f"cache-{label}"
     vault = base / f"vault-{label}"
     Vault.init(vault, PASSPHRASE.encode(), cache_dir=cache).close()
@@ -84,8 +89,8 @@ def _import(bench: Bench, base: Path, mbox: Path, label: str, index: bool) -> tu
     argv = [sys.executable, "-m", "popvault", "--vault", str(vault), "--quiet", "import"]
     log(f"  import, {label} ...")
     run = run_child([*argv, str(mbox)], env=env, cwd=REPO)
-    log(f"  import, {label}: {run.wall:.1f} s, {run.peak_mb:.0f} MB")
-    return vault, run.wall
+    log(f"  import, {label}: {run.wall:.1f} s, CPU {run.cpu_s:.1f} s, {run.peak_mb:.0f} MB")
+    return vault, run.wall, run.cpu_s
 
 
 def _time_queries(
@@ -120,13 +125,15 @@ def run(bench: Bench, n: int | None = None) -> None:
         # without and with indexing in turn, twice: the machine's load drifts
         plains: list[float] = []
         indexeds: list[float] = []
+        cpus: dict[bool, list[float]] = {False: [], True: []}
         for turn in range(2):
             for label, index in (("without-index", False), ("with-index", True)):
                 if turn or not index:  # keep the last indexed vault for the queries
                     shutil.rmtree(base / f"vault-{label}", ignore_errors=True)
                     shutil.rmtree(base / f"cache-{label}", ignore_errors=True)
-                vault, wall = _import(bench, base, mbox, label, index=index)
+                vault, wall, cpu = _import(bench, base, mbox, label, index=index)
                 (indexeds if index else plains).append(wall)
+                cpus[index].append(cpu)
         plain, indexed = min(plains), min(indexeds)
         timed = _time_queries(vault, base / "cache-with-index", queries(n))
         cache_mb = sum(f.stat().st_size for f in (base / "cache-with-index").iterdir()) / 1e6
@@ -141,6 +148,8 @@ def run(bench: Bench, n: int | None = None) -> None:
         target=IMPORT_TARGET,
         with_index_s=[round(w, 1) for w in indexeds],
         without_index_s=[round(w, 1) for w in plains],
+        with_index_cpu_s=[round(c, 1) for c in cpus[True]],
+        without_index_cpu_s=[round(c, 1) for c in cpus[False]],
         cache_mb=round(cache_mb, 1),
     )
     lines = [
@@ -148,6 +157,8 @@ def run(bench: Bench, n: int | None = None) -> None:
         f" indexing, {' / '.join(f'{w:.1f}' for w in indexeds)} s with (the best of each compared)",
         f"import speed: {n / plain:,.0f} msgs/s without indexing, {n / indexed:,.0f} msgs/s"
         f" with: {ratio:.2f} of without (target {IMPORT_TARGET})",
+        f"CPU seconds (import and helpers): {min(cpus[False]):.1f} without indexing,"
+        f" {min(cpus[True]):.1f} with (on busy cores the ratio tends to theirs)",
     ]
     lines.append(f"cache with the index: {cache_mb:.0f} MB")
     lines.append(f"{'query':40} {'page ms':>8} {'all ms':>8} {'hits':>8}")
