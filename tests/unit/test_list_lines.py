@@ -9,7 +9,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popvault.cli.cmd_list import json_line, row_json
+from popvault.cli.cmd_list import _datetime_iso, _iso, json_line, row_json
 from popvault.vault.rows import MessageRow, message_row
 
 _TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30)
@@ -74,3 +74,25 @@ def test_extra_keys_follow_the_row_s_own() -> None:
     line = json_line(made, rank=1.25, snippet="x")
     assert line.endswith(', "rank": 1.25, "snippet": "x"}')
     assert json.loads(line)["from"] == 'a\n"b"'
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e10, max_value=3e11),
+        st.integers(min_value=0, max_value=260_000_000_000).map(float),
+        st.integers(min_value=0, max_value=4_000_000_000).map(lambda s: s + 0.9999995),
+        st.integers(min_value=0, max_value=4_000_000_000).map(lambda s: s + 0.0000005),
+    )
+)
+def test_iso_dates_are_datetime_s(t: float) -> None:
+    """The listing's ISO dates are datetime's text, also where its microseconds round."""
+    try:
+        expected = _datetime_iso(t)
+    except (ValueError, OverflowError, OSError) as exc:
+        try:
+            _iso(t)
+        except type(exc):
+            return
+        raise AssertionError(f"{t!r}: datetime fails, the listing does not") from None
+    assert _iso(t) == expected
