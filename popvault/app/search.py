@@ -27,7 +27,6 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import threading
 from collections.abc import Container, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ from popvault.app.progress import NullProgress, Progress
 from popvault.app.searchtext import search_text
 from popvault.errors import PopvaultError, UsageError
 from popvault.vault import Filter, MessageRow, SearchDoc, SearchIndex, SearchSql, Vault
-from popvault.vault.cache import IndexCache
 
 __all__ = [
     "Hit",
@@ -498,7 +496,7 @@ class Indexer:
         self.report = IndexReport()
         #: The inserting thread, its connection, and the batch it is on.
         self._thread: ThreadPoolExecutor | None = None
-        self._own: IndexCache | None = None
+        self._own: SearchIndex | None = None
         self._job: Future[IndexReport] | None = None
         self._given: dict[bytes, tuple[SearchDoc, bool]] = {}
         self._read_back = False
@@ -555,8 +553,8 @@ class Indexer:
         """The thread's index on its own connection (None for a cache in memory)."""
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="popvault-index")
-            self._own = self.vault.cache.another()
-        return None if self._own is None else SearchIndex(self._own, threading.RLock())
+            self._own = SearchIndex.own(self.vault)
+        return self._own
 
     def _finish_job(self) -> None:
         if self._job is not None:

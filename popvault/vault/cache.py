@@ -141,7 +141,7 @@ class IndexCache:
     ) -> None:
         self.path = path
         self.encrypted = key is not None
-        self._key = key
+        self._key = key  # a second connection's (fts.SearchIndex.own)
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
             self._prepare()
@@ -219,16 +219,6 @@ class IndexCache:
 
     def close(self) -> None:
         self.db.close()
-
-    def another(self) -> IndexCache | None:
-        """A second connection to this cache's file (a thread's own), None in memory;
-        one that does not open raises (the file is never replaced here)."""
-        if self.path is None:
-            return None
-        other = object.__new__(IndexCache)
-        other.path, other.encrypted, other._key = self.path, self.encrypted, self._key
-        other._open(self.path, self._key)
-        return other
 
     # --- identity -------------------------------------------------------------------
 

@@ -215,6 +215,23 @@ class SearchIndex:
         """The index of an open vault (in its cache, under its lock)."""
         return cls(vault.cache, vault._mutex)
 
+    @classmethod
+    def own(cls, vault: Vault) -> SearchIndex | None:
+        """The index of an open vault on a connection of its own to the cache's file (a
+        thread's: SQLite works beside the vault's connection), None for a cache in
+        memory; :meth:`close` it. The file is opened as it is, never replaced."""
+        cache = vault.cache
+        if cache.path is None:
+            return None
+        other = object.__new__(type(cache))
+        other.path, other.encrypted, other._key = cache.path, cache.encrypted, cache._key
+        other._open(cache.path, cache._key)
+        return cls(other, threading.RLock())
+
+    def close(self) -> None:
+        """Close the connection of an index from :meth:`own`."""
+        self._cache.close()
+
     def _meta_int(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return 0 if row is None else int(row[0])
