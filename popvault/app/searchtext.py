@@ -26,6 +26,7 @@ import codecs
 import contextlib
 import email
 import email.policy
+import functools
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -116,12 +117,22 @@ def _header(msg: Message, name: str) -> str:
     return " ".join(" ".join(v.split()) for v in values)
 
 
+@functools.lru_cache(maxsize=4096)
+def _decode_words(value: str) -> str:
+    """RFC 2047 encoded words decoded (undecodable ones stay as they are). Remembered:
+    the same senders, lists and subjects come back message after message (the text of
+    10,000 of the benchmark's messages, where such a value comes five times: 0.78 ->
+    0.68 s)."""
+    with contextlib.suppress(Exception):
+        return str(make_header(decode_header(value)))
+    return value
+
+
 def _decode_raw(value: str) -> str:
     """RFC 2047 encoded words of a raw header value, decoded as far as they go; raw 8-bit
     bytes (carried as surrogates by the parser) decoded as UTF-8, else Windows-1252."""
     if "=?" in value:
-        with contextlib.suppress(Exception):  # undecodable words stay as they are
-            value = str(make_header(decode_header(value)))
+        value = _decode_words(value)
     if _RAW_BYTES.search(value):
         raw = value.encode("utf-8", "surrogateescape")
         value = raw.decode("utf-8", "replace")
