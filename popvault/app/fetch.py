@@ -25,11 +25,11 @@ from popvault.app.helper import Preparer
 from popvault.app.helper import Result as PrepareResult
 from popvault.app.metadata import parse_metadata
 from popvault.app.progress import Progress
-from popvault.app.search import document, index_run, indexing_enabled
+from popvault.app.search import Indexer
 from popvault.errors import UsageError
 from popvault.pop3.client import Pop3Client
 from popvault.pop3.errors import Pop3CommandFailed
-from popvault.vault import AddResult, MessageWriter, SearchDoc, SourceInfo, Vault
+from popvault.vault import AddResult, MessageWriter, SourceInfo, Vault
 
 BATCH_MESSAGES = 2000
 BATCH_BYTES = 128 << 20
@@ -155,10 +155,10 @@ class _Stage:
         self.out = Fetched()
         self.current: dict[int, _Sink] = {}
         self.preparer = preparer_for(vault, len(todo))
-        #: Index documents of the new messages whose bytes were in hand (indexed after
-        #: the commit; the others are read back from the vault for it).
-        self.docs: dict[bytes, tuple[SearchDoc, bool]] = {}
-        self.indexing = indexing_enabled()
+        #: Indexes the new messages whose bytes were in hand after each commit (their
+        #: text made by a helper process, inserted by a thread); the others are read
+        #: back from the vault for it.
+        self.indexer = Indexer(vault, progress=progress)
         #: Prepares large messages in a thread when there is no helper process.
         self.threads: Preparer[Tag] | None = None
 
@@ -207,8 +207,8 @@ class _Stage:
             res = writer.file_prepared(data, result[0], self._src(uidl), result[1])
         else:
             res = self.vault.add_prepared(data, result[0], self._src(uidl), result[1])
-        if res.new and self.indexing:
-            self.docs[res.msg_id] = document(data)
+        if res.new:
+            self.indexer.add(res.msg_id, data)
         self.filed(num, uidl, nbytes, lines, res)
 
     def filed(self, num: int, uidl: str, nbytes: int, lines: int, res: AddResult) -> None:
@@ -228,13 +228,8 @@ class _Stage:
                 " kept, and never deleted from the server"
             )
         self.progress.advance(1, nbytes)
-        if self.vault.commit_if(arrivals=BATCH_MESSAGES, nbytes=BATCH_BYTES) and self.docs:
-            self._index()
-
-    def _index(self) -> None:
-        """Index what was committed (the documents held are bounded by a commit's size)."""
-        index_run(self.vault, docs=self.docs)
-        self.docs.clear()
+        if self.vault.commit_if(arrivals=BATCH_MESSAGES, nbytes=BATCH_BYTES):
+            self.indexer.committed()
 
     def _arrived_before(self, uidl: str, msg_id: bytes) -> bool:
         """Whether a message already in the vault is the one archived under ``uidl``:
@@ -268,10 +263,12 @@ class _Stage:
                         f"the helper process failed ({self.preparer.failed!r}); its messages"
                         " were added directly"
                     )
-            if not self.vault.broken:
-                self.vault.commit()
-                if self.docs:
-                    self._index()
+            try:
+                if not self.vault.broken:
+                    self.vault.commit()
+                    self.indexer.committed(last=not stopped)  # stopped: what is ready
+            finally:
+                self.indexer.close()
 
 
 def fetch_and_store(

@@ -459,8 +459,11 @@ def index_run(
     try:
         return index_new(vault, docs, progress=progress)
     except Exception as exc:  # a by-product of the run: the run itself succeeded
-        progress.warn(f"search index not brought up to date ({exc}); searches may miss new mail")
+        progress.warn(_NOT_INDEXED.format(exc))
         return IndexReport()
+
+
+_NOT_INDEXED = "search index not brought up to date ({}); searches may miss new mail"
 
 
 def _document_batch(_mac: bytes, batch: list[bytes]) -> list[Any]:
@@ -477,11 +480,16 @@ class Indexer:
     Python's lock: the run goes on meanwhile); the rest are read back from the vault,
     on the run's thread. A commit indexes what is ready and leaves the messages whose
     documents are still being made to the next: the run waits for neither the helper
-    nor the thread but at its end. Close it (a context manager) to stop both."""
+    nor the thread but at its end. Close it (a context manager) to stop both. Given a
+    ``progress``, a failure to index is a warning on it and indexing stops for the run
+    (a backup's index is a by-product: the next run or search catches up)."""
 
-    def __init__(self, vault: Vault, helpers: int | None = None) -> None:
+    def __init__(
+        self, vault: Vault, helpers: int | None = None, *, progress: Progress | None = None
+    ) -> None:
         self.vault = vault
         self.enabled = indexing_enabled()
+        self._progress = progress
         self._docs: dict[bytes, tuple[SearchDoc, bool]] = {}
         #: Messages a helper is making the documents of.
         self._coming: set[bytes] = set()
@@ -526,6 +534,16 @@ class Indexer:
         ``last`` (the run's last commit): all of it, before returning."""
         if not self.enabled:
             return
+        if self._progress is None:
+            self._committed(last)
+            return
+        try:
+            self._committed(last)
+        except Exception as exc:  # a by-product of the run: the run itself goes on
+            self.enabled = False
+            self._progress.warn(_NOT_INDEXED.format(exc))
+
+    def _committed(self, last: bool) -> None:
         self._collect(wait=last)
         self._finish_job()
         docs, self._docs = self._docs, {}
@@ -537,17 +555,10 @@ class Indexer:
             self._docs.update(docs)
             return
         assert self._thread is not None
-        self._given = docs
-        self._job = self._thread.submit(self._insert, index, docs, coming)
-
-    def _insert(
-        self,
-        index: SearchIndex,
-        docs: dict[bytes, tuple[SearchDoc, bool]],
-        coming: frozenset[bytes],
-    ) -> IndexReport:
-        """The thread's work (the ``docs`` it leaves go to the next commit)."""
-        return index_new(self.vault, docs, coming=coming, read_back=False, index=index)
+        self._given = docs  # what the thread leaves of them goes to the next commit
+        self._job = self._thread.submit(
+            index_new, self.vault, docs, coming=coming, read_back=False, index=index
+        )
 
     def _index(self) -> SearchIndex | None:
         """The thread's index on its own connection (None for a cache in memory)."""

@@ -109,15 +109,15 @@ class SearchDoc:
 
 
 def prepare(db: Any) -> None:
-    """Make the table, or make it anew when the cache's was made with another
-    :data:`DEFINITION` (its documents then count as not indexed)."""
+    """Make the table (when it is missing), or make it anew when the cache's was made
+    with another :data:`DEFINITION`; its documents then count as not indexed."""
     row = db.execute("SELECT sql FROM sqlite_master WHERE name=?", (TABLE,)).fetchone()
     if row is not None and " ".join(str(row[0]).split()).endswith(DEFINITION):
         return
     with db:
         if row is not None:
             db.execute(f"DROP TABLE {TABLE}")
-            db.execute("DELETE FROM meta WHERE key IN (?,?)", (UPTO_KEY, PROBLEMS_KEY))
+        db.execute("DELETE FROM meta WHERE key IN (?,?)", (UPTO_KEY, PROBLEMS_KEY))
         db.execute(SCHEMA)
         db.execute(f"INSERT INTO {TABLE}({TABLE}, rank) VALUES('automerge', ?)", (AUTOMERGE,))
 

@@ -131,3 +131,34 @@ def test_index_new_stops_before_a_document_still_coming(tmp_path: Path) -> None:
         rep = index_new(v, docs)  # read back
         assert (rep.indexed, docs) == (3, {})
         assert _fts_count(v) == 5
+
+
+def test_a_backup_indexer_warns_and_stops_when_indexing_fails(tmp_path: Path) -> None:
+    """A backup's index is a by-product: a cache whose index cannot be written (here
+    its table is gone) is a warning, never the run's failure."""
+    from popvault.app.progress import NullProgress
+
+    root = tmp_path / "v"
+    create(root)
+    for progress in (NullProgress(), None):
+        with open_rw(root) as v, Indexer(v, helpers=0, progress=progress) as indexer:
+            for n in range(2):
+                data = _message(n)
+                indexer.add(v.add_message(data, SourceInfo("a", f"x{n}")).msg_id, data)
+                v.commit()
+                if n:  # after the first commit (the thread's connection is open)
+                    with v.cache.db:
+                        v.cache.db.execute("DROP TABLE fts")
+                    if progress is None:  # no progress: raised, as an import's
+                        with pytest.raises(Exception, match="no such table"):
+                            indexer.committed(last=True)
+                        continue
+                indexer.committed(last=bool(n))
+            if progress is not None:
+                assert not indexer.enabled and indexer.report.indexed == 1
+                assert len(progress.warnings) == 1
+                assert progress.warnings[0].startswith("search index not brought up to date")
+                indexer.committed(last=True)  # nothing more is tried
+                assert len(progress.warnings) == 1
+    with open_rw(root) as v:  # the table made again: everything counts as not indexed
+        assert SearchIndex.of(v).unindexed_count() == 2
