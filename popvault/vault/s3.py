@@ -475,34 +475,21 @@ class S3Backend:
         return True
 
     def list(self, prefix: str) -> Names:
-        folder = prefix.strip("/")
-        start = f"{self.location.prefix}/" if self.location.prefix else ""
-        return [
-            n
-            for n in self._list_keys(start + (f"{folder}/" if folder else ""), start)
-            if not n.rsplit("/", 1)[-1].startswith(".")
-        ]
+        return sorted(self.sizes(prefix))
 
     def sizes(self, prefix: str) -> dict[str, int]:
         """Name -> size of every object under ``prefix``, from the listing itself (no
         HEAD per object: ``stats`` and ``check --read-data`` count bytes this way)."""
         folder = prefix.strip("/")
         start = f"{self.location.prefix}/" if self.location.prefix else ""
-        out: dict[str, int] = {}
-        self._list_keys(start + (f"{folder}/" if folder else ""), start, sizes=out)
-        return {n: v for n, v in out.items() if not n.rsplit("/", 1)[-1].startswith(".")}
+        found = self._list_keys(start + (f"{folder}/" if folder else ""), start)
+        return {n: v for n, v in found.items() if not n.rsplit("/", 1)[-1].startswith(".")}
 
-    def _list_keys(
-        self,
-        key_prefix: str,
-        strip: str,
-        limit: int | None = None,
-        sizes: dict[str, int] | None = None,
-    ) -> Names:
-        """Every key under ``key_prefix`` (``strip`` cut off), one ListObjectsV2 page at a
-        time, each page tried again on its own (a long listing is not restarted); with
-        ``sizes``, each key's size goes there too."""
-        out: Names = []
+    def _list_keys(self, key_prefix: str, strip: str, limit: int | None = None) -> dict[str, int]:
+        """Every key under ``key_prefix`` (``strip`` cut off) with its size, one
+        ListObjectsV2 page at a time, each page tried again on its own (a long listing
+        is not restarted)."""
+        out: dict[str, int] = {}
         token: str | None = None
         while True:
             args: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": key_prefix}
@@ -514,12 +501,10 @@ class S3Backend:
             for item in page.get("Contents", ()):
                 key = str(item["Key"])
                 if key.startswith(strip) and not key.endswith("/"):
-                    out.append(key[len(strip) :])
-                    if sizes is not None:
-                        sizes[key[len(strip) :]] = int(item.get("Size", 0))
+                    out[key[len(strip) :]] = int(item.get("Size", 0))
             token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
             if not token or (limit is not None and len(out) >= limit):
-                return sorted(out)
+                return out
 
     def delete(self, name: str) -> None:
         key = self._key(name)

@@ -60,7 +60,7 @@ def ok(*args: str | os.PathLike[str]) -> Result:
 def keys_of(url: str) -> list[str]:
     """Every key under the bucket (dot-names too): what a failed command must not add."""
     b, _ = _backend(url.removeprefix("s3://").split("/", 1)[0])
-    return b._list_keys("", "")
+    return sorted(b._list_keys("", ""))
 
 
 def _backend(bucket: str) -> tuple[S3Backend, str]:

@@ -361,7 +361,7 @@ def test_s3_probe_leaves_nothing(s3_vault: str) -> None:
     assert b.create_exclusive("lock", b"x")  # probed already: one request
     assert b.requests == before + 1
     assert b.list("") == ["lock"]
-    assert _s3(s3_vault)._list_keys("", "") == ["lock"]  # no dot-named probe left
+    assert list(_s3(s3_vault)._list_keys("", "")) == ["lock"]  # no dot-named probe left
 
 
 def _ignoring_conditional_writes(b: S3Backend) -> S3Backend:
@@ -385,7 +385,7 @@ def test_s3_server_ignoring_conditional_writes_is_found_out(s3_vault: str) -> No
         b.create_exclusive("lock", b"mine")
     assert ei.value.exit_code == 1
     assert "ignores conditional writes" in ei.value.message
-    assert b._list_keys("", "") == ["lock"]  # no probe left, nothing overwritten
+    assert list(b._list_keys("", "")) == ["lock"]  # no probe left, nothing overwritten
     assert b.get("lock") == b"theirs"
 
 
