@@ -156,9 +156,9 @@ class _Stage:
         self.current: dict[int, _Sink] = {}
         self.preparer = preparer_for(vault, len(todo))
         #: Indexes the new messages whose bytes were in hand after each commit (their
-        #: text made by a helper process, inserted by a thread); the others are read
-        #: back from the vault for it.
-        self.indexer = Indexer(vault, progress=progress)
+        #: text made here: a helper process of its own cost more than it saved on the
+        #: attachment-heavy mailbox; inserted by a thread); the others are read back.
+        self.indexer = Indexer(vault, helpers=0, progress=progress)
         #: Prepares large messages in a thread when there is no helper process.
         self.threads: Preparer[Tag] | None = None
 
