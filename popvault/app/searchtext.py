@@ -27,6 +27,7 @@ import contextlib
 import email
 import email.policy
 import functools
+import itertools
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -181,26 +182,32 @@ _NAMED_FIELDS = ("from", "to", "cc", "subject")
 _BOUNDARY = re.compile(r"""boundary\s*=\s*("[^"]+"|[^";\s]+)""", re.IGNORECASE)
 
 
-def _single_part(data: bytes, depth: int = 0) -> SearchText | None:
+def _single_part(
+    data: bytes, depth: int = 0, lo: int = 0, hi: int | None = None
+) -> SearchText | None:
     """The searchable text of a message made only of text/plain and text/html parts
     with no file name (most mail: one text part, or multipart/alternative), without the
     email package's parser: a fifth of the time. None for anything else (attachments,
     unknown transfer encodings, bodies that do not decode cleanly, missing boundaries,
-    more than two levels of multipart): :func:`search_text` parses those."""
-    crlf = data.find(b"\r\n\r\n")
+    more than two levels of multipart): :func:`search_text` parses those. A part is
+    the range ``lo:hi`` of the message's bytes, never a copy of it: only header
+    sections and text bodies are copied (a message of big attachments used to be
+    copied four times over, 110 MB at the peak for a 27 MB message)."""
+    hi = len(data) if hi is None else hi
+    crlf = data.find(b"\r\n\r\n", lo, hi)
     # a blank LF line counts only before the first CRLF one (the bytes are not scanned
     # to their end for one: a third of the time on attachment-heavy mail)
-    lf = data.find(b"\n\n", 0, crlf if crlf >= 0 else len(data))
+    lf = data.find(b"\n\n", lo, crlf if crlf >= 0 else hi)
     ends = [i for i in (crlf, lf) if i >= 0]
     if not ends:
         return None
     end = min(ends)
     start = end
-    while start < len(data) and data[start] in (10, 13):  # as lstrip(b"\r\n"), one copy
+    while start < hi and data[start] in (10, 13):  # as lstrip(b"\r\n")
         start += 1
-    body = data[start:]
+    head = data[lo:end]
     fields: dict[str, list[str]] = {}
-    for line in _FIELD_BREAK.split(data[:end].decode("ascii", "surrogateescape")):
+    for line in _FIELD_BREAK.split(head.decode("ascii", "surrogateescape")):
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip():
             return None  # not a header line as the fast path knows them
@@ -211,11 +218,11 @@ def _single_part(data: bytes, depth: int = 0) -> SearchText | None:
     text_or_multi = main in ("text/plain", "text/html") or main.startswith("multipart/")
     if depth and (named or not text_or_multi):
         # a part inside a multipart: an attachment, a forwarded message
-        return _attached(data[:end], body, main, depth)
+        return _attached(head, data, start, hi, main, depth)
     if named:
         return None
     if main.startswith("multipart/"):
-        subs = _parts(body, ctype, depth)
+        subs = _parts(data, start, hi, ctype, depth)
         if subs is None:
             return None
         out = SearchText(body="\n".join(t.body for t in subs if t.body)[:MAX_TEXT])
@@ -227,11 +234,11 @@ def _single_part(data: bytes, depth: int = 0) -> SearchText | None:
     cte = (fields.get("content-transfer-encoding") or ["7bit"])[-1].strip().lower()
     try:
         if cte == "base64":
-            raw = binascii.a2b_base64(body, strict_mode=False)
+            raw = binascii.a2b_base64(memoryview(data)[start:hi], strict_mode=False)
         elif cte == "quoted-printable":
-            raw = binascii.a2b_qp(body)
+            raw = binascii.a2b_qp(memoryview(data)[start:hi])
         elif cte in ("7bit", "8bit", "binary", ""):
-            raw = body
+            raw = data[start:hi]
         else:
             return None
     except (binascii.Error, ValueError):
@@ -244,13 +251,16 @@ def _single_part(data: bytes, depth: int = 0) -> SearchText | None:
     return out
 
 
-def _attached(head: bytes, body: bytes, main: str, depth: int) -> SearchText | None:
-    """A part with a name or of another type than text, inside a multipart: its file
-    name as the parser gives it (its header section parsed alone: the body, mostly an
-    encoded attachment, is never read), or a forwarded message's texts and names; a
-    named text part that is not an attachment goes to the parser (its text counts)."""
+def _attached(
+    head: bytes, data: bytes, start: int, hi: int, main: str, depth: int
+) -> SearchText | None:
+    """A part with a name or of another type than text, inside a multipart (its body is
+    ``data[start:hi]``): its file name as the parser gives it (its header section parsed
+    alone: the body, mostly an encoded attachment, is never read), or a forwarded
+    message's texts and names; a named text part that is not an attachment goes to the
+    parser (its text counts)."""
     if main in ("message/rfc822", "message/news"):
-        inner = _single_part(body, depth + 1)
+        inner = _single_part(data, depth + 1, start, hi)
         return None if inner is None else SearchText(body=inner.body, filenames=inner.filenames)
     if main.startswith(("multipart/", "message/")):
         return None  # a named multipart, a delivery report...: the parser decides
@@ -267,25 +277,40 @@ def _named_fields(out: SearchText, fields: dict[str, list[str]]) -> None:
     )
 
 
-def _parts(body: bytes, ctype: str, depth: int) -> list[SearchText] | None:
-    """The texts and file names of a multipart body's parts (see :func:`_single_part`),
-    None when one of them needs the full parser."""
+def _parts(data: bytes, lo: int, hi: int, ctype: str, depth: int) -> list[SearchText] | None:
+    """The texts and file names of the parts of the multipart body ``data[lo:hi]`` (see
+    :func:`_single_part`), None when one of them needs the full parser. The parts are
+    what ``(b"\n" + body).split(b"\n--" + boundary)`` gives between the first and the
+    last, found as ranges."""
     found = _BOUNDARY.search(ctype)
     if found is None or depth >= MAX_DEPTH:
         return None
-    chunks = (b"\n" + body).split(b"\n--" + found.group(1).strip('"').encode())
-    if len(chunks) < 3 or not chunks[-1].startswith(b"--") or len(chunks) > MAX_PARTS:
+    delim = b"\n--" + found.group(1).strip('"').encode()
+    # (start, end) of each delimiter; one at the very start lacks its line feed
+    cuts: list[tuple[int, int]] = []
+    pos = lo
+    if data.startswith(delim[1:], lo, hi):
+        pos = lo + len(delim) - 1
+        cuts.append((lo, pos))
+    while len(cuts) < MAX_PARTS:
+        i = data.find(delim, pos, hi)
+        if i < 0:
+            break
+        pos = i + len(delim)
+        cuts.append((i, pos))
+    if len(cuts) < 2 or len(cuts) >= MAX_PARTS or not data.startswith(b"--", cuts[-1][1], hi):
         return None
     texts: list[SearchText] = []
-    for chunk in chunks[1:-1]:
-        line_end = chunk.find(b"\n")
-        if line_end < 0 or chunk[:line_end].strip():
+    for (_, a), (b, _) in itertools.pairwise(cuts):
+        line_end = data.find(b"\n", a, b)
+        if line_end < 0 or data[a:line_end].strip():
             return None  # text after the boundary on its line: not a delimiter
-        part = chunk[line_end + 1 :]
-        part = part[:-1] if part.endswith(b"\r") else part
-        if part.startswith((b"\r\n", b"\n")):
+        p_lo, p_hi = line_end + 1, b
+        if p_hi > p_lo and data[p_hi - 1] == 13:
+            p_hi -= 1
+        if data.startswith((b"\r\n", b"\n"), p_lo, p_hi):
             return None  # a part without headers
-        sub = _single_part(part, depth + 1)
+        sub = _single_part(data, depth + 1, p_lo, p_hi)
         if sub is None:
             return None
         texts.append(sub)
