@@ -28,7 +28,7 @@ from popvault.vault.pack import BlobLocation
 from popvault.vault.reader import Reader
 from popvault.vault.records import piece_ids
 from popvault.vault.scratch import BlobTable
-from popvault.vault.segments import COMMIT_NAME, CommitLog, segment_blobs, short_name
+from popvault.vault.segments import CommitLog, segment_blobs, short_name
 
 
 @dataclass
@@ -99,8 +99,7 @@ class Checker:
         seg_names: list[str] = []
         chain = self.log.chain()
         names = chain.names
-        extra = [n for n in self.backend.list("commits") if not COMMIT_NAME.match(n)]
-        for n in extra:
+        for n in chain.other:
             rep.problems.append(f"unexpected object {n} in commits/")
         claims = guard.claim_findings(self.log, names)
         for void, admitted in chain.void:

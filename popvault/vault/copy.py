@@ -11,10 +11,10 @@ so the copy works under an append-only bucket policy.
 Ordering makes a destination interrupted at any instant (kill -9) a valid vault, older
 perhaps: key slots, then ``config`` (when the copy is new), then for each commit the
 destination lacks, in sequence order, its packs, then its segments, and only then its
-commit record. A rerun resumes: what is there is skipped. Only packs and segments that
-commits name are copied (unnamed ones of the source are an interrupted run's work, which
-its next writer adopts and commits). The destination's writer lock (or lease) is held
-while writing; the source is only read.
+commit record and the claim of its number. A rerun resumes: what is there is skipped.
+Only packs and segments that commits name are copied (unnamed ones of the source are an
+interrupted run's work, which its next writer adopts and commits). The destination's
+writer lock (or lease) is held while writing; the source is only read.
 
 A destination with commits the source lacks (one side rolled back, or both written to)
 is refused (IntegrityError, exit 20) naming them; so is a source whose own opening found
@@ -270,10 +270,11 @@ class _Copier:
         self.report.skipped += self.report.commits_present
         if src_names:
             self.report.newest = short_name(src_names[-1])
-        claims = self._claims_to_copy(src_names, todo)
+        claims = self._claims_to_copy(src_names)
+        going = set(todo)
+        for record in [r for r in claims if r not in going]:  # cut between record and claim
+            self._put(claims.pop(record), short_name(record).encode())
         if not todo:
-            for record, claim in claims.items():  # a copy cut between record and claim
-                self._put(claim, short_name(record).encode())
             return
         have = set(self.dest.list("packs")) | set(self.dest.list("index"))
         with (
@@ -309,13 +310,11 @@ class _Copier:
                     if name in claims:
                         self._put(claims.pop(name), short_name(name).encode())
                     self.report.commits += 1
-                for record, claim in claims.items():  # of commits an earlier copy put
-                    self._put(claim, short_name(record).encode())
             finally:
                 ahead.cancel()
         self._done()
 
-    def _claims_to_copy(self, src_names: list[str], todo: list[str]) -> dict[str, str]:
+    def _claims_to_copy(self, src_names: list[str]) -> dict[str, str]:
         """Record -> its number's claim (format §8.1.1): the source's claims that the
         destination lacks, each put right after its record (or at once, for a record an
         interrupted copy put without it). A source claim is read only when it is new."""

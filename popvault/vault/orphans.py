@@ -197,12 +197,8 @@ def lost_commits(orphans: list[Orphan], names: list[str]) -> list[str]:
                 f" {m.parent[:16]} is missing"
             )
         elif m.seq <= newest and not _lost_race(m.seq, m.parent, at_seq):
-            out.append(
-                f"pack {o.name[:12]} belongs to a commit {m.seq} that is missing"
-                f" (another commit now has that number)"
-                if m.seq in at_seq
-                else f"pack {o.name[:12]} belongs to a commit {m.seq} that is missing"
-            )
+            taken = " (another commit now has that number)" if m.seq in at_seq else ""
+            out.append(f"pack {o.name[:12]} belongs to a commit {m.seq} that is missing{taken}")
     return out
 
 

@@ -52,11 +52,13 @@ def claim_name(seq: int) -> str:
 
 @dataclass
 class Chain:
-    """The listing of ``commits/``: the records that count, in commit order, and the
-    void ones (each with the record its number's claim admits instead)."""
+    """The listing of ``commits/``: the records that count, in commit order, the void
+    ones (each with the record its number's claim admits instead), and the names there
+    that are no commit record (``check`` reports them)."""
 
     names: list[str]
     void: list[tuple[str, str]] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)
 
 
 def segment_blobs(seg: Segment) -> list[BlobLocation]:
@@ -108,11 +110,13 @@ class CommitLog:
         that number's claim names one of them, only that one; the others are void. A
         number without a claim keeps all its records (two of them are damage, §8.6)."""
         by_seq: dict[int, list[str]] = {}
+        out = Chain([])
         for n in sorted(self.backend.list("commits")):
             m = COMMIT_NAME.match(n)
             if m is not None:
                 by_seq.setdefault(int(m.group(1)), []).append(n)
-        out = Chain([])
+            else:
+                out.other.append(n)
         for seq, records in by_seq.items():
             if len(records) > 1:
                 try:
