@@ -1,7 +1,8 @@
 """The local index cache: a SQLite file rebuilt from the vault (docs/format.md §9.3).
 
-The module that opens popvault's databases (:mod:`~popvault.vault.fts` and
-:mod:`~popvault.vault.scratch` run their SQL on connections made here). "Index" in the
+The module that opens popvault's databases (:mod:`~popvault.vault.listing`,
+:mod:`~popvault.vault.fts` and :mod:`~popvault.vault.scratch` run their SQL on
+connections made here). "Index" in the
 format means the vault's own encrypted segments (:mod:`popvault.vault.segments`); this is
 the cache of them.
 
@@ -28,7 +29,7 @@ from typing import Any, Literal, cast
 import sqlcipher3
 
 from popvault.errors import UsageError
-from popvault.vault import fts
+from popvault.vault import fts, listing
 from popvault.vault.backend import Backend
 from popvault.vault.cachekey import (
     PLAIN_HEADER,
@@ -39,9 +40,10 @@ from popvault.vault.cachekey import (
     plaintext_requested,
 )
 from popvault.vault.crypto import MasterKeys
+from popvault.vault.listing import WINDOW as WINDOW
 from popvault.vault.pack import BlobLocation
 from popvault.vault.records import Pieces, Record, piece_ids, pieces_from_json
-from popvault.vault.rows import LISTED_COLUMNS, CommitRows, message_row, stored_message
+from popvault.vault.rows import LISTED_COLUMNS, CommitRows, stored_message
 from popvault.vault.rows import Filter as Filter
 from popvault.vault.rows import MessageRow as MessageRow
 from popvault.vault.rows import StoredMessage as StoredMessage
@@ -60,12 +62,6 @@ _CIPHER_SETTINGS = (
     "PRAGMA cipher_memory_security = OFF",
     "PRAGMA cache_size = -32768",
 )
-#: Messages a listing reads a query (see :meth:`IndexCache.messages`).
-WINDOW = 500
-#: A message's delivery time as listings sort it (``messages_delivered`` indexes it): NULL
-#: (nothing known) sorts first, as it did before the index, with the row-value paging.
-_DELIVERED = fts.DELIVERED
-_AFTER = f"{_DELIVERED} >= ? AND ({_DELIVERED} > ? OR m.id > ?)"
 _EARLIEST = "first_archived = COALESCE(MIN(first_archived, {0}), first_archived, {0}), {2}"
 _EARLIEST = _EARLIEST.replace("{2}", "file_time = COALESCE(MIN(file_time, {1}), file_time, {1})")
 _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, sqlcipher3.DatabaseError)
@@ -414,66 +410,18 @@ class IndexCache:
         return [r[0] for r in rows]
 
     def messages(self, flt: Filter | None = None, *, window: int = WINDOW) -> Iterator[MessageRow]:
-        """Messages matching ``flt``, oldest delivery first: read ``window`` messages a
-        query (ordered and filtered by SQLite), so memory does not grow with the vault and
-        no statement stays open while the caller works (it may write to the cache)."""
-        flt = flt or Filter()
-        where, args = _where(flt)
-        for page in self._pages(LISTED_COLUMNS, where, args, window, since=flt.since):
-            if flt.ids is not None:
-                page = [r for r in page if r[1] in flt.ids]
-            srcs = self.arrivals([r[1] for r in page])
-            for r in page:
-                yield message_row(r[1:], srcs.get(r[1], ()))
+        """Messages matching ``flt``, oldest delivery first, ``window`` a query
+        (:func:`popvault.vault.listing.messages`)."""
+        return listing.messages(self, flt, window=window)
 
     def message_pieces(self, *, window: int = WINDOW) -> Iterator[tuple[bytes, int, Pieces]]:
-        """Every message's id, size and pieces, oldest delivery first (as
-        :meth:`messages`, without the arrivals and the header facts)."""
-        for page in self._pages("m.id, m.size, m.pieces", [], [], window):
-            for _, msg_id, size, text in page:
-                yield msg_id, size, pieces_from_json(json.loads(text))
-
-    def _pages(
-        self,
-        columns: str,
-        where: list[str],
-        args: list[Any],
-        window: int,
-        *,
-        since: float | None = None,
-    ) -> Iterator[list[Any]]:
-        """Rows of ``messages m`` matching ``where``, each ``(delivery key, *columns)``
-        (``columns`` start with ``m.id``), in delivery order, ``window`` rows a query: each
-        query seeks past the last row of the one before in the ``messages_delivered``
-        index (keyset paging), so none sorts the table or holds its rows."""
-        # each query seeks to its first row in the index: past the previous page's last
-        # (a row value compared would scan the index from its start), or to ``since``
-        start, after = ([f"{_DELIVERED} >= ?"], [since]) if since is not None else ([], [])
-        while True:
-            cond = [*where, *start]
-            sql = f"SELECT {_DELIVERED}, {columns} FROM messages m"  # noqa: S608 (fixed text)
-            if cond:
-                sql += " WHERE " + " AND ".join(cond)
-            sql += f" ORDER BY {_DELIVERED}, m.id LIMIT ?"
-            page = self.db.execute(sql, [*args, *after, window]).fetchall()
-            yield page
-            if len(page) < window:
-                return
-            start, after = [_AFTER], [page[-1][0], page[-1][0], page[-1][1]]
+        """Every message's id, size and pieces, oldest delivery first
+        (:func:`popvault.vault.listing.message_pieces`)."""
+        return listing.message_pieces(self, window=window)
 
     def arrivals(self, msg_ids: list[bytes]) -> dict[bytes, list[Any]]:
         """Message id -> its arrivals (account, uidl, source, flags), oldest first."""
-        out: dict[bytes, list[Any]] = {}
-        for i in range(0, len(msg_ids), 500):
-            part = msg_ids[i : i + 500]
-            marks = ",".join("?" * len(part))  # only placeholders go into the text
-            q = (
-                "SELECT msg, account, uidl, source, flags FROM sources"  # noqa: S608
-                f" WHERE msg IN ({marks}) ORDER BY archived, rowid"
-            )
-            for r in self.db.execute(q, part):
-                out.setdefault(r[0], []).append(r[1:])
-        return out
+        return listing.arrivals(self, msg_ids)
 
     def message(self, msg_id: bytes) -> StoredMessage | None:
         row = self.db.execute(
@@ -514,29 +462,6 @@ class IndexCache:
             "blobs": one("SELECT COUNT(*) FROM blobs"),
             "blob_bytes": one("SELECT SUM(length) FROM blobs"),
         }
-
-
-def _where(flt: Filter) -> tuple[list[str], list[Any]]:
-    """SQL conditions (and their arguments) for ``flt``: not its ``ids``, nor its
-    ``since`` (where :meth:`IndexCache._pages` starts)."""
-    where: list[str] = []
-    args: list[Any] = []
-    if flt.account is not None:
-        where.append("EXISTS(SELECT 1 FROM sources s2 WHERE s2.msg=m.id AND s2.account=?)")
-        args.append(flt.account)
-    if flt.until is not None:
-        # a message whose delivery is unknown (no time at all) matches no time range
-        where.append(f"{_DELIVERED} < ? AND {_DELIVERED} > -1e308")
-        args.append(flt.until)
-    for col, val in (
-        ("from_", flt.from_),
-        ("to_ || ' ' || m.cc", flt.to),
-        ("subject", flt.subject),
-    ):
-        if val is not None:
-            where.append(f"instr(lower(m.{col}), lower(?)) > 0")
-            args.append(val)
-    return where, args
 
 
 def _other_kind(path: Path, key: CacheKey | None) -> bool:
