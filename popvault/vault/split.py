@@ -6,6 +6,8 @@ and every long run of uniform base64 lines (an attachment) as its *decoded* byte
 ``att`` blobs, plus the line length and line ending needed to re-encode it. A run is
 only taken when re-encoding reproduces the original bytes exactly, so the same file
 attached to many messages (even wrapped differently) is stored once and nothing changes.
+The message is read in place, and the writer gets each run decoded one blob at a time
+(:func:`split_message_lazily`): splitting holds no copy of a message or of an attachment.
 """
 
 from __future__ import annotations
@@ -91,48 +93,112 @@ def _decode_exact(
     encoded: bytes, eol: bytes, start: int = 0, end: int | None = None
 ) -> bytes | None:
     """The decoded bytes if ``encoded[start:end]`` is exactly their canonical wrapped
-    base64.
+    base64 (see :func:`_accept_run`; the whole run decoded at once)."""
+    end = len(encoded) if end is None else end
+    nl = encoded.find(b"\n", start, end)
+    length = nl + 1 - len(eol) - start if nl >= 0 else end - start
+    run = _accept_run(encoded, start, end, length, eol)
+    return None if run is None else run.decode()
 
-    The caller guarantees the line structure (full lines of exactly ``L`` alphabet
+
+def _char_offset(start: int, line_length: int, eol: bytes, char: int) -> int:
+    """Where the ``char``-th base64 character (line ends not counted) of a run at
+    ``start`` wrapped at ``line_length`` lies."""
+    lines, col = divmod(char, line_length)
+    return start + lines * (line_length + len(eol)) + col
+
+
+@dataclass(frozen=True, eq=False)
+class Base64Run:
+    """An accepted run, ``body[start:end]``: base64 wrapped at ``line_length`` with
+    ``eol`` after every line, whose decoded bytes (``size`` of them) are cut into
+    ``ATT_CHUNK`` pieces only as they are asked for (format §7.1, step 4). ``last`` is
+    the last piece, decoded already when the run was checked."""
+
+    body: bytes
+    start: int
+    end: int
+    line_length: int
+    eol: bytes
+    size: int
+    last: bytes
+
+    def chunks(self) -> Iterator[bytes]:
+        """The decoded bytes in ``ATT_CHUNK`` pieces, each decoded when it is asked for:
+        at most one piece of the run is held decoded here, however large the run."""
+        per = ATT_CHUNK // 3 * 4  # characters of a piece: whole groups, no padding
+        full = (self.size - len(self.last)) // ATT_CHUNK
+        view = memoryview(self.body)
+        for k in range(full):
+            lo = _char_offset(self.start, self.line_length, self.eol, k * per)
+            hi = _char_offset(self.start, self.line_length, self.eol, (k + 1) * per)
+            piece = pybase64.b64decode(view[lo:hi], validate=False)
+            if len(piece) != ATT_CHUNK:  # full lines of the alphabet: cannot happen
+                raise AssertionError(f"a base64 piece decoded to {len(piece)} bytes")
+            yield piece
+        yield self.last
+
+    def decode(self) -> bytes:
+        """The decoded bytes at once."""
+        if self.size == len(self.last):
+            return self.last
+        return pybase64.b64decode(memoryview(self.body)[self.start : self.end], validate=False)
+
+
+def _accept_run(body: bytes, start: int, end: int, length: int, eol: bytes) -> Base64Run | None:
+    """The run ``body[start:end]`` if it is exactly the canonical wrapped base64 of the
+    bytes it decodes to, else None.
+
+    The caller guarantees the line structure (full lines of exactly ``length`` alphabet
     characters, then at most one shorter last line of alphabet characters and at most
     two ``=``, each followed by ``eol``), which is precisely what wrapping produces; so
     the whole re-encodes byte for byte if and only if the text without line ends is the
-    canonical base64 of the decoded bytes. With that structure checked, one lenient
-    SIMD pass decodes it (it skips exactly the line ends, the only bytes outside the
-    alphabet; it releases the interpreter lock), and the length and last group decide
-    canonicity. The run is read in place (a view): neither it nor the text without its
-    line ends is ever copied.
+    canonical base64 of the decoded bytes. Canonical text has a multiple of four
+    characters; then every ``ATT_CHUNK`` piece but the last is whole groups of alphabet
+    characters, which always decode, to exactly ``ATT_CHUNK`` bytes: only the last
+    piece is decoded here (one lenient SIMD pass that skips exactly the line ends, the
+    only bytes outside the alphabet; it releases the interpreter lock), and the length
+    and last group decide canonicity. Neither the run nor the text without its line
+    ends is ever copied, and no more than one piece is held decoded.
     """
-    end = len(encoded) if end is None else end
+    chars = end - start - body.count(b"\n", start, end) * len(eol)
+    if chars % 4 or length <= 0:
+        return None  # canonical base64 has whole groups of four
+    per = ATT_CHUNK // 3 * 4
+    full = (chars - 1) // per
+    lo = _char_offset(start, length, eol, full * per)
     try:
-        decoded = pybase64.b64decode(memoryview(encoded)[start:end], validate=False)
+        last = pybase64.b64decode(memoryview(body)[lo:end], validate=False)
     except binascii.Error:
         return None
-    chars = end - start - encoded.count(b"\n", start, end) * len(eol)
+    size = full * ATT_CHUNK + len(last)
     # the last four characters, whatever the line length (short lines span several)
-    tail = encoded[max(start, end - 4 * (1 + len(eol))) : end].translate(None, b"\r\n")[-4:]
-    return decoded if _canonical_text(decoded, chars, tail) else None
+    tail = body[max(start, end - 4 * (1 + len(eol))) : end].translate(None, b"\r\n")[-4:]
+    if not _canonical_text(size, last, chars, tail):
+        return None
+    return Base64Run(body, start, end, length, eol, size, last)
 
 
 def _canonical(decoded: bytes, flat: bytes) -> bool:
     """Whether ``flat``, which strict decoding turned into ``decoded``, is exactly
     ``b2a_base64(decoded)`` (see :func:`_canonical_text`)."""
-    return _canonical_text(decoded, len(flat), flat[-4:])
+    return _canonical_text(len(decoded), decoded, len(flat), flat[-4:])
 
 
-def _canonical_text(decoded: bytes, chars: int, tail: bytes) -> bool:
+def _canonical_text(size: int, end: bytes, chars: int, tail: bytes) -> bool:
     """Whether base64 text of ``chars`` characters ending in ``tail`` (its last four),
-    which decoding turned into ``decoded``, is exactly ``b2a_base64(decoded)``.
+    which decoding turned into ``size`` bytes ending in ``end`` (at least its last
+    three), is exactly their ``b2a_base64``.
 
     Decoding text of alphabet characters and final padding is one to one except for
     the unused low bits of the last group of four characters (``QR==`` and ``QQ==``
     both decode to ``A``) and except for text of the wrong length: checking the length
     and re-encoding the last group decides it, without re-encoding the whole attachment.
     """
-    if chars != (len(decoded) + 2) // 3 * 4:
+    if chars != (size + 2) // 3 * 4:
         return False
-    last = len(decoded) % 3 or 3
-    return not decoded or binascii.b2a_base64(decoded[-last:], newline=False) == tail
+    last = size % 3 or 3
+    return not size or binascii.b2a_base64(end[-last:], newline=False) == tail
 
 
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -172,8 +238,8 @@ def _full_lines_end(body: bytes, start: int, end: int, length: int, eol: bytes) 
     return full_end
 
 
-def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment | None]:
-    """Try a base64 run at line ``start``: (where to continue, segment or None).
+def _take_run(body: bytes, start: int, end: int) -> tuple[int, Base64Run | None]:
+    """Try a base64 run at line ``start``: (where to continue, the run or None).
 
     The run is the longest stretch of full lines of one length and line ending, plus an
     optional shorter last line. If the whole does not re-encode exactly, trailing lines
@@ -200,9 +266,9 @@ def _take_run(body: bytes, start: int, end: int) -> tuple[int, Segment | None]:
     for run_end in ends:
         if run_end - start < B64_MIN:
             break
-        decoded = _decode_exact(body, eol, start, run_end)
-        if decoded is not None:
-            return run_end, Segment("b64", decoded, length, eol)
+        run = _accept_run(body, start, run_end, length, eol)
+        if run is not None:
+            return run_end, run
     return max(full_end, nl + 1), None
 
 
@@ -218,26 +284,50 @@ def _part_body_start(body: bytes, pos: int) -> int:
 
 
 _CTE = b"content-transfer-encoding:"
-_BASE64_VALUE = re.compile(rb"[ \t]*base64")
+_BASE64_VALUE = re.compile(rb"[ \t]*base64", re.IGNORECASE)
 
 
 def _base64_headers(body: bytes, start: int = 0) -> list[int]:
     """Offsets just after each ``Content-Transfer-Encoding: base64`` (any case) from
     ``start`` on.
 
-    A literal search on a lower-cased copy: a case-insensitive regex over the whole body
-    would cost several times more. The offsets are collected at once, so that the copy
-    is gone before any attachment is decoded (a large message is held once, not twice).
+    A literal search on lower-cased copies of 1 MiB windows (each overlapping the next
+    by the length of the name, so that a name across their border is found in one): a
+    case-insensitive regex over the whole body would cost several times more, and a
+    lower-cased copy of the whole body would hold a large message twice.
     """
-    low = body.lower()
     out = []
-    pos = low.find(_CTE, start)
-    while pos >= 0:
-        m = _BASE64_VALUE.match(low, pos + len(_CTE))
-        if m is not None:
-            out.append(m.end())
-        pos = low.find(_CTE, pos + len(_CTE))
+    for lo in range(start, len(body), CHUNK):
+        low = body[lo : lo + CHUNK + len(_CTE) - 1].lower()
+        pos = low.find(_CTE)
+        while 0 <= pos < CHUNK:
+            m = _BASE64_VALUE.match(body, lo + pos + len(_CTE))
+            if m is not None:
+                out.append(m.end())
+            pos = low.find(_CTE, pos + len(_CTE))
     return out
+
+
+def _body_parts(body: bytes, base64_body: bool, offset: int) -> Iterator[Segment | Base64Run]:
+    """:func:`split_body` with each run as it was found (not decoded yet)."""
+    done = offset
+    starts = (_part_body_start(body, end) for end in _base64_headers(body, offset))
+    for start in itertools.chain([offset] if base64_body else [], starts):
+        if start < done:
+            continue
+        run_end, run = _take_run(body, start, len(body))
+        if run is None:
+            continue
+        yield from _txt(body, done, start)
+        yield run
+        done = run_end
+    yield from _txt(body, done, len(body))
+
+
+def _decoded(part: Segment | Base64Run) -> Segment:
+    if isinstance(part, Base64Run):
+        return Segment("b64", part.decode(), part.line_length, part.eol)
+    return part
 
 
 def split_body(body: bytes, *, base64_body: bool = False, offset: int = 0) -> Iterator[Segment]:
@@ -247,35 +337,30 @@ def split_body(body: bytes, *, base64_body: bool = False, offset: int = 0) -> It
     at the first line after that part's header section, and at the very start when the
     message's own header declares it (``base64_body``) (format §7.1).
     """
-    done = offset
-    starts = (_part_body_start(body, end) for end in _base64_headers(body, offset))
-    for start in itertools.chain([offset] if base64_body else [], starts):
-        if start < done:
-            continue
-        run_end, seg = _take_run(body, start, len(body))
-        if seg is None:
-            continue
-        if start > done:
-            yield from _txt(body[done:start])
-        yield seg
-        done = run_end
-    if done < len(body):
-        yield from _txt(body[done:])
+    return map(_decoded, _body_parts(body, base64_body, offset))
 
 
-def _txt(data: bytes) -> Iterator[Segment]:
-    for i in range(0, len(data), CHUNK):
-        yield Segment("txt", data[i : i + CHUNK])
+def _txt(body: bytes, start: int, end: int) -> Iterator[Segment]:
+    """``body[start:end]`` as ``txt`` segments of CHUNK bytes (each its own copy)."""
+    for i in range(start, end, CHUNK):
+        yield Segment("txt", body[i : min(i + CHUNK, end)])
 
 
-def split_message(data: bytes) -> Iterator[Segment]:
-    """The segments of a whole message held in memory (format §7.1)."""
+def split_message_lazily(data: bytes) -> Iterator[Segment | Base64Run]:
+    """The segments of a whole message held in memory (format §7.1), each base64 run as
+    a :class:`Base64Run` that decodes its pieces only as they are asked for (a large
+    attachment is never held decoded whole)."""
     end = header_end(data)
     if end < 0:
         end = len(data)
     if 0 < end <= HEADER_MAX:
         yield Segment("hdr", data[:end])
         base64_body = _CTE_BASE64.search(data, 0, end) is not None
-        yield from split_body(data, base64_body=base64_body, offset=end)
+        yield from _body_parts(data, base64_body, end)
     else:
-        yield from split_body(data)
+        yield from _body_parts(data, False, 0)
+
+
+def split_message(data: bytes) -> Iterator[Segment]:
+    """The segments of a whole message held in memory (format §7.1)."""
+    return map(_decoded, split_message_lazily(data))

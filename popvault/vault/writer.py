@@ -12,6 +12,7 @@ half-way.
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import os
 import time
@@ -49,7 +50,13 @@ from popvault.vault.records import (
     piece_hex_ids,
 )
 from popvault.vault.segments import RECORD_LEVEL, CommitLog
-from popvault.vault.split import ATT_CHUNK, CHUNK, HEADER_MAX, header_end, split_message
+from popvault.vault.split import (
+    CHUNK,
+    HEADER_MAX,
+    Base64Run,
+    header_end,
+    split_message_lazily,
+)
 
 #: Messages up to this size are split in memory (attachment dedup); larger ones stream.
 INLINE_LIMIT = 32 << 20
@@ -305,14 +312,12 @@ class Writer:
     # ------------------------------------------------------------------ messages
 
     def split_pieces(self, data: bytes) -> Pieces:
-        """Split a whole message and store its blobs; its pieces (§7.2)."""
+        """Split a whole message and store its blobs; its pieces (§7.2). An attachment
+        is decoded a blob at a time, as its blobs are stored."""
         pieces: Pieces = []
-        for seg in split_message(data):
-            if seg.kind == "b64":
-                ids = [
-                    self.store_blob("att", seg.data[i : i + ATT_CHUNK])
-                    for i in range(0, len(seg.data), ATT_CHUNK)
-                ]
+        for seg in split_message_lazily(data):
+            if isinstance(seg, Base64Run):
+                ids = [self.store_blob("att", chunk) for chunk in seg.chunks()]
                 pieces.append(attachment_piece(ids, seg.line_length, seg.eol))
             else:
                 pieces.append(blob_piece(self.store_blob(seg.kind, seg.data)))
@@ -431,6 +436,10 @@ class MessageWriter:
     def __init__(self, writer: Writer, guard: Callable[[], AbstractContextManager[None]]) -> None:
         self._writer = writer
         self._guard = guard
+        #: The message so far, until it streams: its bytes are handed to the splitter
+        #: without a copy (``getvalue``), so a message is held once, not twice.
+        self._whole = io.BytesIO()
+        #: Once streaming: the bytes not yet cut into a blob.
         self._buf = bytearray()
         self._hasher: hmac.HMAC | None = None  # from the start of streaming
         self._size = 0
@@ -443,8 +452,10 @@ class MessageWriter:
         """The header section (for metadata parsing), available after writes."""
         if self._streaming:
             return self._head
-        end = header_end(self._buf, HEADER_MAX + 4)
-        return bytes(self._buf[: end if end >= 0 else HEADER_MAX])
+        with self._whole.getbuffer() as view:
+            prefix = bytes(view[: HEADER_MAX + 4])
+        end = header_end(prefix)
+        return prefix[: end if end >= 0 else HEADER_MAX]
 
     @property
     def size(self) -> int:
@@ -456,31 +467,43 @@ class MessageWriter:
         view = memoryview(chunk)
         for i in range(0, len(view), CHUNK):
             piece = view[i : i + CHUNK]
+            self._size += len(piece)
             if self._hasher is not None:
                 self._hasher.update(piece)
-            self._size += len(piece)
-            self._buf += piece
-            if not self._streaming and len(self._buf) > INLINE_LIMIT:
-                self._start_streaming()
-            if self._streaming:
+                self._buf += piece
                 self._drain(final=False)
+                continue
+            self._whole.write(piece)
+            if self._size > INLINE_LIMIT:
+                self._start_streaming()
 
     def _start_streaming(self) -> None:
         self._hasher = self._writer.keys.hasher()
-        self._hasher.update(self._buf)  # everything so far: nothing has left the buffer
         self._head = self.head
         self._streaming = True
-        with self._guard():
-            if 0 < len(self._head) <= HEADER_MAX and header_end(self._head) > 0:
-                self._pieces.append(blob_piece(self._writer.store_blob("hdr", self._head)))
-                del self._buf[: len(self._head)]
+        whole, self._whole = self._whole, io.BytesIO()
+        with whole.getbuffer() as view:
+            self._hasher.update(view)  # everything so far: nothing has left the buffer
+            start = 0
+            with self._guard():
+                if 0 < len(self._head) <= HEADER_MAX and header_end(self._head) > 0:
+                    self._pieces.append(blob_piece(self._writer.store_blob("hdr", self._head)))
+                    start = len(self._head)
+                # the full blobs go now, straight from the buffer; the rest waits
+                for pos in range(start, len(view) - CHUNK + 1, CHUNK):
+                    self._store_txt(bytes(view[pos : pos + CHUNK]))
+                    start = pos + CHUNK
+            self._buf = bytearray(view[start:])
+
+    def _store_txt(self, part: bytes) -> None:
+        self._pieces.append(blob_piece(self._writer.store_blob("txt", part)))
 
     def _drain(self, final: bool) -> None:
         with self._guard():
             while len(self._buf) >= CHUNK or (final and self._buf):
                 part = bytes(self._buf[:CHUNK])
                 del self._buf[:CHUNK]
-                self._pieces.append(blob_piece(self._writer.store_blob("txt", part)))
+                self._store_txt(part)
 
     def file_prepared(
         self,
@@ -511,8 +534,8 @@ class MessageWriter:
             streamed = self._pieces
             with self._guard():
                 return w.file_message(msg_id, self._size, lambda: streamed, source, meta)
-        data = bytes(self._buf)
-        self._buf = bytearray()
+        data = self._whole.getvalue()  # the buffer's own bytes, not a copy
+        self._whole = io.BytesIO()
         msg_id = w.keys.keyed_id(data)
         with self._guard():
             return w.file_message(msg_id, self._size, lambda: w.split_pieces(data), source, meta)
