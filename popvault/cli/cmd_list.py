@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
-import math
 from collections.abc import Iterable
 from json.encoder import encode_basestring
 
@@ -18,30 +16,41 @@ from popvault.vault import Filter, MessageRow
 
 def _iso(t: float | None) -> str | None:
     """``t`` as ISO 8601 UTC with ``Z``: datetime's text (microseconds when not zero),
-    made with integer arithmetic and the date of each day once (a listing's three dates
-    were a quarter of its time a row); datetime itself outside years 1970-9999."""
+    made with integer arithmetic, the date of each day once and the hours, minutes and
+    seconds from tables (a listing's three dates were a quarter of its time a row);
+    datetime itself outside years 1970-9999."""
     if t is None:
         return None
     if not 0 <= t < _YEAR_10000:
         return _datetime_iso(t)
-    frac, whole = math.modf(t)
-    us = round(frac * 1e6)  # half to even, as datetime rounds
-    if us == 1_000_000:
-        us, whole = 0, whole + 1
-    days, secs = divmod(int(whole), 86400)
-    hours, secs = divmod(secs, 3600)
+    whole = int(t)
+    us = 0
+    if t != whole:
+        us = round((t - whole) * 1e6)  # half to even, as datetime rounds
+        if us == 1_000_000:
+            us, whole = 0, whole + 1
+    days, secs = divmod(whole, 86400)
+    day = _DAYS.get(days) or _day(days)
     minutes, secs = divmod(secs, 60)
     if us:
-        return f"{_day(days)}T{hours:02d}:{minutes:02d}:{secs:02d}.{us:06d}Z"
-    return f"{_day(days)}T{hours:02d}:{minutes:02d}:{secs:02d}Z"
+        return f"{day}T{_HOURS_MINUTES[minutes]}:{_TWO_DIGITS[secs]}.{us:06d}Z"
+    return f"{day}T{_HOURS_MINUTES[minutes]}:{_TWO_DIGITS[secs]}Z"
 
 
 _YEAR_10000 = 253_402_300_800.0
+#: "HH:MM" of each minute of a day, and "00" to "59".
+_HOURS_MINUTES = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
+_TWO_DIGITS = tuple(f"{n:02d}" for n in range(60))
+#: Days since 1970 -> their ISO date, made once each (up to :data:`_DAYS_KEPT`).
+_DAYS: dict[int, str] = {}
+_DAYS_KEPT = 65_536
 
 
-@functools.lru_cache(maxsize=4096)
 def _day(days: int) -> str:
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=days)).isoformat()
+    if len(_DAYS) >= _DAYS_KEPT:
+        _DAYS.clear()
+    text = _DAYS[days] = (dt.date(1970, 1, 1) + dt.timedelta(days=days)).isoformat()
+    return text
 
 
 def _datetime_iso(t: float) -> str:
@@ -50,14 +59,13 @@ def _datetime_iso(t: float) -> str:
 
 def _times(row: MessageRow) -> tuple[str | None, str | None, str | None]:
     """The delivery, received and archived times as text; the delivery is one of the
-    other two (or the file time): its text is made once."""
+    other two (or the file time, :attr:`MessageRow.delivered`): its text is made once."""
     received, archived = _iso(row.received), _iso(row.first_archived)
-    delivered = row.delivered
-    if delivered == row.received:
+    if row.received is not None:
         return received, received, archived
-    if delivered == row.first_archived:
+    if row.file_time is None:
         return archived, received, archived
-    return _iso(delivered), received, archived
+    return _iso(row.file_time), received, archived
 
 
 def row_json(row: MessageRow) -> dict[str, object]:

@@ -67,6 +67,9 @@ def test_json_line_is_the_encoded_object(
     encoded = json.JSONEncoder(ensure_ascii=False).encode(row_json(made))
     assert json_line(made) == encoded
     assert json.loads(json_line(made)) == row_json(made)
+    times = row_json(made)
+    assert times["delivered"] == _iso(made.delivered)  # the text of the time it shows
+    assert (times["received"], times["archived"]) == (_iso(row[3]), _iso(made.first_archived))  # type: ignore[arg-type]
 
 
 def test_extra_keys_follow_the_row_s_own() -> None:
