@@ -6,7 +6,8 @@ long run ``POPVAULT_BENCH_SCALE_N=1000000 python3 -m benchmarks.run --only scale
 messages (1 to 4 KB, ``benchmarks.common.small_messages``) under the work directory,
 imports it with ``popvault import`` into a fresh vault, then runs each command in a
 child process (wall time, peak RSS from ``wait4``): ``list``, ``list --from``,
-``list --json``, ``export --format mbox``, ``restore --to maildir:...``, ``check`` and
+``list --json``, ``export --format mbox``, ``restore --to maildir:...`` (of at most
+:data:`RESTORE` messages, every k-th of a larger vault by ``--ids``), ``check`` and
 ``stats``; then it imports a second mbox of :data:`MORE` other messages into the same
 vault (issue 12: per message at most twice what the first import cost). Each runs with
 the production key derivation (part of every command's time).
@@ -35,6 +36,7 @@ import argparse
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -65,6 +67,11 @@ RSS_TARGET = "<= 150"
 #: Messages added to the full vault by the last step (issue 12: "adding 20,000 messages
 #: to a vault of 300,000").
 MORE = 20_000
+#: Messages the restore step writes at most (``POPVAULT_BENCH_SCALE_RESTORE``): every
+#: k-th message of a larger vault, by ``--ids``. Each restored file is fsynced (twice),
+#: 2-7 ms a message on this machine, so a million would take over an hour; the listing
+#: of the whole vault is still read.
+RESTORE = 30_000
 
 
 @dataclass
@@ -124,9 +131,31 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _sample(argv0: list[str], env: dict[str, str], code: Path, base: Path, every: int) -> Path:
+    """An ``--ids`` file of every ``every``-th message of the vault, in delivery order
+    (``list --json`` lines, which ``--ids`` reads as they are); not timed."""
+    listing = base / "listing.jsonl"
+    with listing.open("wb") as f:
+        subprocess.run([*argv0, "list", "--json"], env=env, cwd=code, stdout=f, check=True)
+    ids = base / "restore-ids.jsonl"
+    with listing.open("rb") as src, ids.open("wb") as dst:
+        for i, line in enumerate(src):
+            if i % every == 0:
+                dst.write(line)
+    listing.unlink()
+    return ids
+
+
 def _measure(
-    bench: Bench, label: str, code: Path, base: Path, mbox: Path, sender: str, uidls: int
+    bench: Bench,
+    label: str,
+    code: Path,
+    base: Path,
+    mbox: Path,
+    sender: str,
+    sizes: tuple[int, int, int],
 ) -> tuple[Measured, NoOp | None]:
+    n, restore, uidls = sizes
     out = Measured(label)
     # each vault's cache in its own folder under ``base``: deleted with it (400 MB here)
     cache = base / f"cache-{label}"
@@ -139,6 +168,8 @@ def _measure(
     noop = None
     try:
         for step, args in _steps(mbox, sender, export, restored):
+            if step.startswith("restore") and restore < n:
+                args = [*args, "--ids", str(_sample(argv0, env, code, base, n // restore))]
             log(f"  {label}: {step} ... (load {_load()})")
             try:
                 run = run_child([*argv0, *args], env=env, cwd=code)
@@ -218,6 +249,7 @@ def run(bench: Bench, n: int | None = None) -> None:
         n = int(os.environ.get("POPVAULT_BENCH_SCALE_N", "30000" if bench.quick else "300000"))
     rev = os.environ.get("POPVAULT_BENCH_SCALE_BASE", BASE)
     uidls = int(os.environ.get("POPVAULT_BENCH_SCALE_UIDLS", str(n // 10)))
+    restore = max(int(os.environ.get("POPVAULT_BENCH_SCALE_RESTORE", str(RESTORE))), 1)
     base = bench.fresh_dir("scale")
     log(f"scale: load average at the start {_load()}")
     try:
@@ -228,11 +260,13 @@ def run(bench: Bench, n: int | None = None) -> None:
         revs = [("new", REPO)]
         if rev.lower() != "none":
             revs.insert(0, ("base", _worktree(rev, bench.work)))
-        done = [_measure(bench, label, code, base, mbox, sender, uidls) for label, code in revs]
+        sizes = (n, restore, uidls)
+        done = [_measure(bench, label, code, base, mbox, sender, sizes) for label, code in revs]
     finally:
         shutil.rmtree(base, ignore_errors=True)
     log(f"scale: load average at the end {_load()}")
-    _report(bench, n, rev, [m for m, _ in done])
+    every = max(n // restore, 1)
+    _report(bench, n, rev, [m for m, _ in done], (n + every - 1) // every)
     if done[-1][1] is not None:
         _report_noop(bench, n, done[-1][1])
 
@@ -284,7 +318,7 @@ def _report_noop(bench: Bench, n: int, r: NoOp) -> None:
     )
 
 
-def _report(bench: Bench, n: int, rev: str, measured: list[Measured]) -> None:
+def _report(bench: Bench, n: int, rev: str, measured: list[Measured], restored: int) -> None:
     new = measured[-1].runs
     old = measured[0].runs if len(measured) > 1 else {}
 
@@ -323,8 +357,9 @@ def _report(bench: Bench, n: int, rev: str, measured: list[Measured]) -> None:
     ):
         target = "<= 8" if step == "list --json" and n <= 300_000 else ""
         was = old.get(step)
-        add(f"{step} time", new[step].wall, "s", target, was.wall if was else None)
-        add(f"{step} peak RSS", new[step].peak_mb, "MB", RSS_TARGET, was.peak_mb if was else None)
+        shown = f"{step} of {restored}" if step.startswith("restore") else step
+        add(f"{shown} time", new[step].wall, "s", target, was.wall if was else None)
+        add(f"{shown} peak RSS", new[step].peak_mb, "MB", RSS_TARGET, was.peak_mb if was else None)
     lines = [f"scale, {n} messages: {'base ' + rev + ' beside ' if old else ''}the working tree"]
     lines.append(f"{'step':22} {'base s':>8} {'new s':>8} {'base MB':>8} {'new MB':>8}")
     for step, r in new.items():
@@ -336,6 +371,7 @@ def _report(bench: Bench, n: int, rev: str, measured: list[Measured]) -> None:
         lines.append(
             f"import rate: base {n / old['import'].wall:.0f} msg/s, new {n / imp.wall:.0f} msg/s"
         )
+    lines.append(f"restore: {restored} of the {n} messages (every {n // restored}th, by --ids)")
     if "import more" in new:
         lines.append(
             f"import of {MORE} more into the full vault: {MORE / new['import more'].wall:.0f}"
