@@ -45,6 +45,12 @@ CODEC_ZSTD = 1
 #: A frame whose zstd output is not at least this much smaller is stored as is.
 MIN_SAVING = 0.97
 MAX_FRAME_PLAIN = 64 << 20
+#: Frames compressing at a time, at most (each holds its payload, then its output).
+IN_FLIGHT = 2
+#: Frames :attr:`PackWriter.size` leaves out, the latest added: packs end after the
+#: frames they always ended after (when that many were in flight), so that the same
+#: input still makes the same packs.
+SIZE_LAG = 4
 
 
 class PackVersionError(IntegrityError):
@@ -162,8 +168,13 @@ class PackWriter:
 
     @property
     def size(self) -> int:
-        """Bytes sealed so far (frames still in flight not counted)."""
-        return len(self._buf)
+        """Bytes of the pack so far, the latest ``SIZE_LAG`` frames not counted (they are
+        sealed already: ``IN_FLIGHT <= SIZE_LAG``)."""
+        counted = self.frame_count - SIZE_LAG
+        if counted <= 0:
+            return HEADER_SIZE
+        start, length = self._frames[counted - 1]
+        return start + length
 
     @property
     def frame_count(self) -> int:
@@ -186,7 +197,7 @@ class PackWriter:
         else:
             fut = self._executor.submit(compress_frame, payload, self._level)
         self._pending.append((index, spans, fut))
-        while len(self._pending) > 4:
+        while len(self._pending) > IN_FLIGHT:
             self._drain_one()
 
     def _drain_one(self) -> None:
