@@ -33,8 +33,8 @@ from popvault.app.deletion import (
     verify,
 )
 from popvault.app.fetch import Fetched, cut_sessions, fetch_and_store, size_ok
+from popvault.app.indexing import index_run
 from popvault.app.progress import NullProgress, Progress
-from popvault.app.search import index_run
 from popvault.errors import (
     PopvaultError,
     TemporaryFailure,

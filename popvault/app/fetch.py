@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 from popvault import interrupts
 from popvault.app.config import AccountConfig
-from popvault.app.helper import Preparer
+from popvault.app.helper import Preparer, Work
 from popvault.app.helper import Result as PrepareResult
+from popvault.app.indexing import Indexer
 from popvault.app.metadata import parse_metadata
 from popvault.app.progress import Progress
-from popvault.app.search import Indexer
 from popvault.errors import UsageError
 from popvault.pop3.client import Pop3Client
 from popvault.pop3.errors import Pop3CommandFailed
@@ -111,13 +111,13 @@ class _Sink:
             self.buf = None
 
 
-def preparer_for(vault: Vault, count: int) -> Preparer[Tag] | None:
+def preparer_for(vault: Vault, count: int, work: Work) -> Preparer[Tag] | None:
     """A helper process for a fetch of ``count`` messages, when it pays: enough messages,
     and a second CPU for it to run on. One: the thread reading POP3 is the limit, and
-    each helper costs about 30 MB."""
+    each helper costs about 30 MB. ``work``: the indexer's (documents made there too)."""
     if count < PREPARE_MIN or (os.cpu_count() or 1) < 2:
         return None
-    return Preparer(vault.helper_key())
+    return Preparer(vault.helper_key(), work=work)
 
 
 def _collect_limit(preparer: Preparer[Tag] | None, listed: int) -> int:
@@ -154,11 +154,12 @@ class _Stage:
         self.progress = progress
         self.out = Fetched()
         self.current: dict[int, _Sink] = {}
-        self.preparer = preparer_for(vault, len(todo))
         #: Indexes the new messages whose bytes were in hand after each commit (their
-        #: text made here: a helper process of its own cost more than it saved on the
-        #: attachment-heavy mailbox; inserted by a thread); the others are read back.
+        #: text made where they are prepared, or here: a helper process of its own cost
+        #: more than it saved on the attachment-heavy mailbox; inserted by a thread); the
+        #: others are read back.
         self.indexer = Indexer(vault, helpers=0, progress=progress)
+        self.preparer = preparer_for(vault, len(todo), self.indexer.work)
         #: Prepares large messages in a thread when there is no helper process.
         self.threads: Preparer[Tag] | None = None
 
@@ -174,7 +175,7 @@ class _Stage:
         if self.preparer is not None:
             return self.preparer
         if self.threads is None:
-            self.threads = Preparer(self.vault.helper_key())
+            self.threads = Preparer(self.vault.helper_key(), work=self.indexer.work)
         return self.threads
 
     def end(self, num: int, nbytes: int) -> None:
@@ -208,7 +209,7 @@ class _Stage:
         else:
             res = self.vault.add_prepared(data, result[0], self._src(uidl), result[1])
         if res.new:
-            self.indexer.add(res.msg_id, data)
+            self.indexer.add(res.msg_id, data, result[2] if result is not None else None)
         self.filed(num, uidl, nbytes, lines, res)
 
     def filed(self, num: int, uidl: str, nbytes: int, lines: int, res: AddResult) -> None:

@@ -42,12 +42,16 @@ from typing import Generic, TypeVar
 
 from popvault import interrupts
 from popvault.app.metadata import parse_metadata
-from popvault.vault import MessageMeta, PreparedMessage, prepare_message
+from popvault.vault import MessageMeta, PreparedMessage, SearchDoc, prepare_message
 
 T = TypeVar("T")
 
-#: A prepared message and its metadata, as the helper returns them.
-Result = tuple[PreparedMessage, MessageMeta]
+#: A message's search index document, as indexed, and whether it was read only in part
+#: (:func:`popvault.app.indexing.document`).
+Document = tuple[SearchDoc, bool]
+#: A prepared message, its metadata, and its index document when the work makes one
+#: (:func:`popvault.app.indexing.prepare_indexed`), as the helper returns them.
+Result = tuple[PreparedMessage, MessageMeta, Document | None]
 
 #: Seconds between a helper's checks that its writer is still there.
 ORPHAN_CHECK = 0.2
@@ -138,8 +142,9 @@ def _main_script_hidden() -> Iterator[None]:
         main.__file__ = path
 
 
-def _prepare_batch(mac: bytes, batch: list[bytes]) -> list[Result]:
-    return [(prepare_message(mac, data), parse_metadata(data)) for data in batch]
+def prepare_batch(mac: bytes, batch: list[bytes]) -> list[Result]:
+    """The helper's work by default: each message prepared, with its metadata."""
+    return [(prepare_message(mac, data), parse_metadata(data), None) for data in batch]
 
 
 def _feed(outbox: queue.SimpleQueue[list[bytes] | None], pipe: Connection) -> None:
@@ -155,15 +160,61 @@ def _feed(outbox: queue.SimpleQueue[list[bytes] | None], pipe: Connection) -> No
             pipe.close()
 
 
+class _Helper:
+    """One helper process and the writer's ends of its pipes (started by
+    :meth:`start`)."""
+
+    def __init__(self) -> None:
+        self.proc: BaseProcess | None = None
+        self.answers: Connection | None = None
+        self.outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+
+    def start(self, mac: bytes, work: Work) -> None:
+        # spawn, not fork: the caller has threads (compression), and a forked child
+        # would inherit their locks in whatever state they were
+        ctx = multiprocessing.get_context("spawn")
+        batches_in, batches_out = ctx.Pipe(duplex=False)
+        answers_in, answers_out = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_helper_main,
+            args=(mac, os.getpid(), batches_in, answers_out, work),
+            name="popvault-helper",
+            daemon=True,
+        )
+        try:
+            # not torn by a signal: spawn writes the child's start-up data after the
+            # fork; a child left without it prints a traceback into our stderr
+            with interrupts.critical(), _main_script_hidden():
+                proc.start()
+        finally:
+            # the helper's ends are the helper's alone: its exit then closes the pipes
+            batches_in.close()
+            answers_out.close()
+        self.proc = proc
+        self.answers = answers_in
+        threading.Thread(
+            target=_feed, args=(self.outbox, batches_out), name="popvault-feed", daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        """Close both pipes (the helper then ends; see :meth:`Preparer.close`)."""
+        self.outbox.put(None)  # the feeder closes the helper's input: it ends
+        if self.answers is not None:
+            self.answers.close()  # a helper blocked on a full answer pipe ends too
+
+
 class Preparer(Generic[T]):
-    """Prepares submitted messages in one helper process; see the module doc.
+    """Prepares submitted messages in helper processes; see the module doc.
 
     ``submit(data, tag)`` queues a message (``tag`` is the caller's, given back with it);
     ``ready()`` yields ``(data, tag, result)`` for the messages done so far, in submission
     order, waiting only while more than ``max_pending`` bytes are out; ``ready(wait=True)``
-    yields every message submitted. ``result`` is None when the helper failed.
+    yields every message submitted. ``result`` is None when a helper failed.
     ``work``: what the helper does instead of preparing (a module-level function, as
-    spawn imports it by name; the search index makes documents so).
+    spawn imports it by name; the search index makes documents so). ``processes``:
+    helpers batches go to in turn (each started when it gets its first batch; a second
+    pays where the helper's work is the larger part of a run, as when it also makes
+    index documents).
 
     ``submit_local(data, tag)`` prepares a large message in a thread of this process
     instead (pickling megabytes through a pipe costs more than it saves, while decoding
@@ -181,18 +232,17 @@ class Preparer(Generic[T]):
         batch_count: int = 64,
         max_pending: int = 2 << 20,
         stop_timeout: float = 5.0,
-        work: Work = _prepare_batch,
+        work: Work = prepare_batch,
         max_local: int = 8 << 20,
+        processes: int = 1,
     ) -> None:
         self._mac = mac
         self._work = work
         self._threads: ThreadPoolExecutor | None = None
         self._max_local = max_local
         self._local = 0
-        self._proc: BaseProcess | None = None
-        self._answers: Connection | None = None
-        self._outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
-        self._feeder: threading.Thread | None = None
+        self._helpers = [_Helper() for _ in range(max(1, processes))]
+        self._turn = 0
         self._closed = False
         self._batch: list[tuple[bytes, T]] = []
         self._batch_size = 0
@@ -200,44 +250,24 @@ class Preparer(Generic[T]):
         self._batch_count = batch_count
         self._max_pending = max_pending
         self._stop_timeout = stop_timeout
-        #: Batches out, in order: (messages, bytes, whether the helper has it, or the
-        #: thread preparing it here).
-        self._out: deque[tuple[list[tuple[bytes, T]], int, bool | Future[list[Result]]]] = deque()
+        #: Batches out, in order: (messages, bytes, the helper that has it (None: not
+        #: sent), or the thread preparing it here).
+        self._out: deque[
+            tuple[list[tuple[bytes, T]], int, _Helper | Future[list[Result]] | None]
+        ] = deque()
         self._pending = 0
         self.failed: BaseException | None = None
 
     @property
     def helper_pid(self) -> int | None:
-        """The helper's process id, once it has been started."""
-        return None if self._proc is None else self._proc.pid
+        """The (first) helper's process id, once it has been started."""
+        proc = self._helpers[0].proc
+        return None if proc is None else proc.pid
 
-    def _start(self) -> None:
-        # spawn, not fork: the caller has threads (compression), and a forked child
-        # would inherit their locks in whatever state they were
-        ctx = multiprocessing.get_context("spawn")
-        batches_in, batches_out = ctx.Pipe(duplex=False)
-        answers_in, answers_out = ctx.Pipe(duplex=False)
-        proc = ctx.Process(
-            target=_helper_main,
-            args=(self._mac, os.getpid(), batches_in, answers_out, self._work),
-            name="popvault-helper",
-            daemon=True,
-        )
-        try:
-            # not torn by a signal: spawn writes the child's start-up data after the
-            # fork; a child left without it prints a traceback into our stderr
-            with interrupts.critical(), _main_script_hidden():
-                proc.start()
-        finally:
-            # the helper's ends are the helper's alone: its exit then closes the pipes
-            batches_in.close()
-            answers_out.close()
-        self._proc = proc
-        self._answers = answers_in
-        self._feeder = threading.Thread(
-            target=_feed, args=(self._outbox, batches_out), name="popvault-feed", daemon=True
-        )
-        self._feeder.start()
+    @property
+    def helper_pids(self) -> list[int]:
+        """The process ids of the helpers started so far."""
+        return [h.proc.pid for h in self._helpers if h.proc is not None and h.proc.pid]
 
     def submit(self, data: bytes, tag: T) -> None:
         with interrupts.critical():
@@ -262,21 +292,24 @@ class Preparer(Generic[T]):
             return
         batch, size = self._batch, self._batch_size
         self._batch, self._batch_size = [], 0
-        sent = False
+        sent: _Helper | None = None
         if self.failed is None and not self._closed:
+            helper = self._helpers[self._turn]
+            self._turn = (self._turn + 1) % len(self._helpers)
             try:
-                if self._proc is None:
-                    self._start()
-                self._outbox.put([data for data, _ in batch])
-                sent = True
+                if helper.proc is None:
+                    helper.start(self._mac, self._work)
+                helper.outbox.put([data for data, _ in batch])
+                sent = helper
             except Exception as exc:  # the helper cannot start: add these directly
                 self.failed = exc
         self._out.append((batch, size, sent))
 
-    def _answer(self, block: bool) -> list[Result] | _NotYet | None:
-        """The next batch's results: None when it has none (the helper failed), NOT_YET
-        when ``block`` is false and they have not arrived (nothing is consumed then)."""
-        pipe = self._answers
+    def _answer(self, helper: _Helper, block: bool) -> list[Result] | _NotYet | None:
+        """The next batch's results from ``helper``: None when it has none (a helper
+        failed), NOT_YET when ``block`` is false and they have not arrived (nothing is
+        consumed then)."""
+        pipe = helper.answers
         if pipe is None or self.failed is not None:
             return None
         try:
@@ -309,8 +342,8 @@ class Preparer(Generic[T]):
                     results = sent.result()
                 except Exception:  # given back without a result: added directly
                     results = None
-            elif sent:
-                answer = self._answer(wait or self._pending > self._max_pending)
+            elif sent is not None:
+                answer = self._answer(sent, wait or self._pending > self._max_pending)
                 if isinstance(answer, _NotYet):
                     return
                 results = answer
@@ -326,24 +359,23 @@ class Preparer(Generic[T]):
                 yield data, tag, results[i] if results is not None else None
 
     def close(self) -> None:
-        """Stop the helper, waiting at most ``stop_timeout`` seconds before killing it;
-        messages still out are dropped (call ``ready(wait=True)`` first to have them)."""
+        """Stop the helpers, waiting at most ``stop_timeout`` seconds (in all) before
+        killing them; messages still out are dropped (call ``ready(wait=True)`` first to
+        have them)."""
         with interrupts.critical():
             if self._closed:
                 return
             self._closed = True
             if self._threads is not None:
                 self._threads.shutdown(wait=False, cancel_futures=True)
-            self._outbox.put(None)  # the feeder closes the helper's input: it ends
-            if self._answers is not None:
-                self._answers.close()  # a helper blocked on a full answer pipe ends too
-            proc = self._proc
-        if proc is None:
-            return
-        proc.join(self._stop_timeout)
-        if proc.exitcode is None:
-            proc.kill()
-            proc.join(1.0)
+            for helper in self._helpers:
+                helper.stop()
+        deadline = time.monotonic() + self._stop_timeout
+        for proc in [h.proc for h in self._helpers if h.proc is not None]:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(1.0)
 
     def __enter__(self) -> Preparer[T]:
         return self

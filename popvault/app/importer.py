@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Literal
 
 from popvault.app.fetch import PREPARE_MAX, PREPARE_MIN
-from popvault.app.helper import Preparer
+from popvault.app.helper import Document, Preparer
 from popvault.app.helper import Result as PrepareResult
+from popvault.app.indexing import Indexer
 from popvault.app.metadata import parse_metadata
 from popvault.app.progress import NullProgress, Progress
-from popvault.app.search import Indexer
 from popvault.errors import MailboxFormatError, UsageError
 from popvault.mailboxes.eml import looks_like_message, read_eml, read_head
 from popvault.mailboxes.maildir import read_maildir
@@ -207,6 +207,10 @@ def _reformed_message(sm: SourceMessage, form: _Form) -> Iterator[bytes]:
     return _reformed(sm.chunks(), *form)
 
 
+#: A message as filed, its outcome, and its index document when its preparing made one.
+Filed = tuple[SourceMessage, AddResult, Document | None]
+
+
 class _Filer:
     """Files messages into the vault in the order read, preparing them (splitting,
     keyed ids, metadata) off the main thread when that pays, as a backup does
@@ -215,8 +219,9 @@ class _Filer:
     process. Messages read in pieces (large files) are written directly, after what was
     handed off. Same ids, pieces and metadata either way."""
 
-    def __init__(self, vault: Vault, account: str, errors: list[str]) -> None:
+    def __init__(self, vault: Vault, account: str, errors: list[str], indexer: Indexer) -> None:
         self.vault = vault
+        self.indexer = indexer  # its work: documents are made with the rest
         self.account = account
         self.errors = errors
         self.read = 0
@@ -230,15 +235,21 @@ class _Filer:
         vault is empty (it then holds no message exported from it)."""
         self.reform = kind == "mbox" and bool(self.vault.commit_names())
 
-    def add(self, sm: SourceMessage) -> Iterator[tuple[SourceMessage, AddResult]]:
+    def add(self, sm: SourceMessage) -> Iterator[Filed]:
         """File ``sm`` (now or later); yields the messages filed meanwhile, in order,
-        each as filed (another form of an mbox message, see :meth:`start`)."""
+        each as filed (another form of an mbox message, see :meth:`start`), with the
+        index document its preparing made (or None)."""
         self.read += 1
         if sm.path is None and sm.stream is None and self.spare_cpu:
             small = len(sm.data) <= PREPARE_MAX
             if not small or self.read > PREPARE_MIN:
                 if self.preparer is None:
-                    self.preparer = Preparer(self.vault.helper_key(), max_pending=PENDING)
+                    self.preparer = Preparer(
+                        self.vault.helper_key(),
+                        max_pending=PENDING,
+                        work=self.indexer.work,
+                        processes=self.indexer.processes,
+                    )
                 if small:
                     self.preparer.submit(sm.data, sm)
                 else:
@@ -249,7 +260,7 @@ class _Filer:
         yield from self.drain()
         yield from self._write(_as_before_export(self.vault, sm) if self.reform else sm)
 
-    def drain(self) -> Iterator[tuple[SourceMessage, AddResult]]:
+    def drain(self) -> Iterator[Filed]:
         """File everything handed off so far."""
         if self.preparer is not None:
             for data, tag, result in self.preparer.ready(wait=True):
@@ -266,7 +277,7 @@ class _Filer:
 
     def _file(
         self, data: bytes, sm: SourceMessage, result: PrepareResult | None
-    ) -> Iterator[tuple[SourceMessage, AddResult]]:
+    ) -> Iterator[Filed]:
         if self.reform:  # the Message-ID and id as read, from the helper when it has them
             header = result[1].message_id if result and header_end(data, _HEAD) >= 0 else None
             was = _as_before_export(self.vault, sm, header, result[0].msg_id if result else None)
@@ -274,11 +285,12 @@ class _Filer:
                 yield from self._write(was)
                 return
         if result is None:  # the helper failed: the ordinary way, same outcome
-            yield sm, self.vault.add_message(data, self._source(sm), parse_metadata(data))
+            yield sm, self.vault.add_message(data, self._source(sm), parse_metadata(data)), None
         else:
-            yield sm, self.vault.add_prepared(data, result[0], self._source(sm), result[1])
+            res = self.vault.add_prepared(data, result[0], self._source(sm), result[1])
+            yield sm, res, result[2]
 
-    def _write(self, sm: SourceMessage) -> Iterator[tuple[SourceMessage, AddResult]]:
+    def _write(self, sm: SourceMessage) -> Iterator[Filed]:
         w = self.vault.new_message()
         try:
             for piece in sm.chunks():
@@ -286,7 +298,7 @@ class _Filer:
         except OSError as exc:
             self.errors.append(f"{sm.source}: cannot read: {exc.strerror or exc}")
             return
-        yield sm, w.finish(self._source(sm), parse_metadata(w.head))
+        yield sm, w.finish(self._source(sm), parse_metadata(w.head)), None
 
     def __enter__(self) -> _Filer:
         return self
@@ -314,10 +326,10 @@ def import_sources(
     progress = progress or NullProgress()
     kinds = [(s, detect(s, force=force)) for s in sources]
     rep = ImportReport()
-    with Indexer(vault) as indexer, _Filer(vault, account, rep.errors) as filer:
+    with Indexer(vault) as indexer, _Filer(vault, account, rep.errors, indexer) as filer:
         batch = [0, 0]  # messages and bytes since the last commit
 
-        def filed(sm: SourceMessage, res: AddResult) -> None:
+        def filed(sm: SourceMessage, res: AddResult, doc: Document | None) -> None:
             rep.messages += 1
             rep.bytes += res.size
             batch[0] += 1
@@ -325,7 +337,7 @@ def import_sources(
             if res.new:
                 rep.new += 1
                 if sm.stream is None:
-                    indexer.add(res.msg_id, sm.data)
+                    indexer.add(res.msg_id, sm.data, doc)
             else:
                 rep.duplicates += 1
             progress.advance(1, res.size)

@@ -25,29 +25,36 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import re
-from collections.abc import Container, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Literal
 
-from popvault.app.helper import Preparer
-from popvault.app.progress import NullProgress, Progress
-from popvault.app.searchtext import search_text
-from popvault.errors import PopvaultError, UsageError
-from popvault.vault import Filter, MessageRow, SearchDoc, SearchIndex, SearchSql, Vault
+from popvault.app.indexing import (
+    Indexer,
+    IndexReport,
+    document,
+    index_new,
+    index_run,
+    pending_count,
+)
+from popvault.app.progress import Progress
+from popvault.errors import UsageError
+from popvault.vault import Filter, MessageRow, SearchIndex, SearchSql, Vault
 
 __all__ = [
     "Hit",
+    "IndexReport",
     "Indexer",
     "Query",
     "QueryError",
     "Term",
+    "document",
     "index_new",
     "index_run",
     "only_hits",
     "parse_query",
+    "pending_count",
     "search",
 ]
 
@@ -63,17 +70,6 @@ FIELDS = {
 }
 #: Fields that filter on what the cache knows (not words).
 FILTERS = ("has", "account", "before", "after")
-#: Bytes of one message read for indexing (the rest of a huge message is not indexed).
-MAX_INDEXED = 32 << 20
-#: The index's word for a message with attachments (what has:attachment matches).
-ATTACHMENT_FACT = "attachment"
-#: Messages indexed a transaction: read back from the vault (their text held meanwhile),
-#: or given by the caller (fewer, larger transactions: FTS5 merges less).
-BATCH = 200
-BATCH_GIVEN = 2000
-#: Documents an :class:`Indexer` makes itself before it starts a helper process (whose
-#: start costs about 0.3 s of CPU: a small import is over sooner without one).
-INLINE_FIRST = 200
 
 
 class QueryError(UsageError):
@@ -333,266 +329,3 @@ def only_hits(
     index_run(vault, progress, always=True)
     ids = frozenset(h.row.id for h in search(vault, q, sort="date", snippets=False))
     return dataclasses.replace(flt, ids=ids if flt.ids is None else flt.ids & ids)
-
-
-# ------------------------------------------------------------------------ indexing
-
-
-@dataclass
-class IndexReport:
-    """What :func:`index_new` did."""
-
-    indexed: int = 0
-    #: Messages indexed only in part (broken MIME, damaged or incomplete data).
-    partial: int = 0
-    #: Stopped before a message to read back (``read_back=False``).
-    unread: bool = False
-
-
-def document(data: bytes) -> tuple[SearchDoc, bool]:
-    """A message's index document, and whether it was read only in part."""
-    st = search_text(data)
-    doc = SearchDoc(
-        sender=st.from_,
-        recipients=f"{st.to}\n{st.cc}".strip(),
-        subject=st.subject,
-        body=st.body,
-        filename="\n".join(st.filenames),
-        facts=ATTACHMENT_FACT if st.has_attachment else "",
-    )
-    return doc, st.problems > 0
-
-
-def pending_count(vault: Vault) -> int:
-    """Messages the cache knows that the index does not yet."""
-    return SearchIndex.of(vault).unindexed_count()
-
-
-def index_new(
-    vault: Vault,
-    docs: Mapping[bytes, tuple[SearchDoc, bool]] | None = None,
-    *,
-    progress: Progress | None = None,
-    coming: Container[bytes] = (),
-    read_back: bool = True,
-    index: SearchIndex | None = None,
-) -> IndexReport:
-    """Index every message the cache knows and the index does not: from ``docs``
-    (message id -> :func:`document`, when the caller has them) or else read back from
-    the vault. A message that cannot be read (damaged, incomplete) is indexed by its
-    headers as the cache knows them and counted as partial; nothing here raises for a
-    message. Each batch is committed to the cache as it is done (an interrupted run
-    keeps them; the next goes on from there). Indexing stops before the first message
-    in ``coming`` (its document is still being made: the next call goes on from it),
-    and, unless ``read_back``, before the first that would be read back (``unread``).
-    The documents used are taken out of ``docs`` when it is a dict. ``index``: the
-    vault's index on another connection (a thread's own; the vault's by default)."""
-    progress = progress or NullProgress()
-    index = index or SearchIndex.of(vault)
-    rep = IndexReport()
-    total = index.unindexed_count()
-    if not total:
-        return rep
-    progress.start("search index", total, None)
-    waiting = False
-    while not waiting:
-        batch = index.unindexed(BATCH if docs is None else BATCH_GIVEN)
-        if not batch:
-            break
-        out: list[tuple[int, bytes, SearchDoc]] = []
-        broken = 0
-        for rowid, msg_id, size in batch:
-            got = docs.get(msg_id) if docs is not None else None
-            if msg_id in coming or (got is None and not read_back):
-                waiting, rep.unread = True, msg_id not in coming
-                break
-            doc, part = got if got is not None else _read_document(vault, msg_id, size)
-            out.append((rowid, msg_id, doc))
-            broken += part
-            progress.advance(1, size)
-        rep.indexed += index.add(out, broken)
-        rep.partial += broken
-        if isinstance(docs, dict):
-            for _, msg_id, _ in out:
-                docs.pop(msg_id, None)
-    progress.done()
-    return rep
-
-
-def _read_document(vault: Vault, msg_id: bytes, size: int) -> tuple[SearchDoc, bool]:
-    try:
-        if size <= MAX_INDEXED:
-            return document(vault.read_message(msg_id))
-        head = bytearray()
-        for chunk in vault.iter_message(msg_id):
-            head += chunk
-            if len(head) >= MAX_INDEXED:
-                break
-        doc, _ = document(bytes(head[:MAX_INDEXED]))
-        return doc, True
-    except PopvaultError:
-        return SearchIndex.of(vault).header_doc(msg_id), True
-
-
-def indexing_enabled() -> bool:
-    """Whether writers index as they go: not with ``POPVAULT_SEARCH_INDEX=0`` (then
-    ``search`` indexes what is missing when it runs)."""
-    return os.environ.get("POPVAULT_SEARCH_INDEX", "1").strip().lower() not in ("0", "off", "no")
-
-
-def index_run(
-    vault: Vault,
-    progress: Progress | None = None,
-    *,
-    always: bool = False,
-    docs: Mapping[bytes, tuple[SearchDoc, bool]] | None = None,
-) -> IndexReport:
-    """After a writer's run (backup, repair): :func:`index_new` (with the ``docs`` the
-    run made while it had the bytes: the rest is read back), unless
-    ``POPVAULT_SEARCH_INDEX=0`` (then ``search`` indexes when it runs); ``always``
-    (search, ``export --query``): whatever that says. A failure (the cache busy for a
-    minute, say) is a warning, never the run's failure: a search then answers from what
-    is indexed."""
-    if not (always or indexing_enabled()):
-        return IndexReport()
-    progress = progress or NullProgress()
-    try:
-        return index_new(vault, docs, progress=progress)
-    except Exception as exc:  # a by-product of the run: the run itself succeeded
-        progress.warn(_NOT_INDEXED.format(exc))
-        return IndexReport()
-
-
-_NOT_INDEXED = "search index not brought up to date ({}); searches may miss new mail"
-
-
-def _document_batch(_mac: bytes, batch: list[bytes]) -> list[Any]:
-    """The helper process's work (:class:`Indexer`): each message's :func:`document`,
-    its texts already as the index takes them (the writer's thread only inserts)."""
-    return [(doc.for_index(), part) for doc, part in map(document, batch)]
-
-
-class Indexer:
-    """Indexes what a run (import) adds, after each of its commits: documents of the
-    messages it was given (:meth:`add`) are made by a helper process while the run goes
-    on (:mod:`popvault.app.helper`; made here if a helper fails), and inserted by a
-    thread of this process on its own connection to the cache (SQLite works outside
-    Python's lock: the run goes on meanwhile); the rest are read back from the vault,
-    on the run's thread. A commit indexes what is ready and leaves the messages whose
-    documents are still being made to the next: the run waits for neither the helper
-    nor the thread but at its end. Close it (a context manager) to stop both. Given a
-    ``progress``, a failure to index is a warning on it and indexing stops for the run
-    (a backup's index is a by-product: the next run or search catches up)."""
-
-    def __init__(
-        self, vault: Vault, helpers: int | None = None, *, progress: Progress | None = None
-    ) -> None:
-        self.vault = vault
-        self.enabled = indexing_enabled()
-        self._progress = progress
-        self._docs: dict[bytes, tuple[SearchDoc, bool]] = {}
-        #: Messages a helper is making the documents of.
-        self._coming: set[bytes] = set()
-        # a helper for every core the run leaves free (the run itself keeps about one
-        # busy), up to four; ``helpers=0``: made in this process. The helpers never see
-        # a key: they make documents of bytes the run already has
-        n = helpers if helpers is not None else min(4, max(1, (os.cpu_count() or 1) - 1))
-        self._helpers: list[Preparer[bytes]] = [
-            Preparer(b"", work=_document_batch, max_pending=8 << 20) for _ in range(n)
-        ]
-        self._added = self._inline = 0
-        self.report = IndexReport()
-        #: The inserting thread, its connection, and the batch it is on.
-        self._thread: ThreadPoolExecutor | None = None
-        self._own: SearchIndex | None = None
-        self._job: Future[IndexReport] | None = None
-        self._given: dict[bytes, tuple[SearchDoc, bool]] = {}
-        self._read_back = False
-
-    def add(self, msg_id: bytes, data: bytes) -> None:
-        """A new message's bytes (pending until the next commit)."""
-        if self.enabled and (not self._helpers or self._inline < INLINE_FIRST):
-            self._docs[msg_id] = document(data)
-            self._inline += 1
-        elif self.enabled:
-            # 64 messages to a helper in turn (a helper's batch); answers are looked for
-            # once a batch (every message: a tenth of the run's indexing time in polls)
-            self._helpers[self._added // 64 % len(self._helpers)].submit(data, msg_id)
-            self._coming.add(msg_id)
-            self._added += 1
-            if self._added % 64 == 0:
-                self._collect(wait=False)
-
-    def _collect(self, wait: bool) -> None:
-        for helper in self._helpers:
-            for data, msg_id, result in helper.ready(wait):
-                self._docs[msg_id] = document(data) if result is None else cast(Any, result)
-                self._coming.discard(msg_id)
-
-    def committed(self, *, last: bool = False) -> None:
-        """After a commit: index what it added whose documents are ready, in the thread;
-        ``last`` (the run's last commit): all of it, before returning."""
-        if not self.enabled:
-            return
-        if self._progress is None:
-            self._committed(last)
-            return
-        try:
-            self._committed(last)
-        except Exception as exc:  # a by-product of the run: the run itself goes on
-            self.enabled = False
-            self._progress.warn(_NOT_INDEXED.format(exc))
-
-    def _committed(self, last: bool) -> None:
-        self._collect(wait=last)
-        self._finish_job()
-        docs, self._docs = self._docs, {}
-        coming = frozenset(self._coming)
-        index = self._index()
-        if last or self._read_back or index is None:
-            # a message to read back is read here (the vault's reader is this thread's)
-            self._account(index_new(self.vault, docs, coming=coming))
-            self._docs.update(docs)
-            return
-        assert self._thread is not None
-        self._given = docs  # what the thread leaves of them goes to the next commit
-        self._job = self._thread.submit(
-            index_new, self.vault, docs, coming=coming, read_back=False, index=index
-        )
-
-    def _index(self) -> SearchIndex | None:
-        """The thread's index on its own connection (None for a cache in memory)."""
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="popvault-index")
-            self._own = SearchIndex.own(self.vault)
-        return self._own
-
-    def _finish_job(self) -> None:
-        if self._job is not None:
-            job, self._job = self._job, None
-            self._account(job.result())
-            self._docs.update(self._given)  # the documents it left for the next
-            self._given = {}
-
-    def _account(self, rep: IndexReport) -> None:
-        self.report.indexed += rep.indexed
-        self.report.partial += rep.partial
-        self._read_back = rep.unread
-
-    def close(self) -> None:
-        try:
-            for helper in self._helpers:
-                helper.close()
-            if self._job is not None:
-                self._job.exception()  # waited for; a failed run's own error is raised
-        finally:
-            if self._thread is not None:
-                self._thread.shutdown()
-            if self._own is not None:
-                self._own.close()
-
-    def __enter__(self) -> Indexer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from popvault.app.search import index_new
+from popvault.app.indexing import index_new
 from popvault.cli.context import Context, pass_ctx
 from popvault.cli.group import HelpGroup
 

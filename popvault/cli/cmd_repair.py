@@ -6,7 +6,7 @@ import json
 
 import click
 
-from popvault.app.search import index_run
+from popvault.app.indexing import index_run
 from popvault.cli.context import Context, pass_ctx
 from popvault.errors import IntegrityError
 

@@ -100,7 +100,7 @@ def test_pop3s_full_then_incremental_byte_exact(
         monkeypatch.setattr(fetch_mod, "PREPARE_MAX", 64 << 10)  # larger ones: streamed
     if prepare == "failing helper":
         # a helper whose key is not bytes raises on every message it is given
-        def failing(_vault: Vault, _count: int) -> Preparer[Any]:
+        def failing(_vault: Vault, _count: int, _work: Any) -> Preparer[Any]:
             helpers.append(Preparer(None))  # type: ignore[arg-type]
             return helpers[-1]
 

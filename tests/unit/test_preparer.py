@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from popvault.app.helper import Preparer
+from popvault.app.indexing import indexed_document, prepare_indexed
 from popvault.app.metadata import parse_metadata
 from popvault.vault.ids import prepare_message
 from tests.support.vaults import attachment_message, random_bytes, text_message
@@ -36,7 +37,26 @@ def test_results_in_order_and_equal_to_preparing_here() -> None:
     assert [tag for _, tag, _ in got] == list(range(len(MESSAGES)))
     for data, tag, result in got:
         assert data == MESSAGES[tag]
-        assert result == (prepare_message(MAC, data), parse_metadata(data))
+        assert result == (prepare_message(MAC, data), parse_metadata(data), None)
+
+
+def test_two_helpers_in_turn_with_documents_give_results_in_order() -> None:
+    """Batches go to two helpers in turn; what comes back is in submission order and
+    equal to preparing here, with each message's index document (a run that indexes)."""
+    got = []
+    with Preparer[int](MAC, batch_count=3, work=prepare_indexed, processes=2) as prep:
+        for i, data in enumerate(MESSAGES):
+            prep.submit(data, i)
+            got += list(prep.ready())
+        got += list(prep.ready(wait=True))
+        assert prep.failed is None
+        assert len(set(prep.helper_pids)) == 2
+    assert [tag for _, tag, _ in got] == list(range(len(MESSAGES)))
+    for data, tag, result in got:
+        assert data == MESSAGES[tag]
+        want = (prepare_message(MAC, data), parse_metadata(data), indexed_document(data))
+        assert result == want
+        assert result is not None and result[2] is not None and result[2][0].ready
 
 
 def test_a_failing_helper_gives_every_message_back_without_result() -> None:
