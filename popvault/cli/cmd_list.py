@@ -106,19 +106,27 @@ def command(
 ) -> None:
     """List archived messages, oldest delivery first."""
     with ctx.open_vault() as vault:
-        echo_lines(json_line(row) if as_json else text_line(row) for row in vault.messages(flt))
+        if as_json:
+            echo_lines(map(_row_text, vault.messages(flt)), escapes=False)
+        else:
+            echo_lines(map(text_line, vault.messages(flt)))
 
 
-def echo_lines(lines: Iterable[str]) -> None:
-    """Print ``lines`` (list's and search's rows) :data:`_LINES` at a time."""
+def echo_lines(lines: Iterable[str], *, escapes: bool = True) -> None:
+    """Print ``lines`` (list's and search's rows) :data:`_LINES` at a time.
+
+    ``escapes`` False: the lines hold no escape character (JSON escapes every control
+    character), so click is not asked to strip terminal colour codes from them when the
+    output is no terminal (a search of each batch, 0.3 µs a row)."""
+    color = None if escapes else True
     batch: list[str] = []
     for line in lines:
         batch.append(line)
         if len(batch) == _LINES:
-            click.echo("\n".join(batch))
+            click.echo("\n".join(batch), color=color)
             batch.clear()
     if batch:
-        click.echo("\n".join(batch))
+        click.echo("\n".join(batch), color=color)
 
 
 #: Lines written at once: the rows stream out a window at a time, not one write (and
@@ -158,6 +166,8 @@ def _text(s: str | None) -> str:
 
 
 def _texts(items: list[str]) -> str:
+    if len(items) == 1:  # most lists of a listing: one account, one source
+        return f"[{encode_basestring(items[0])}]"
     return f"[{', '.join(map(encode_basestring, items))}]"
 
 

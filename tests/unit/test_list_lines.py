@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from popvault.cli.cmd_list import _datetime_iso, _iso, json_line, row_json
 from popvault.vault.rows import MessageRow, message_row
 
-_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30)
+_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30) | st.just(
+    "\x1b[31mred"
+)
 _TIME = st.one_of(
     st.none(),
     st.floats(min_value=-2e9, max_value=4e9, allow_nan=False),
@@ -66,6 +68,7 @@ def test_json_line_is_the_encoded_object(
     assert made == _general(row, srcs)
     encoded = json.JSONEncoder(ensure_ascii=False).encode(row_json(made))
     assert json_line(made) == encoded
+    assert "\x1b" not in encoded  # list --json does not have click strip colour codes
     assert json.loads(json_line(made)) == row_json(made)
     times = row_json(made)
     assert times["delivered"] == _iso(made.delivered)  # the text of the time it shows
