@@ -19,6 +19,7 @@ from popvault.app.progress import NullProgress, Progress
 from popvault.app.searchtext import search_text
 from popvault.errors import PopvaultError
 from popvault.vault import SearchDoc, SearchIndex, Vault
+from popvault.vault.fts import index_text
 
 #: Bytes of one message read for indexing (the rest of a huge message is not indexed).
 MAX_INDEXED = 32 << 20
@@ -44,16 +45,19 @@ class IndexReport:
     unread: bool = False
 
 
-def document(data: bytes) -> tuple[SearchDoc, bool]:
-    """A message's index document, and whether it was read only in part."""
+def document(data: bytes, *, ready: bool = False) -> tuple[SearchDoc, bool]:
+    """A message's index document, and whether it was read only in part; ``ready``:
+    its texts already as the index takes them (:meth:`SearchDoc.for_index`)."""
     st = search_text(data)
+    fix = index_text if ready else str
     doc = SearchDoc(
-        sender=st.from_,
-        recipients=f"{st.to}\n{st.cc}".strip(),
-        subject=st.subject,
-        body=st.body,
-        filename="\n".join(st.filenames),
+        sender=fix(st.from_),
+        recipients=fix(f"{st.to}\n{st.cc}".strip()),
+        subject=fix(st.subject),
+        body=fix(st.body),
+        filename=fix("\n".join(st.filenames)),
         facts=ATTACHMENT_FACT if st.has_attachment else "",
+        ready=ready,
     )
     return doc, st.problems > 0
 
@@ -164,8 +168,7 @@ _NOT_INDEXED = "search index not brought up to date ({}); searches may miss new 
 def indexed_document(data: bytes) -> Document:
     """:func:`document`, its texts already as the index takes them (made where the bytes
     are, off the thread that inserts)."""
-    doc, part = document(data)
-    return doc.for_index(), part
+    return document(data, ready=True)
 
 
 def _document_batch(_mac: bytes, batch: list[bytes]) -> list[Any]:

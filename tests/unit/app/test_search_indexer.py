@@ -62,13 +62,40 @@ def test_an_index_of_an_earlier_definition_is_made_anew(tmp_path: Path) -> None:
     with open_rw(root) as v:
         sql = v.cache.db.execute("SELECT sql FROM sqlite_master WHERE name='fts'").fetchone()[0]
         assert "prefix" not in sql and sql.endswith(fts.DEFINITION)
-        merge = v.cache.db.execute("SELECT v FROM fts_config WHERE k='automerge'").fetchone()
-        assert merge == (fts.AUTOMERGE,)
+        config = dict(v.cache.db.execute("SELECT k, v FROM fts_config").fetchall())
+        assert (config["automerge"], config["hashsize"]) == (fts.AUTOMERGE, fts.HASHSIZE)
         assert _fts_count(v) == 0 and SearchIndex.of(v).unindexed_count() == 6
         assert index_new(v).indexed == 6  # read back from the vault
         assert len(list(search(v, "listing"))) == 2
     with open_rw(root) as v:  # the current definition is kept as it is
         assert _fts_count(v) == 6 and SearchIndex.of(v).unindexed_count() == 0
+
+
+def test_a_table_of_the_current_definition_gets_newer_settings(tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    _filled(root, 4)
+    with open_rw(root) as v:
+        index_new(v)
+        with v.cache.db:  # as an earlier popvault made it: no hashsize set
+            v.cache.db.execute("DELETE FROM fts_config WHERE k='hashsize'")
+    with open_rw(root) as v:
+        row = v.cache.db.execute("SELECT v FROM fts_config WHERE k='hashsize'").fetchone()
+        assert row == (fts.HASHSIZE,)
+        assert _fts_count(v) == 4 and SearchIndex.of(v).unindexed_count() == 0  # kept
+
+
+def test_a_ready_document_is_the_document_as_indexed() -> None:
+    """``document(ready=True)`` (made in helpers) equals ``for_index()`` of the plain one."""
+    from tests.support.generate import realistic
+
+    messages = [_message(n) for n in range(12)] + list(realistic(40, 7, avg_size=4000))
+    messages.append("Subject: =?utf-8?b?5p2x5Lqs6YO9?=\r\n\r\n\u4f1a\u8b70\u200bok\r\n".encode())
+    for data in messages:
+        plain, part = document(data)
+        ready, ready_part = document(data, ready=True)
+        assert ready.ready and not plain.ready and part == ready_part
+        assert ready == plain.for_index()
+        assert ready.values() == plain.values()
 
 
 @pytest.mark.parametrize(

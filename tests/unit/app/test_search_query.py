@@ -180,6 +180,12 @@ def test_cjk_bigrams_and_snippets_turn_back() -> None:
     assert index_text("東京都") == "東京\u200b京都"
     assert index_text("abc") == "abc"
     assert index_text("a\u200bb") == "a b"  # a joiner in mail text is not kept
+    assert index_text("Привет, мир \u00e9t\u00e9") == "Привет, мир \u00e9t\u00e9"  # below CJK
+    assert index_text("ok \U0001f600 \u2603") == "ok \U0001f600 \u2603"  # above, not CJK
+    assert index_text("Привет\u200bмир 東京") == "Привет мир 東京"  # two: one bigram
+    far = "\U00020000\U00020001\U00020002"  # CJK beyond the BMP
+    want = "x 会議\u200b議室 \U00020000\U00020001\u200b\U00020001\U00020002"
+    assert index_text(f"x 会議室 {far}") == want
     marked = "\x02東京\x03\u200b\x02京都\x03\u200b都庁"
     assert plain_text(marked, ("[", "]")) == "[東京都]庁"
     assert plain_text("東京\u200b京都\u200b\x02都庁\x03", ("<", ">")) == "東京<都庁>"
