@@ -173,8 +173,17 @@ def _texts(items: list[str]) -> str:
 
 def text_line(row: MessageRow) -> str:
     """A row as ``list`` prints it: id, delivery, size, sender, subject."""
-    when = dt.datetime.fromtimestamp(row.delivered, dt.UTC).strftime("%Y-%m-%d %H:%M")
     return (
-        f"{row.id.hex()[:12]}  {when}  {row.size:>9}  {_clip(row.from_, 28):<28}"
+        f"{row.id.hex()[:12]}  {_minute(row.delivered)}  {row.size:>9}  {_clip(row.from_, 28):<28}"
         f"  {_clip(row.subject, 60)}"
     )
+
+
+def _minute(t: float) -> str:
+    """``t`` as ``YYYY-MM-DD HH:MM`` UTC: datetime's ``strftime`` of it, from
+    :func:`_iso`'s text in years 1970-9999 (rounded to microseconds as datetime does)."""
+    if 0 <= t < _YEAR_10000:
+        text = _iso(t)
+        assert text is not None
+        return f"{text[:10]} {text[11:16]}"
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")

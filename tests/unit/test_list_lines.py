@@ -4,12 +4,13 @@ arrival equal those made by the general path."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popvault.cli.cmd_list import _datetime_iso, _iso, json_line, row_json
+from popvault.cli.cmd_list import _datetime_iso, _iso, _minute, json_line, row_json
 from popvault.vault.rows import MessageRow, message_row
 
 _TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30) | st.just(
@@ -102,3 +103,21 @@ def test_iso_dates_are_datetime_s(t: float) -> None:
             return
         raise AssertionError(f"{t!r}: datetime fails, the listing does not") from None
     assert _iso(t) == expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e10, max_value=2.6e11),
+        st.integers(min_value=0, max_value=4_000_000_000).map(lambda s: s * 60 + 59.9999996),
+        st.integers(min_value=0, max_value=4_000_000_000).map(lambda s: s + 0.0000004),
+    )
+)
+def test_list_minutes_are_strftime_s(t: float) -> None:
+    """Plain ``list`` shows the delivery as datetime's ``strftime`` did, also where the
+    microseconds round up into the next minute."""
+    try:
+        expected = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    except (ValueError, OverflowError, OSError):
+        return  # as before: no date to show
+    assert _minute(t) == expected
