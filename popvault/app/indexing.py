@@ -18,8 +18,7 @@ from popvault.app.helper import Document, Preparer, Result, Work, prepare_batch
 from popvault.app.progress import NullProgress, Progress
 from popvault.app.searchtext import search_text
 from popvault.errors import PopvaultError
-from popvault.vault import SearchDoc, SearchIndex, Vault
-from popvault.vault.fts import index_text
+from popvault.vault import SearchDoc, SearchIndex, Vault, index_text
 
 #: Bytes of one message read for indexing (the rest of a huge message is not indexed).
 MAX_INDEXED = 32 << 20

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from popvault.vault.fts import SearchDoc as SearchDoc
     from popvault.vault.fts import SearchIndex as SearchIndex
     from popvault.vault.fts import SearchSql as SearchSql
+    from popvault.vault.fts import index_text as index_text
     from popvault.vault.ids import (
         PreparedMessage as PreparedMessage,
     )
@@ -60,6 +61,7 @@ _WHERE = {
     "check_s3_setting": "s3settings",
     "storage_traffic": "s3net",
     "import_key_export": "keys",
+    "index_text": "fts",
     "prepare_message": "ids",
     "read_config": "config",
     "header_end": "split",
