@@ -113,25 +113,31 @@ def command(
 
 
 def echo_lines(lines: Iterable[str], *, escapes: bool = True) -> None:
-    """Print ``lines`` (list's and search's rows) :data:`_LINES` at a time.
+    """Print ``lines`` (list's and search's rows) about :data:`_CHARS` characters at a
+    time.
 
     ``escapes`` False: the lines hold no escape character (JSON escapes every control
     character), so click is not asked to strip terminal colour codes from them when the
     output is no terminal (a search of each batch, 0.3 µs a row)."""
     color = None if escapes else True
     batch: list[str] = []
+    size = 0
     for line in lines:
         batch.append(line)
-        if len(batch) == _LINES:
+        size += len(line)
+        if size >= _CHARS:
             click.echo("\n".join(batch), color=color)
             batch.clear()
+            size = 0
     if batch:
         click.echo("\n".join(batch), color=color)
 
 
-#: Lines written at once: the rows stream out a window at a time, not one write (and
-#: flush) a row.
-_LINES = 500
+#: Characters written at once: the rows stream out in batches, not one write (and flush)
+#: a row; batches small enough that their text and its bytes stay in the allocator's heap
+#: (a 500-line batch of ``list --json``, 300 KB, was mapped and unmapped each time: 0.5 s
+#: of system time on 300,000 rows).
+_CHARS = 32_768
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 

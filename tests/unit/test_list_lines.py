@@ -7,10 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popvault.cli.cmd_list import _datetime_iso, _iso, _minute, json_line, row_json
+from popvault.cli.cmd_list import (
+    _CHARS,
+    _datetime_iso,
+    _iso,
+    _minute,
+    echo_lines,
+    json_line,
+    row_json,
+)
 from popvault.vault.rows import MessageRow, message_row
 
 _TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30) | st.just(
@@ -121,3 +130,17 @@ def test_list_minutes_are_strftime_s(t: float) -> None:
     except (ValueError, OverflowError, OSError):
         return  # as before: no date to show
     assert _minute(t) == expected
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 100, 1000])
+@pytest.mark.parametrize("escapes", [True, False])
+def test_lines_are_printed_whole_and_in_order(
+    capsys: pytest.CaptureFixture[str], count: int, escapes: bool
+) -> None:
+    """Batches of about ``_CHARS`` characters: every line once, in order, each ending in a
+    newline, whatever the batches' boundaries."""
+    lines = [f"{n:05d}" + "é" * (n % 7) * 1000 for n in range(count)]
+    echo_lines(iter(lines), escapes=escapes)
+    out = capsys.readouterr().out
+    assert out == "".join(f"{line}\n" for line in lines)
+    assert sum(map(len, lines)) > 3 * _CHARS or count < 1000  # the batches were several
