@@ -350,22 +350,19 @@ class SearchIndex:
         where, args = q.filters()
         join = " JOIN messages m ON m.rowid = s.rowid" if where else ""
         cond = " AND ".join([f"{TABLE} MATCH ?", *where])
+        # the newest RANKED matches scored in one pass over the index (a prefix's terms
+        # are gathered once), then sorted by score
+        score = f"bm25({TABLE}, {_WEIGHTS})"
+        newest = f"SELECT s.rowid, {score} FROM {TABLE} s{join} WHERE {cond}"  # noqa: S608
+        newest += " ORDER BY s.rowid DESC LIMIT ?"
         with self._mutex:
-            edge = self._db.execute(
-                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?"  # noqa: S608
-                " ORDER BY rowid DESC LIMIT 1 OFFSET ?",
-                (q.match, RANKED - 1),
-            ).fetchone()
-            score = f"bm25({TABLE}, {_WEIGHTS})"
-            newest = f"SELECT s.rowid, {score} AS score FROM {TABLE} s{join}"  # noqa: S608
-            newest += f" WHERE {cond}" + (" AND s.rowid >= ?" if edge else "")
-            newest += " ORDER BY score, s.rowid DESC"
-            best = self._db.execute(newest, [q.match, *args, *(edge or ())])
-            first = [(int(r), float(sc)) for r, sc in best.fetchall()]
+            got = self._db.execute(newest, [q.match, *args, RANKED]).fetchall()
+        first = sorted(((int(r), float(sc)) for r, sc in got), key=lambda h: (h[1], -h[0]))
         out = first[offset:] if limit < 0 else first[offset : offset + limit]
         yield from _chunks(out)
-        if edge is None or (limit >= 0 and len(out) >= limit):
+        if len(got) < RANKED or (limit >= 0 and len(out) >= limit):
             return
+        edge = (int(got[-1][0]),)  # the oldest ranked: older matches follow, newest first
         skip = max(0, offset - len(first))
         rest = f"SELECT s.rowid, 0.0 FROM {TABLE} s{join} WHERE {cond}"  # noqa: S608
         rest += " AND s.rowid < ?"

@@ -73,7 +73,7 @@ def test_backup_indexes_from_the_bytes_it_has(
     nothing is read back from the vault for the index but the messages too large to
     hold (streamed into the vault), and every message is indexed by the run."""
     from popvault.app import fetch as fetch_mod
-    from popvault.app import search as search_mod
+    from popvault.app import indexing as search_mod
     from popvault.app.backup import backup_account
     from tests.integration.test_backup_dovecot import account
 
