@@ -189,8 +189,7 @@ class _Stage:
                 queue.submit_local(bytes(sink.buf), tag)
             else:
                 queue.submit(bytes(sink.buf), tag)
-            for item in queue.ready():
-                self.file_prepared(*item)
+            self._file_all(queue.ready())
             return
         assert sink.writer is not None
         res = sink.writer.finish(self._src(uidl), parse_metadata(sink.writer.head))
@@ -198,6 +197,13 @@ class _Stage:
 
     def _src(self, uidl: str) -> SourceInfo:
         return SourceInfo(account=self.acct.name, source=self.source, uidl=uidl)
+
+    def _file_all(self, ready: Iterator[tuple[bytes, Tag, PrepareResult | None]]) -> None:
+        """File what a preparer gave back, its ids looked up in one query."""
+        done = list(ready)
+        self.vault.prefetch([r[0].msg_id for _, _, r in done if r is not None])
+        for item in done:
+            self.file_prepared(*item)
 
     def file_prepared(self, data: bytes, tag: Tag, result: PrepareResult | None) -> None:
         num, uidl, nbytes, lines = tag
@@ -252,8 +258,7 @@ class _Stage:
         try:
             for queue in (self.preparer, self.threads):
                 if queue is not None and not self.vault.broken and not stopped:
-                    for item in queue.ready(wait=True):
-                        self.file_prepared(*item)
+                    self._file_all(queue.ready(wait=True))
         finally:
             if self.threads is not None:
                 self.threads.close()

@@ -254,8 +254,7 @@ class _Filer:
                     self.preparer.submit(sm.data, sm)
                 else:
                     self.preparer.submit_local(sm.data, sm)
-                for data, tag, result in self.preparer.ready():
-                    yield from self._file(data, tag, result)
+                yield from self._file_all(self.preparer.ready())
                 return
         yield from self.drain()
         yield from self._write(_as_before_export(self.vault, sm) if self.reform else sm)
@@ -263,8 +262,16 @@ class _Filer:
     def drain(self) -> Iterator[Filed]:
         """File everything handed off so far."""
         if self.preparer is not None:
-            for data, tag, result in self.preparer.ready(wait=True):
-                yield from self._file(data, tag, result)
+            yield from self._file_all(self.preparer.ready(wait=True))
+
+    def _file_all(
+        self, ready: Iterator[tuple[bytes, SourceMessage, PrepareResult | None]]
+    ) -> Iterator[Filed]:
+        """File what the preparer gave back, its ids looked up in one query."""
+        done = list(ready)
+        self.vault.prefetch([r[0].msg_id for _, _, r in done if r is not None])
+        for data, tag, result in done:
+            yield from self._file(data, tag, result)
 
     def _source(self, sm: SourceMessage) -> SourceInfo:
         return SourceInfo(

@@ -284,9 +284,13 @@ class Vault:
         with self._mutex:
             return self._writer.has_message(msg_id)
 
+    def prefetch(self, msg_ids: list[bytes]) -> None:
+        """Look up which of these messages the vault holds, in one query (a batch's)."""
+        with self._mutex:
+            self._writer.prefetch(msg_ids)
+
     def has_message_id(self, header: str) -> bool:
-        """Whether a committed message has this Message-ID header (metadata, never
-        identity: a cheap first look before comparing keyed ids)."""
+        """Whether a committed message has this Message-ID (metadata, never identity)."""
         with self._mutex:
             return bool(header) and self.cache.has_message_id(header)
 
@@ -368,8 +372,7 @@ class Vault:
             return cname
 
     def commit_if(self, *, arrivals: int, nbytes: int) -> str | None:
-        """Commit when at least ``arrivals`` arrivals or ``nbytes`` bytes are pending (one
-        check-and-commit, safe with several threads adding)."""
+        """Commit when ``arrivals`` arrivals or ``nbytes`` bytes are pending (thread-safe)."""
         with self._mutex:
             w = self._writer
             if w.pending_arrivals >= arrivals or w.pending_bytes >= nbytes:
@@ -383,8 +386,7 @@ class Vault:
         return self.keys.keyed_id(data)
 
     def helper_key(self) -> bytes:
-        """The MAC key alone, for a helper process that splits and keys messages
-        (:func:`~popvault.vault.ids.prepare_message`); never the encryption key."""
+        """The MAC key alone (never the encryption key), for a helper that keys messages."""
         return self.keys.mac
 
     def hasher(self) -> hmac.HMAC:

@@ -201,6 +201,8 @@ class Writer:
         self.groups: dict[str, FrameGroup] = {}
         self.pending_blobs: set[bytes] = set()
         self.pending_msgs: set[bytes] = set()
+        #: Messages :meth:`prefetch` found not archived (until the next commit).
+        self.absent: set[bytes] = set()
         self.pending_srcs: set[tuple[bytes, str, str | None, str]] = set()
         self.records: list[Record] = []
         self.pending_bytes = 0
@@ -246,7 +248,16 @@ class Writer:
         self.records[:0] = records
 
     def has_message(self, msg_id: bytes) -> bool:
-        return msg_id in self.pending_msgs or self.cache.has_message(msg_id)
+        if msg_id in self.pending_msgs:
+            return True
+        return msg_id not in self.absent and self.cache.has_message(msg_id)
+
+    def prefetch(self, msg_ids: list[bytes]) -> None:
+        """Look up which of ``msg_ids`` are archived in one query, so that
+        :meth:`has_message` answers for the others without one (until the next commit)."""
+        ids = [i for i in msg_ids if i not in self.pending_msgs and i not in self.absent]
+        if ids:
+            self.absent.update(set(ids) - self.cache.known_messages(ids))
 
     # ------------------------------------------------------------------ blobs
 
@@ -397,6 +408,7 @@ class Writer:
         self.written_locs = []
         self.pending_blobs.clear()
         self.pending_msgs.clear()
+        self.absent.clear()  # the cache is about to hold them
         self.pending_srcs.clear()
         return cname, locs, records
 
