@@ -193,6 +193,8 @@ class _Stage:
             return
         assert sink.writer is not None
         res = sink.writer.finish(self._src(uidl), parse_metadata(sink.writer.head))
+        if res.new and sink.writer.data is not None:  # indexed from it, not read back
+            self.indexer.add(res.msg_id, sink.writer.data)
         self.filed(num, uidl, nbytes, sink.lines, res)
 
     def _src(self, uidl: str) -> SourceInfo:

@@ -458,6 +458,8 @@ class MessageWriter:
         self._streaming = False
         self._pieces: Pieces = []
         self._head = b""
+        #: The message's bytes once it is finished, when it was split in memory.
+        self.data: bytes | None = None
 
     @property
     def head(self) -> bytes:
@@ -548,6 +550,7 @@ class MessageWriter:
                 return w.file_message(msg_id, self._size, lambda: streamed, source, meta)
         data = self._whole.getvalue()  # the buffer's own bytes, not a copy
         self._whole = io.BytesIO()
+        self.data = data
         msg_id = w.keys.keyed_id(data)
         with self._guard():
             return w.file_message(msg_id, self._size, lambda: w.split_pieces(data), source, meta)

@@ -71,7 +71,8 @@ def test_backup_indexes_from_the_bytes_it_has(
 ) -> None:
     """A backup makes the index documents of what it fetched while it holds the bytes:
     nothing is read back from the vault for the index but the messages too large to
-    hold (streamed into the vault), and every message is indexed by the run."""
+    hold (streamed into the vault in pieces), and every message is indexed by the run.
+    A message too large to prepare aside but split in memory is indexed from its bytes."""
     from popvault.app import fetch as fetch_mod
     from popvault.app import indexing as search_mod
     from popvault.app.backup import backup_account
@@ -85,14 +86,17 @@ def test_backup_indexes_from_the_bytes_it_has(
         return real(v, msg_id, size)
 
     monkeypatch.setattr(search_mod, "_read_document", counting)
+    from popvault.vault import writer as writer_mod
+
     monkeypatch.setattr(fetch_mod, "THREAD_MAX", 64 << 10)  # larger ones: streamed
+    monkeypatch.setattr(writer_mod, "INLINE_LIMIT", 1 << 20)  # larger ones: in pieces
     mail = [*realistic(12, seed=8), *(planted()[n] for n in ("qp", "html", "subject"))]
     big = b"Subject: a big one\r\n\r\n" + b"plantbigword line of text\r\n" * 20_000
-    dovecot.deliver(dovecot_user, [*mail, big])
+    huge = b"Subject: a huge one\r\n\r\n" + b"planthugeword line of text\r\n" * 50_000
+    dovecot.deliver(dovecot_user, [*mail, big, huge])
     rep = backup_account(vault, account(dovecot, dovecot_user), dovecot_user.password)
-    assert rep.new == len(mail) + 1
-    assert read_back == [vault.keyed_id(big)]  # only the streamed one
-    assert vault.cache.db.execute("SELECT count(*) FROM fts").fetchone()[0] == len(mail) + 1
-    assert {h.row.id for h in search(vault, "plantbigword", snippets=False)} == {
-        vault.keyed_id(big)
-    }
+    assert rep.new == len(mail) + 2
+    assert read_back == [vault.keyed_id(huge)]  # only the one streamed in pieces
+    assert vault.cache.db.execute("SELECT count(*) FROM fts").fetchone()[0] == len(mail) + 2
+    for word, data in (("plantbigword", big), ("planthugeword", huge)):
+        assert {h.row.id for h in search(vault, word, snippets=False)} == {vault.keyed_id(data)}

@@ -9,7 +9,8 @@ import quopri
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popvault.app.searchtext import MAX_PARTS, decode_text, html_text, search_text
+from popvault.app.htmltext import html_text
+from popvault.app.searchtext import MAX_PARTS, decode_text, search_text
 
 
 def _multipart(*parts: bytes, headers: bytes = b"") -> bytes:
