@@ -12,13 +12,17 @@ import os
 from collections.abc import Container, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from popvault.app.helper import Document, Preparer, Result, Work, prepare_batch
 from popvault.app.progress import NullProgress, Progress
 from popvault.app.searchtext import search_text
 from popvault.errors import PopvaultError
-from popvault.vault import SearchDoc, SearchIndex, Vault, index_text
+from popvault.vault import SearchDoc, SearchIndex, index_text
+
+if TYPE_CHECKING:  # not at run time: a helper process that imports this (its work is
+    # prepare_indexed) loads neither the vault's storage nor its cache code (17 MB)
+    from popvault.vault import Vault
 
 #: Bytes of one message read for indexing (the rest of a huge message is not indexed).
 MAX_INDEXED = 32 << 20
