@@ -371,7 +371,7 @@ def _report(bench: Bench, n: int, rev: str, measured: list[Measured], restored: 
         lines.append(
             f"import rate: base {n / old['import'].wall:.0f} msg/s, new {n / imp.wall:.0f} msg/s"
         )
-    lines.append(f"restore: {restored} of the {n} messages (one in {n // restored}, by --ids)")
+    lines.append(f"restore: {restored} of the {n} messages (one in {n / restored:.0f}, by --ids)")
     if "import more" in new:
         lines.append(
             f"import of {MORE} more into the full vault: {MORE / new['import more'].wall:.0f}"
