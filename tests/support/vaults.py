@@ -224,3 +224,38 @@ def cache_file(v: Vault) -> Path:
     """The file of an open vault's index cache."""
     assert v.cache.path is not None
     return v.cache.path
+
+
+def handed_over_run(
+    data: bytes, length: int, eol: bytes, back: int, byte: int, cut: int
+) -> bytes | None:
+    """A base64 run of ``data`` as the splitter hands it over (lines of ``length``
+    ending in ``eol``, a last line that may carry padding), its ``back``-th last
+    character made ``byte`` and its last ``cut`` characters dropped (spoilt runs the
+    decoder must refuse); None when that leaves no such run."""
+    from popvault.vault.split import wrap_lines
+
+    text = base64.b64encode(data)
+    if back and back <= len(text):  # spoil one of the last characters
+        i = len(text) - back
+        text = text[:i] + bytes([byte]) + text[i + 1 :]
+    if cut:  # drop characters: wrong length or padding
+        text = text[:-cut]
+    if not text or b"=" in text.rstrip(b"="):
+        return None  # not a structure the splitter hands over
+    return wrap_lines(text, length, eol)
+
+
+def scan_message(*parts: bytes) -> bytes:
+    """A 27 MB message: a text part, ``parts`` (whole MIME parts, header section and
+    body, each ending in CRLF), and a 20 MB base64 PDF attachment "scan.pdf"."""
+    blob = base64.encodebytes(bytes(range(256)) * 80_000).replace(b"\n", b"\r\n")
+    return (
+        b"From: Anna <anna@example.org>\r\nTo: b@example.org\r\nSubject: the contract\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="XX"\r\n\r\n'
+        b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the scan.\r\n"
+        + b"".join(b"--XX\r\n" + p for p in parts)
+        + b'--XX\r\nContent-Type: application/pdf; name="scan.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="scan.pdf"\r\n\r\n' + blob + b"--XX--\r\n"
+    )

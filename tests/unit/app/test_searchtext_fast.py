@@ -13,6 +13,7 @@ from popvault.app.searchtext import SearchText, search_text
 from tests.support.attachment_mail import attachment_heavy
 from tests.support.corpus import find_corpus
 from tests.support.generate import adversarial, realistic
+from tests.support.vaults import scan_message
 
 CORPUS = find_corpus()
 
@@ -112,18 +113,9 @@ def test_a_big_attachment_is_never_copied() -> None:
     """The fast path reads parts as ranges of the message: a 27 MB message of one big
     attachment costs its text and header sections, not copies of the whole (it was four
     copies: 110 MB at the peak, the top of a backup's memory with the index on)."""
-    import base64
     import tracemalloc
 
-    blob = base64.encodebytes(bytes(range(256)) * 80_000).replace(b"\n", b"\r\n")
-    data = (
-        b"From: Anna <anna@example.org>\r\nTo: b@example.org\r\nSubject: the contract\r\n"
-        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="XX"\r\n\r\n'
-        b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the scan.\r\n"
-        b'--XX\r\nContent-Type: application/pdf; name="scan.pdf"\r\n'
-        b"Content-Transfer-Encoding: base64\r\n"
-        b'Content-Disposition: attachment; filename="scan.pdf"\r\n\r\n' + blob + b"--XX--\r\n"
-    )
+    data = scan_message()
     assert len(data) > 25_000_000
     tracemalloc.start()
     try:

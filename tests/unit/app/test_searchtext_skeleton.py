@@ -9,7 +9,6 @@ results must be exactly those of parsing the whole message.
 
 from __future__ import annotations
 
-import base64
 import re
 import tracemalloc
 
@@ -20,6 +19,7 @@ from popvault.app.searchtext import SearchText, search_text
 from tests.support.attachment_mail import attachment_heavy
 from tests.support.corpus import find_corpus
 from tests.support.generate import adversarial, realistic
+from tests.support.vaults import scan_message
 
 CORPUS = find_corpus()
 _BOUNDARY = re.compile(rb'boundary="?([^";\r\n]+)"?', re.IGNORECASE)
@@ -74,16 +74,7 @@ def test_the_skeleton_gives_what_the_whole_gives(monkeypatch: pytest.MonkeyPatch
 def test_a_large_message_for_the_parser_is_not_parsed_whole() -> None:
     """A 27 MB message with a part only the parser reads: its 20 MB attachment is not
     handed to the parser (which held about 110 MB for it), and it is still named."""
-    blob = base64.encodebytes(bytes(range(256)) * 80_000).replace(b"\n", b"\r\n")
-    data = (
-        b"From: Anna <anna@example.org>\r\nTo: b@example.org\r\nSubject: the contract\r\n"
-        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="XX"\r\n\r\n'
-        b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the scan.\r\n"
-        b'--XX\r\nContent-Type: text/plain; name="notes.txt"\r\n\r\nthe notes\r\n'
-        b'--XX\r\nContent-Type: application/pdf; name="scan.pdf"\r\n'
-        b"Content-Transfer-Encoding: base64\r\n"
-        b'Content-Disposition: attachment; filename="scan.pdf"\r\n\r\n' + blob + b"--XX--\r\n"
-    )
+    data = scan_message(b'Content-Type: text/plain; name="notes.txt"\r\n\r\nthe notes\r\n')
     assert len(data) > 25_000_000 and searchtext._single_part(data) is None
     tracemalloc.start()
     try:

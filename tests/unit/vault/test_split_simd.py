@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from popvault.vault.split import _decode_exact, wrap_lines
+from tests.support.vaults import handed_over_run
 
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
@@ -43,15 +44,9 @@ def test_decode_exact_matches_strict_definition(
 ) -> None:
     """Runs as the splitter hands them over (full lines, a last line that may carry
     padding), canonical or spoilt in their last characters or padding."""
-    text = base64.b64encode(data)
-    if back and back <= len(text):  # spoil one of the last characters
-        i = len(text) - back
-        text = text[:i] + bytes([byte]) + text[i + 1 :]
-    if cut:  # drop characters: wrong length or padding
-        text = text[:-cut]
-    if not text or b"=" in text.rstrip(b"="):
-        return  # not a structure the splitter hands over
-    run = wrap_lines(text, length, eol)
+    run = handed_over_run(data, length, eol, back, byte, cut)
+    if run is None:
+        return
     assert _decode_exact(run, eol) == reference(run)
 
 
