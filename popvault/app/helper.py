@@ -26,6 +26,7 @@ worker died with a batch unread).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import multiprocessing
 import os
 import queue
@@ -58,6 +59,8 @@ ORPHAN_CHECK = 0.2
 #: A batch (at most a few hundred KiB) takes milliseconds; a helper silent this long is
 #: treated as failed (its messages are added directly).
 ANSWER_TIMEOUT = 60.0
+#: Bytes the pipe of a helper's answers holds (:func:`_widen`): several batches.
+ANSWER_PIPE = 1 << 20
 
 
 class _NotYet:
@@ -147,6 +150,18 @@ def prepare_batch(mac: bytes, batch: list[bytes]) -> list[Result]:
     return [(prepare_message(mac, data), parse_metadata(data), None) for data in batch]
 
 
+def _widen(pipe: Connection) -> None:
+    """Let the answer pipe hold :data:`ANSWER_PIPE` bytes (Linux; elsewhere, or past the
+    system's limit, it stays as it is). A helper blocks when the pipe is full, and an
+    answer of 64 messages fills the default 64 KiB: while the writer commits (a quarter
+    of a second on an import) its helpers stood still after one batch. An import of
+    small messages ran 20-30 % faster with room for a few batches (docs/performance.md)."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsize is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe.fileno(), setsize, ANSWER_PIPE)
+
+
 def _feed(outbox: queue.SimpleQueue[list[bytes] | None], pipe: Connection) -> None:
     """The writer's feeding thread: batches into the helper's pipe, so that the writer
     never blocks on a full pipe while the helper blocks on a full answer pipe."""
@@ -192,6 +207,7 @@ class _Helper:
             answers_out.close()
         self.proc = proc
         self.answers = answers_in
+        _widen(answers_in)
         threading.Thread(
             target=_feed, args=(self.outbox, batches_out), name="popvault-feed", daemon=True
         ).start()

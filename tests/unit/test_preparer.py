@@ -7,8 +7,12 @@ message still comes back, without a result, so the caller adds it directly.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import signal
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +101,28 @@ def test_at_most_max_pending_bytes_are_out() -> None:
             assert prep._pending <= 100_000 + len(data)
         returned += len(list(prep.ready(wait=True)))
     assert returned == len(MESSAGES)
+
+
+def test_a_helper_goes_on_while_its_writer_reads_nothing() -> None:
+    """Answers of several batches wait in the pipe while the writer is busy elsewhere (a
+    commit): more than the 64 KiB a pipe holds by default, where a helper stood still."""
+    with Preparer[int](MAC, batch_count=8, max_pending=1 << 30) as prep:
+        for i in range(6):
+            for j, data in enumerate(MESSAGES):
+                prep.submit(data, i * 100 + j)
+        prep._send()
+        pipe = prep._helpers[0].answers
+        assert pipe is not None
+        waiting = array.array("i", [0])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            fcntl.ioctl(pipe.fileno(), termios.FIONREAD, waiting)
+            if waiting[0] > 64 << 10:
+                break
+            time.sleep(0.05)
+        assert waiting[0] > 64 << 10
+        assert len(list(prep.ready(wait=True))) == 6 * len(MESSAGES)
+        assert prep.failed is None
 
 
 def _gone(pid: int) -> bool:
