@@ -53,12 +53,9 @@ class RestoreReport:
     would_restore: int = 0
     bytes: int = 0
     failed: list[str] = field(default_factory=list)
-    restored_ids: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("restored_ids")
-        return d
+        return asdict(self)
 
 
 def internaldate(row: MessageRow, date_from: DateFrom) -> float:
@@ -259,7 +256,6 @@ def _restore_maildir(
         vault.record_restore(target_id, row.id, None)
         rep.restored += 1
         rep.bytes += row.size
-        rep.restored_ids.append(row.id.hex())
         progress.advance(1, row.size)
         if vault.pending >= BATCH:
             _commit(vault, dry_run)
@@ -401,7 +397,6 @@ def _append_all(
         vault.record_restore(target_id, row.id, outcome.uid)
         rep.restored += 1
         rep.bytes += size
-        rep.restored_ids.append(row.id.hex())
         progress.advance(1, size)
         if vault.pending >= BATCH:
             _commit(vault, False)
