@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import multiprocessing
 import os
 import queue
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -38,7 +38,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Generic, TypeVar
 
 from popvault import interrupts
@@ -124,25 +123,24 @@ def _exit_when_orphaned(writer: int) -> None:
     os._exit(0)
 
 
-@contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
-    """While a helper starts, hide the path of the program's main script from spawn.
+#: What a helper process runs (``python -c``): its pipes' descriptors, then the writer's
+#: module search path, follow on its command line (:meth:`_Helper.start`).
+_CHILD = (
+    "import sys; sys.path[:0] = sys.argv[3:];"
+    " from popvault.app.helper import _helper_child; _helper_child()"
+)
 
-    spawn imports the parent's main script in the child (for functions defined there);
-    the helper needs none, and the ``popvault`` console script imports the whole CLI,
-    about 12 MB the helper would carry for nothing. (``python -m popvault`` is imported
-    by module name instead, and that module imports nothing unless run.)
-    """
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if main is None or path is None or getattr(main, "__spec__", None) is not None:
-        yield
-        return
-    del main.__file__
+
+def _helper_child() -> None:
+    """A helper process's start (:data:`_CHILD`): its pipes from its command line, then
+    its MAC key, its writer's pid and its work as the first message on its input."""
+    inbox = Connection(int(sys.argv[1]), writable=False)
+    outbox = Connection(int(sys.argv[2]), readable=False)
     try:
-        yield
-    finally:
-        main.__file__ = path
+        mac, writer, work = inbox.recv()
+    except (EOFError, OSError):  # the writer is gone before it said anything
+        return
+    _helper_main(mac, writer, inbox, outbox, work)
 
 
 def prepare_batch(mac: bytes, batch: list[bytes]) -> list[Result]:
@@ -180,36 +178,44 @@ class _Helper:
     :meth:`start`)."""
 
     def __init__(self) -> None:
-        self.proc: BaseProcess | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.answers: Connection | None = None
         self.outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
 
     def start(self, mac: bytes, work: Work) -> None:
-        # spawn, not fork: the caller has threads (compression), and a forked child
-        # would inherit their locks in whatever state they were
-        ctx = multiprocessing.get_context("spawn")
-        batches_in, batches_out = ctx.Pipe(duplex=False)
-        answers_in, answers_out = ctx.Pipe(duplex=False)
-        proc = ctx.Process(
-            target=_helper_main,
-            args=(mac, os.getpid(), batches_in, answers_out, work),
-            name="popvault-helper",
-            daemon=True,
-        )
+        # a process of its own (python -c), not multiprocessing's: spawn also starts a
+        # resource tracker process (15 MB for nothing here), and fork would copy this
+        # process's threads' locks in whatever state they were
+        batches_in, batches_out = os.pipe()
+        answers_in, answers_out = os.pipe()
+        path = [p for p in sys.path if p]  # the writer's modules, as spawn gives them
+        argv = [sys.executable, "-c", _CHILD, str(batches_in), str(answers_out), *path]
+        batches = Connection(batches_out, readable=False)
+        answers = Connection(answers_in, writable=False)
         try:
-            # not torn by a signal: spawn writes the child's start-up data after the
-            # fork; a child left without it prints a traceback into our stderr
-            with interrupts.critical(), _main_script_hidden():
-                proc.start()
+            # not torn by a signal: the helper must get its first message whole
+            with interrupts.critical():
+                proc = subprocess.Popen(
+                    argv,
+                    pass_fds=(batches_in, answers_out),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                batches.send((mac, os.getpid(), work))  # a few bytes: never blocks
+        except BaseException:
+            batches.close()
+            answers.close()
+            raise
         finally:
             # the helper's ends are the helper's alone: its exit then closes the pipes
-            batches_in.close()
-            answers_out.close()
+            os.close(batches_in)
+            os.close(answers_out)
         self.proc = proc
-        self.answers = answers_in
-        _widen(answers_in)
+        self.answers = answers
+        _widen(answers)
         threading.Thread(
-            target=_feed, args=(self.outbox, batches_out), name="popvault-feed", daemon=True
+            target=_feed, args=(self.outbox, batches), name="popvault-feed", daemon=True
         ).start()
 
     def stop(self) -> None:
@@ -227,7 +233,7 @@ class Preparer(Generic[T]):
     order, waiting only while more than ``max_pending`` bytes are out; ``ready(wait=True)``
     yields every message submitted. ``result`` is None when a helper failed.
     ``work``: what the helper does instead of preparing (a module-level function, as
-    spawn imports it by name; the search index makes documents so). ``processes``:
+    the helper imports it by name; the search index makes documents so). ``processes``:
     helpers batches go to in turn (each started when it gets its first batch; a second
     pays where the helper's work is the larger part of a run, as when it also makes
     index documents).
@@ -388,10 +394,12 @@ class Preparer(Generic[T]):
                 helper.stop()
         deadline = time.monotonic() + self._stop_timeout
         for proc in [h.proc for h in self._helpers if h.proc is not None]:
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.exitcode is None:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join(1.0)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(1.0)
 
     def __enter__(self) -> Preparer[T]:
         return self
