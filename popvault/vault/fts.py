@@ -56,6 +56,11 @@ AUTOMERGE = 8
 HASHSIZE = 8 << 20
 #: The table's settings (its ``config`` table keeps them, for every connection).
 SETTINGS = (("automerge", AUTOMERGE), ("hashsize", HASHSIZE))
+#: KiB of page cache of the inserting thread's connection (:meth:`SearchIndex.own`):
+#: an insert writes new segments and reads few pages, and the cache's 32 MiB a
+#: connection (for listings) was 12 MB more of an import's memory at 100,000 messages,
+#: for no speed (docs/performance.md).
+OWN_CACHE_KIB = 2048
 #: The table snippets of one page of hits are made on (in memory, this connection only).
 _SNIP = "temp.fts_page"
 _SNIP_SCHEMA = f"CREATE VIRTUAL TABLE IF NOT EXISTS {_SNIP} USING {DEFINITION};"
@@ -243,6 +248,7 @@ class SearchIndex:
         other = object.__new__(type(cache))
         other.path, other.encrypted, other._key = cache.path, cache.encrypted, cache._key
         other._open(cache.path, cache._key)
+        other.db.execute(f"PRAGMA cache_size = -{OWN_CACHE_KIB}")
         return cls(other, threading.RLock())
 
     def close(self) -> None:

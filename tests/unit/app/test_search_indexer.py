@@ -84,6 +84,24 @@ def test_a_table_of_the_current_definition_gets_newer_settings(tmp_path: Path) -
         assert _fts_count(v) == 4 and SearchIndex.of(v).unindexed_count() == 0  # kept
 
 
+def test_the_inserting_thread_s_connection_has_a_small_page_cache(tmp_path: Path) -> None:
+    """The thread that inserts reads few pages: its connection does not take the 32 MiB
+    of page cache the vault's has for listings (memory of an import), and it indexes."""
+    root = tmp_path / "v"
+    _filled(root, 5)
+    with open_rw(root) as v:
+        own = SearchIndex.own(v)
+        assert own is not None
+        try:
+            size = own._db.execute("PRAGMA cache_size").fetchone()[0]
+            assert size == -fts.OWN_CACHE_KIB
+            assert v.cache.db.execute("PRAGMA cache_size").fetchone()[0] < size
+            assert index_new(v, index=own).indexed == 5
+        finally:
+            own.close()
+        assert _fts_count(v) == 5
+
+
 def test_a_ready_document_is_the_document_as_indexed() -> None:
     """``document(ready=True)`` (made in helpers) equals ``for_index()`` of the plain one."""
     from tests.support.generate import realistic
