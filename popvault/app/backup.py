@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -135,13 +135,13 @@ class Listing:
 
     ident: list[tuple[int, str]]
     duplicated: set[str]
-    sizes: dict[int, int]
+    sizes: Mapping[int, int]
     no_uidl: bool
 
 
 def list_server(client: Pop3Client, acct: AccountConfig, progress: Progress) -> Listing:
     """UIDL (or, without it, LIST and TOP); LIST sizes come later, only when needed."""
-    sizes: dict[int, int] = {}
+    sizes: Mapping[int, int] = {}
     no_uidl = False
     try:
         pairs = client.uidl()
@@ -167,7 +167,8 @@ def plan(listing: Listing, known: dict[str, bytes], reused: set[str]) -> list[tu
     """What to fetch: UIDLs the vault has not archived, and reused ones (a UIDL deleted
     from the server after we archived it and listed again names a new message: RFC 1939
     lets a server reuse a unique-id once its message is gone)."""
-    return [(n, u) for n, u in listing.ident if u not in known or u in reused]
+    # the listing's own pairs, not copies (a tuple a message: 6 MB at 100,000)
+    return [p for p in listing.ident if p[1] not in known or p[1] in reused]
 
 
 def policy_of(acct: AccountConfig) -> Policy:

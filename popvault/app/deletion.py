@@ -24,7 +24,7 @@ is 6, pure but for the TOP it is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -106,7 +106,7 @@ def verify(
     vault: Vault,
     doomed: list[tuple[int, str]],
     archived: dict[str, bytes],
-    sizes: dict[int, int],
+    sizes: Mapping[int, int],
     size_ok: Callable[[int | None, int, int], bool],
 ) -> tuple[list[tuple[int, str]], list[WrongSize]]:
     """Rule 5: read the doomed messages back (IntegrityError if one does not verify:

@@ -29,6 +29,7 @@ from popvault.app.progress import Progress
 from popvault.errors import UsageError
 from popvault.pop3.client import Pop3Client
 from popvault.pop3.errors import Pop3CommandFailed
+from popvault.pop3.numbers import ByNumber
 from popvault.vault import AddResult, MessageWriter, SourceInfo, Vault
 
 BATCH_MESSAGES = 2000
@@ -140,7 +141,7 @@ class _Stage:
         acct: AccountConfig,
         source: str,
         todo: list[tuple[int, str]],
-        sizes: dict[int, int],
+        sizes: Mapping[int, int],
         progress: Progress,
         expected: Mapping[str, bytes],
     ) -> None:
@@ -149,7 +150,8 @@ class _Stage:
         self.source = source
         self.uidl_of = dict(todo)
         self.expected = expected
-        self.ended: set[int] = set()
+        #: Message number -> bytes received, for every message whose RETR ended.
+        self.ended = ByNumber()
         self.sizes = sizes
         self.progress = progress
         self.out = Fetched()
@@ -179,7 +181,7 @@ class _Stage:
         return self.threads
 
     def end(self, num: int, nbytes: int) -> None:
-        self.ended.add(num)
+        self.ended[num] = nbytes
         sink = self.current.pop(num)
         uidl = self.uidl_of[num]
         if sink.buf is not None:
@@ -284,7 +286,7 @@ def fetch_and_store(
     client: Pop3Client,
     acct: AccountConfig,
     todo: list[tuple[int, str]],
-    sizes: dict[int, int],
+    sizes: Mapping[int, int],
     progress: Progress,
     *,
     source: str,

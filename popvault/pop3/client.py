@@ -33,6 +33,7 @@ from popvault.pop3.limits import (
     status_deadline,
 )
 from popvault.pop3.login import start_session
+from popvault.pop3.numbers import ByNumber
 from popvault.pop3.parser import (
     BodyChunk,
     BodyEnd,
@@ -225,9 +226,9 @@ class Pop3Client:
         except (IndexError, ValueError):
             raise self._protocol("STAT", f"malformed reply {text[:80]!r}") from None
 
-    def list(self) -> dict[int, int]:
+    def list(self) -> ByNumber:
         """LIST: message number to size. Sizes are a hint only (some servers count LF)."""
-        result: dict[int, int] = {}
+        result = ByNumber()
         for line in self._multi_lines("LIST", LISTING_LIMITS):
             fields = line.split()
             try:
