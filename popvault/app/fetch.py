@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from popvault import interrupts
 from popvault.app.config import AccountConfig
-from popvault.app.helper import Preparer, Work
+from popvault.app.helper import Preparer, Work, slices
 from popvault.app.helper import Result as PrepareResult
 from popvault.app.indexing import Indexer
 from popvault.app.metadata import parse_metadata
@@ -203,11 +203,11 @@ class _Stage:
         return SourceInfo(account=self.acct.name, source=self.source, uidl=uidl)
 
     def _file_all(self, ready: Iterator[tuple[bytes, Tag, PrepareResult | None]]) -> None:
-        """File what a preparer gave back, its ids looked up in one query."""
-        done = list(ready)
-        self.vault.prefetch([r[0].msg_id for _, _, r in done if r is not None])
-        for item in done:
-            self.file_prepared(*item)
+        """File what a preparer gave back, the ids of each slice looked up in one query."""
+        for done in slices(ready):
+            self.vault.prefetch([r[0].msg_id for _, _, r in done if r is not None])
+            for item in done:
+                self.file_prepared(*item)
 
     def file_prepared(self, data: bytes, tag: Tag, result: PrepareResult | None) -> None:
         num, uidl, nbytes, lines = tag

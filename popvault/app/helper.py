@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import queue
 import signal
@@ -45,6 +46,7 @@ from popvault.app.metadata import parse_metadata
 from popvault.vault import MessageMeta, PreparedMessage, SearchDoc, prepare_message
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 #: A message's search index document, as indexed, and whether it was read only in part
 #: (:func:`popvault.app.indexing.document`).
@@ -58,6 +60,8 @@ ORPHAN_CHECK = 0.2
 #: A batch (at most a few hundred KiB) takes milliseconds; a helper silent this long is
 #: treated as failed (its messages are added directly).
 ANSWER_TIMEOUT = 60.0
+#: Results filed together (:func:`slices`): a look-up of their ids in one query.
+SLICE = 256
 #: Bytes the pipe of a helper's answers holds (:func:`_widen`): several batches.
 ANSWER_PIPE = 1 << 20
 
@@ -146,6 +150,14 @@ def _helper_child() -> None:
 def prepare_batch(mac: bytes, batch: list[bytes]) -> list[Result]:
     """The helper's work by default: each message prepared, with its metadata."""
     return [(prepare_message(mac, data), parse_metadata(data), None) for data in batch]
+
+
+def slices(ready: Iterator[U], size: int = SLICE) -> Iterator[list[U]]:
+    """What :meth:`Preparer.ready` gives, ``size`` at a time (for one look-up of their
+    ids each): all of it at once held every answer waiting in the pipe, unpickled
+    (13 MB of a backup of small messages)."""
+    while done := list(itertools.islice(ready, size)):
+        yield done
 
 
 def _widen(pipe: Connection) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from popvault.app.fetch import PREPARE_MAX, PREPARE_MIN
-from popvault.app.helper import Document, Preparer
+from popvault.app.helper import Document, Preparer, slices
 from popvault.app.helper import Result as PrepareResult
 from popvault.app.indexing import Indexer
 from popvault.app.metadata import parse_metadata
@@ -267,11 +267,11 @@ class _Filer:
     def _file_all(
         self, ready: Iterator[tuple[bytes, SourceMessage, PrepareResult | None]]
     ) -> Iterator[Filed]:
-        """File what the preparer gave back, its ids looked up in one query."""
-        done = list(ready)
-        self.vault.prefetch([r[0].msg_id for _, _, r in done if r is not None])
-        for data, tag, result in done:
-            yield from self._file(data, tag, result)
+        """File what the preparer gave back, the ids of each slice looked up in one query."""
+        for done in slices(ready):
+            self.vault.prefetch([r[0].msg_id for _, _, r in done if r is not None])
+            for data, tag, result in done:
+                yield from self._file(data, tag, result)
 
     def _source(self, sm: SourceMessage) -> SourceInfo:
         return SourceInfo(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from popvault.app.helper import Preparer
+from popvault.app.helper import Preparer, slices
 from popvault.app.indexing import indexed_document, prepare_indexed
 from popvault.app.metadata import parse_metadata
 from popvault.vault.ids import prepare_message
@@ -42,6 +42,15 @@ def test_results_in_order_and_equal_to_preparing_here() -> None:
     for data, tag, result in got:
         assert data == MESSAGES[tag]
         assert result == (prepare_message(MAC, data), parse_metadata(data), None)
+
+
+def test_slices_give_every_result_in_order_a_bounded_number_at_a_time() -> None:
+    with Preparer[int](MAC, batch_count=7) as prep:
+        for i, data in enumerate(MESSAGES):
+            prep.submit(data, i)
+        got = list(slices(prep.ready(wait=True), 25))
+    assert [len(s) for s in got] == [25, 25, 10]
+    assert [tag for s in got for _, tag, _ in s] == list(range(len(MESSAGES)))
 
 
 def test_two_helpers_in_turn_with_documents_give_results_in_order() -> None:
