@@ -2,8 +2,7 @@
 
 :func:`run` holds back SIGINT, SIGTERM and SIGHUP before the program's modules load (a
 signal then ends the run cleanly, exit 130/143/129, instead of with a traceback), then
-fixes the C allocator's thresholds (:mod:`popvault.malloc`) and runs the CLI. Importing
-this module runs nothing.
+runs the CLI. A helper process imports this module too (spawn): importing it runs nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +13,6 @@ def run() -> None:
 
     interrupts.hold_during_start()
     try:
-        from popvault import malloc
-
-        malloc.tune()
         from popvault.cli.main import main
 
         main()

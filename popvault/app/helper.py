@@ -41,7 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Generic, TypeVar
 
-from popvault import interrupts, malloc
+from popvault import interrupts
 from popvault.app.metadata import parse_metadata
 from popvault.vault import MessageMeta, PreparedMessage, SearchDoc, prepare_message
 
@@ -138,7 +138,6 @@ _CHILD = (
 def _helper_child() -> None:
     """A helper process's start (:data:`_CHILD`): its pipes from its command line, then
     its MAC key, its writer's pid and its work as the first message on its input."""
-    malloc.tune()  # as the writer's (popvault.__main__)
     inbox = Connection(int(sys.argv[1]), writable=False)
     outbox = Connection(int(sys.argv[2]), readable=False)
     try:
