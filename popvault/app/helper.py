@@ -200,8 +200,10 @@ class _Helper:
         # process's threads' locks in whatever state they were
         batches_in, batches_out = os.pipe()
         answers_in, answers_out = os.pipe()
-        path = [p for p in sys.path if p]  # the writer's modules, as spawn gives them
-        argv = [sys.executable, "-c", _CHILD, str(batches_in), str(answers_out), *path]
+        # isolated (-I: no PYTHON* variables, no current directory or user site on its
+        # path), with the writer's module search path instead, as spawn gives it
+        path = [p for p in sys.path if p]
+        argv = [sys.executable, "-I", "-c", _CHILD, str(batches_in), str(answers_out), *path]
         batches = Connection(batches_out, readable=False)
         answers = Connection(answers_in, writable=False)
         try:
