@@ -88,12 +88,6 @@ def _helper_main(
     ``outbox``, in order; stop at the end of the input or when the writer is gone."""
     for s in (signal.SIGINT, signal.SIGHUP):
         signal.signal(s, signal.SIG_IGN)
-    # the helper inherited the writer's standard streams: it must neither write to them
-    # (a failure comes back as an exception) nor hold them open after the writer is gone
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
     threading.Thread(target=_exit_when_orphaned, args=(writer,), daemon=True).start()
     try:
         while True:
@@ -212,6 +206,8 @@ class _Helper:
                 proc = subprocess.Popen(
                     argv,
                     pass_fds=(batches_in, answers_out),
+                    # none of the writer's streams: the helper never writes to them (a
+                    # failure comes back as an exception) nor holds them once it is gone
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

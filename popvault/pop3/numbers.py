@@ -12,6 +12,7 @@ than it has seen. It behaves as a ``Mapping`` of ``int`` to ``int`` (equal to th
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
@@ -63,24 +64,9 @@ class ByNumber(Mapping[int, int]):
         return self._count
 
     def __iter__(self) -> Iterator[int]:
+        # the dict's numbers lie before, between or after the array's: merged in order
         dense = (i + 1 for i, v in enumerate(self._dense) if v != _ABSENT)
-        other = sorted(self._other)
-        below = [n for n in other if n < 1]
-        yield from below
-        if not self._other or other[-1] < 1:
-            yield from dense
-            return
-        # the dict's numbers above 0 lie between or after the array's: merge in order
-        rest = iter(n for n in other if n >= 1)
-        nxt = next(rest, None)
-        for num in dense:
-            while nxt is not None and nxt < num:
-                yield nxt
-                nxt = next(rest, None)
-            yield num
-        if nxt is not None:
-            yield nxt
-            yield from rest
+        return heapq.merge(dense, sorted(self._other))
 
     def __repr__(self) -> str:
         return f"ByNumber({dict(self.items())!r})"
