@@ -152,6 +152,8 @@ def list_server(client: Pop3Client, acct: AccountConfig, progress: Progress) -> 
             f"account {acct.name}: server has no UIDL; identifying messages by header hash"
         )
         pairs = [(n, _header_id(client, n, sizes.get(n, 0))) for n in sorted(sizes)]
+    if len({u for _, u in pairs}) == len(pairs):  # no UIDL twice: the pairs as they are
+        return Listing(pairs, set(), sizes, no_uidl)
     # duplicate UIDLs (RFC 1939 allows them for identical copies): keep them apart
     seen: dict[str, int] = {}
     ident: list[tuple[int, str]] = []
