@@ -100,16 +100,26 @@ class _Sink:
         self.lines = 0
 
     def __call__(self, chunk: bytes) -> None:
-        self.lines += chunk.count(b"\n")
         if self.buf is None:
             assert self.writer is not None
+            self.lines += chunk.count(b"\n")
             self.writer.write(chunk)
             return
         self.buf += chunk
         if len(self.buf) > self.limit:  # LIST understated it: stream it after all
+            self.lines = self.buf.count(b"\n")
             self.writer = self.vault.new_message()
             self.writer.write(bytes(self.buf))
             self.buf = None
+
+    def line_feeds(self, listed: int | None, got: int) -> int:
+        """The line feeds received, when :func:`size_ok` needs them (``listed`` is more
+        than two bytes short of ``got``); else 0, which gives the same answer. A message
+        held whole is counted only then (a pass over its bytes on the thread that reads
+        the socket)."""
+        if self.buf is None:
+            return self.lines
+        return self.buf.count(b"\n") if listed is not None and listed < got - 2 else 0
 
 
 def preparer_for(vault: Vault, count: int, work: Work) -> Preparer[Tag] | None:
@@ -186,7 +196,7 @@ class _Stage:
         uidl = self.uidl_of[num]
         if sink.buf is not None:
             queue = self._queue()
-            tag = (num, uidl, nbytes, sink.lines)
+            tag = (num, uidl, nbytes, sink.line_feeds(self.sizes.get(num), nbytes))
             if len(sink.buf) > PREPARE_MAX or queue is self.threads:
                 queue.submit_local(bytes(sink.buf), tag)
             else:

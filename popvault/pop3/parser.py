@@ -284,7 +284,16 @@ class ResponseParser:
                 self._at_line_start = False
                 continue
             # Only lines starting with "." need work: jump to the next one (C speed).
-            idx = buf.find(b"\n.", pos)
+            # Its dot is found first, with memchr: base64 (most of the bytes of mail
+            # with attachments) has none, and a search for the two bytes "\n." takes
+            # ten times longer. The first dot found inside a line hands over to it.
+            dot = buf.find(b".", pos + 1)
+            if dot < 0:
+                idx = -1
+            elif buf[dot - 1] == _LF:
+                idx = dot - 1
+            else:
+                idx = buf.find(b"\n.", dot)
             if idx < 0:
                 self._at_line_start = buf[n - 1] == _LF
                 pos = n

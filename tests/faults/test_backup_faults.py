@@ -309,6 +309,28 @@ def test_list_size_that_lies_is_kept_and_never_deleted(
     verify(server, vault_path, cache_dir)
 
 
+@pytest.mark.parametrize("helper", [False, True])
+def test_list_sizes_counting_lf_line_ends_are_not_lies(
+    server: ScriptedPop3Server,
+    vault_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    helper: bool,
+) -> None:
+    """A server whose LIST counts each line end as one byte (notes/dovecot.md): every
+    size is short of what arrives by exactly the message's line feeds. None is a
+    mismatch, held whole for the preparer (helper) or not, and every one is deleted."""
+    if helper:
+        monkeypatch.setattr(fetch_mod, "PREPARE_MIN", 1)
+    lf = {n: len(data) - data.count(b"\n") for n, (_, data) in enumerate(MESSAGES, 1)}
+    assert all(len(MESSAGES[n - 1][1]) - size > 2 for n, size in lf.items())
+    server.faults = Faults(list_size_lies=lf)
+    rep = backup(vault_path, cache_dir, scripted_account(server, delete=True))
+    assert (rep.exit_code, rep.fetched, rep.deleted) == (0, len(MESSAGES), len(MESSAGES))
+    assert not any("LIST said" in w for w in rep.warnings)
+    assert server.mailbox.messages() == []
+
+
 def test_duplicate_uidls_all_archived_none_deleted(
     server: ScriptedPop3Server, vault_path: Path, cache_dir: Path
 ) -> None:
