@@ -95,31 +95,43 @@ class _Sink:
     def __init__(self, vault: Vault, collect: int) -> None:
         self.vault = vault
         self.limit = collect
-        self.buf: bytearray | None = bytearray() if collect else None
+        #: The pieces received, while collected: joined once at the end (a buffer they
+        #: were appended to cost a copy of every byte more).
+        self.parts: list[bytes] | None = [] if collect else None
+        self.held = 0
         self.writer: MessageWriter | None = None if collect else vault.new_message()
         self.lines = 0
 
     def __call__(self, chunk: bytes) -> None:
-        if self.buf is None:
+        if self.parts is None:
             assert self.writer is not None
             self.lines += chunk.count(b"\n")
             self.writer.write(chunk)
             return
-        self.buf += chunk
-        if len(self.buf) > self.limit:  # LIST understated it: stream it after all
-            self.lines = self.buf.count(b"\n")
+        self.parts.append(chunk)
+        self.held += len(chunk)
+        if self.held > self.limit:  # LIST understated it: stream it after all
+            parts, self.parts = self.parts, None
+            self.lines = sum(p.count(b"\n") for p in parts)
             self.writer = self.vault.new_message()
-            self.writer.write(bytes(self.buf))
-            self.buf = None
+            for part in parts:
+                self.writer.write(part)
+
+    def data(self) -> bytes:
+        """The message collected (one copy of its pieces)."""
+        assert self.parts is not None
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
 
     def line_feeds(self, listed: int | None, got: int) -> int:
         """The line feeds received, when :func:`size_ok` needs them (``listed`` is more
         than two bytes short of ``got``); else 0, which gives the same answer. A message
         held whole is counted only then (a pass over its bytes on the thread that reads
         the socket)."""
-        if self.buf is None:
+        if self.parts is None:
             return self.lines
-        return self.buf.count(b"\n") if listed is not None and listed < got - 2 else 0
+        if listed is None or listed >= got - 2:
+            return 0
+        return sum(p.count(b"\n") for p in self.parts)
 
 
 def preparer_for(vault: Vault, count: int, work: Work) -> Preparer[Tag] | None:
@@ -194,13 +206,13 @@ class _Stage:
         self.ended[num] = nbytes
         sink = self.current.pop(num)
         uidl = self.uidl_of[num]
-        if sink.buf is not None:
+        if sink.parts is not None:
             queue = self._queue()
             tag = (num, uidl, nbytes, sink.line_feeds(self.sizes.get(num), nbytes))
-            if len(sink.buf) > PREPARE_MAX or queue is self.threads:
-                queue.submit_local(bytes(sink.buf), tag)
+            if sink.held > PREPARE_MAX or queue is self.threads:
+                queue.submit_local(sink.data(), tag)
             else:
-                queue.submit(bytes(sink.buf), tag)
+                queue.submit(sink.data(), tag)
             self._file_all(queue.ready())
             return
         assert sink.writer is not None

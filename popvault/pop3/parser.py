@@ -151,7 +151,7 @@ class ResponseParser:
 
     def __init__(self, max_status_line: int = MAX_STATUS_LINE) -> None:
         self._max_status_line = max_status_line
-        self._buf = bytearray()
+        self._buf = b""
         self._pos = 0
         self._queue: deque[Expect] = deque()
         self._in_body = False
@@ -180,15 +180,18 @@ class ResponseParser:
 
     def feed(self, data: bytes) -> None:
         """Append received bytes; parsing happens in :meth:`next_event`."""
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        if self._pos >= len(self._buf):
+            # all parsed: the new bytes are the buffer as they are (no copy), and a body
+            # chunk of all of them is these very bytes
+            self._buf = bytes(data)
+        else:
+            self._buf = b"".join((memoryview(self._buf)[self._pos :], data))
+        self._pos = 0
 
     def discard_buffer(self) -> int:
         """Drop unparsed bytes (after STLS, plaintext must not survive); return how many."""
         n = len(self._buf) - self._pos
-        self._buf = bytearray()
+        self._buf = b""
         self._pos = 0
         return n
 
