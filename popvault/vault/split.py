@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import binascii
 import functools
-import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,7 +160,9 @@ def _accept_run(body: bytes, start: int, end: int, length: int, eol: bytes) -> B
     and last group decide canonicity. Neither the run nor the text without its line
     ends is ever copied, and no more than one piece is held decoded.
     """
-    chars = end - start - body.count(b"\n", start, end) * len(eol)
+    step = length + len(eol)
+    lines = -(-(end - start) // step)  # every line ends in eol (the structure above)
+    chars = end - start - lines * len(eol)
     if chars % 4 or length <= 0:
         return None  # canonical base64 has whole groups of four
     per = ATT_CHUNK // 3 * 4
@@ -284,35 +285,50 @@ def _part_body_start(body: bytes, pos: int) -> int:
 
 
 _CTE = b"content-transfer-encoding:"
+#: The first window :func:`_next_base64_header` lower-cases.
+FIRST_WINDOW = 64 << 10
 _BASE64_VALUE = re.compile(rb"[ \t]*base64", re.IGNORECASE)
 
 
-def _base64_headers(body: bytes, start: int = 0) -> list[int]:
-    """Offsets just after each ``Content-Transfer-Encoding: base64`` (any case) from
-    ``start`` on.
+def _next_base64_header(body: bytes, start: int) -> int:
+    """The offset just after the first ``Content-Transfer-Encoding: base64`` (any case)
+    from ``start`` on, or -1.
 
-    A literal search on lower-cased copies of 1 MiB windows (each overlapping the next
-    by the length of the name, so that a name across their border is found in one): a
-    case-insensitive regex over the whole body would cost several times more, and a
-    lower-cased copy of the whole body would hold a large message twice.
+    A literal search on lower-cased copies of windows (each overlapping the next by the
+    length of the name, so that a name across their border is found in one), of 64 KiB
+    first and then twice as large up to 1 MiB: the next header is mostly near (the
+    caller looks from the end of the last run on), and a case-insensitive regex over the
+    whole body would cost several times more, and a lower-cased copy of the whole body
+    would hold a large message twice.
     """
-    out = []
-    for lo in range(start, len(body), CHUNK):
-        low = body[lo : lo + CHUNK + len(_CTE) - 1].lower()
+    lo, size = start, FIRST_WINDOW
+    while lo < len(body):
+        low = body[lo : lo + size + len(_CTE) - 1].lower()
         pos = low.find(_CTE)
-        while 0 <= pos < CHUNK:
+        while 0 <= pos < size:
             m = _BASE64_VALUE.match(body, lo + pos + len(_CTE))
             if m is not None:
-                out.append(m.end())
+                return m.end()
             pos = low.find(_CTE, pos + len(_CTE))
-    return out
+        lo += size
+        size = min(2 * size, CHUNK)
+    return -1
 
 
 def _body_parts(body: bytes, base64_body: bool, offset: int) -> Iterator[Segment | Base64Run]:
     """:func:`split_body` with each run as it was found (not decoded yet)."""
-    done = offset
-    starts = (_part_body_start(body, end) for end in _base64_headers(body, offset))
-    for start in itertools.chain([offset] if base64_body else [], starts):
+    done = found = offset
+    first = base64_body
+    while True:
+        if first:
+            start, first = offset, False
+        else:
+            # from the end of the last run on: a run is base64 alphabet and line ends
+            # only, so no header is inside one (its bytes are never lower-cased)
+            found = _next_base64_header(body, max(found, done))
+            if found < 0:
+                break
+            start = _part_body_start(body, found)
         if start < done:
             continue
         run_end, run = _take_run(body, start, len(body))
