@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+import zstandard
 
+import popvault.vault.pack as pack
 from popvault.vault.pack import (
     CODEC_STORED,
     CODEC_ZSTD,
@@ -72,3 +74,31 @@ def test_duplicates_of_earlier_commits_do_not_shrink_frames() -> None:
             assert body in v.read_message(
                 v.known_uidls("a")[f"{'old' if i < 20 else 'new'}{i % 20}"]
             )
+
+
+def test_a_probe_spares_level_9_on_incompressible_payloads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large payload whose four windows do not compress at level 1 is stored without
+    trying the writer's level; one with a compressible stretch of a quarter and a
+    window, wherever it lies, is compressed as before; small payloads are always tried."""
+    size = 1 << 20
+    noise = os.urandom(size)
+    text = b"".join(b"Line %d of a mail body.\r\n" % i for i in range(40000))
+    stretch = size // 4 + pack.PROBE
+    tried: list[int] = []
+    real = pack.frame_params
+
+    def params(level: int, n: int) -> zstandard.ZstdCompressionParameters:
+        tried.append(n)
+        return real(level, n)
+
+    monkeypatch.setattr(pack, "frame_params", params)
+    assert compress_frame(noise, DEFAULT_LEVEL)[0] == CODEC_STORED and tried == []
+    for at in range(0, size - stretch + 1, size // 16):
+        payload = noise[:at] + text[:stretch] + noise[at + stretch :]
+        assert pack._incompressible(payload) is False, at
+        plain = compress_frame(payload, DEFAULT_LEVEL)
+        assert plain[0] == CODEC_ZSTD and decompress_frame(plain, "f") == payload
+    small = os.urandom(8 * pack.PROBE - 1)
+    assert compress_frame(small, DEFAULT_LEVEL)[0] == CODEC_STORED and tried[-1] == len(small)
