@@ -413,10 +413,13 @@ class IndexCache:
             "SELECT uidl, msg FROM sources WHERE account=? AND uidl IS NOT NULL"
             " AND msg NOT IN (SELECT msg FROM incomplete)"
         )
-        rows = self.db.execute(q, (account,)).fetchall()
-        known = dict(rows)
-        if len(known) < len(rows) and len(set(rows)) > len(known):
-            # a UIDL with arrivals of different messages: the latest one counts
+        known: dict[str, bytes] = {}
+        rows = 0
+        for uidl, msg in self.db.execute(q, (account,)):  # no list of every row held
+            known[uidl] = msg
+            rows += 1
+        if rows > len(known):
+            # a UIDL with several arrivals: the latest one counts
             return dict(self.db.execute(f"{q} ORDER BY archived", (account,)))
         return known
 
