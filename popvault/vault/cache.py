@@ -100,6 +100,8 @@ CREATE TABLE IF NOT EXISTS restores(
 #: reads: a writer's open read every blob for it, 0.08 s at 100,000 messages and ten
 #: times that at a million).
 _PACKS = "CREATE TABLE packs(name TEXT PRIMARY KEY) WITHOUT ROWID"
+#: ``meta`` key: how many applied commits ``packs`` is complete for.
+_PACKS_MARK = "packs_commits"
 
 
 def _key_pragma(key: CacheKey) -> str:
@@ -220,16 +222,32 @@ class IndexCache:
             self.reset(self.get_meta("vault_id") or "")
 
     def _prepare_packs(self) -> None:
-        """The ``packs`` table (:data:`_PACKS`): made and filled from ``blobs`` in one
-        transaction when the cache (an older popvault's) has none."""
+        """The ``packs`` table (:data:`_PACKS`): made, or made anew, from ``blobs`` in one
+        transaction when the cache has none (an older popvault's) or when commits were
+        applied without it (an older popvault wrote to this cache meanwhile: the count
+        of applied commits it was complete for, :data:`_PACKS_MARK`, is behind)."""
         find = "SELECT 1 FROM sqlite_master WHERE name='packs'"
-        if self.db.execute(find).fetchone() is not None:
+        if self.db.execute(find).fetchone() is not None and self._packs_current():
             return
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             if self.db.execute(find).fetchone() is None:
                 self.db.execute(_PACKS)
-                self.db.execute("INSERT INTO packs SELECT DISTINCT pack FROM blobs")
+            elif self._packs_current():
+                return
+            self.db.execute("DELETE FROM packs")
+            self.db.execute("INSERT INTO packs SELECT DISTINCT pack FROM blobs")
+            self._mark_packs()
+
+    def _packs_current(self) -> bool:
+        count = self.db.execute("SELECT COUNT(*) FROM commits").fetchone()[0]
+        return (self.get_meta(_PACKS_MARK) or "0") == str(count)
+
+    def _mark_packs(self) -> None:
+        """Within a transaction that applied commits: ``packs`` is complete for them."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta VALUES(?, (SELECT COUNT(*) FROM commits))", (_PACKS_MARK,)
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -308,6 +326,7 @@ class IndexCache:
             self.db.executemany("INSERT OR REPLACE INTO restores VALUES(?,?,?,?)", rsts)
             if commit is not None:
                 self.db.execute("INSERT OR IGNORE INTO commits VALUES(?)", (commit,))
+            self._mark_packs()
 
     def _note_incomplete(self, pieces: list[tuple[bytes, list[bytes]]], new: set[bytes]) -> None:
         """Within :meth:`apply`'s transaction: mark the messages of this commit whose
@@ -335,6 +354,7 @@ class IndexCache:
         """Note commits as applied (after a rebuild from packs)."""
         with self.db:
             self.db.executemany("INSERT OR IGNORE INTO commits VALUES(?)", ((c,) for c in commits))
+            self._mark_packs()
 
     # --- look-ups -----------------------------------------------------------------
 

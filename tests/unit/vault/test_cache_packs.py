@@ -48,3 +48,26 @@ def test_a_rebuilt_cache_names_the_same_packs(tmp_path: Path) -> None:
         assert v.cache.pack_names() == want == _from_commits(v)
         v.rebuild_cache(from_packs=True)
         assert v.cache.pack_names() == want
+
+
+def test_commits_an_older_popvault_applied_are_found_when_the_cache_opens(
+    tmp_path: Path,
+) -> None:
+    """An older popvault (no ``packs`` table of its own) wrote a commit to this cache:
+    its blobs and commit are there, its pack not in ``packs``. Opening the cache again
+    sees the count of applied commits ahead of the table's and fills it anew."""
+    root = tmp_path / "v"
+    build(root, standard_batches())
+    with open_rw(root) as v:
+        before = v.cache.pack_names()
+        v.add_message(text_message(9), SourceInfo("a", "pop3://u@h", uidl="9"))
+        v.commit()
+        new = v.cache.pack_names() - before
+        assert new
+        db = v.cache.db
+        with db:  # as the older popvault left it: the pack unlisted, the mark behind
+            db.executemany("DELETE FROM packs WHERE name=?", [(p,) for p in new])
+            db.execute("UPDATE meta SET value = value - 1 WHERE key='packs_commits'")
+        assert v.cache.pack_names() == before
+    with open_ro(root) as v:
+        assert v.cache.pack_names() == before | new == _from_commits(v)
