@@ -124,7 +124,7 @@ def _incompressible(payload: bytes) -> bool:
     Attachments that are JPEG, PDF or zip already take most of the bytes of real mail:
     level 9 spent a millisecond a MiB on each such frame only to store it (of the
     attachment-heavy mailbox's 230 frames, 196 were stored, every one of which level 1
-    also found incompressible); the windows cost a quarter of that. A compressible
+    also found incompressible); the windows cost a fifteenth of that. A compressible
     stretch longer than a quarter of the payload and a window holds one window whole;
     shorter ones may be stored uncompressed (that mailbox's vault: 0.3 % larger)."""
     if len(payload) < 8 * PROBE:
