@@ -428,7 +428,7 @@ class IndexCache:
         of incomplete messages: format §8.3.1). A UIDL with several arrivals (the
         server reused it) maps to its latest one."""
         # from the (account, uidl, msg) index alone: no row of the table is read and
-        # nothing sorted (a no-op backup of 100,000 UIDLs: 160 -> 80 ms)
+        # nothing sorted (a no-op backup of 100,000 UIDLs: 140-164 -> about 100 ms)
         q = (
             "SELECT uidl, msg FROM sources WHERE account=? AND uidl IS NOT NULL"
             " AND msg NOT IN (SELECT msg FROM incomplete)"
