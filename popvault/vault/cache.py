@@ -31,6 +31,7 @@ import sqlcipher3
 from popvault.errors import UsageError
 from popvault.vault import fts, listing
 from popvault.vault.backend import Backend
+from popvault.vault.bulk import insert_rows
 from popvault.vault.cachekey import (
     PLAIN_HEADER,
     CacheKey,
@@ -301,25 +302,30 @@ class IndexCache:
         dels, rsts = rows.dels, rows.rsts
         blobs = list(blobs)
         with self.db:
-            self.db.executemany(
-                "INSERT OR IGNORE INTO blobs VALUES(?,?,?,?,?,?,?,?)",
-                ((b.blob_id, b.kind, *b.fields()) for b in blobs),
+            insert_rows(
+                self.db,
+                "INSERT OR IGNORE INTO blobs",
+                [(b.blob_id, b.kind, *b.fields()) for b in blobs],
             )
-            self.db.executemany(
-                "INSERT OR IGNORE INTO packs VALUES(?)", [(p,) for p in {b.pack for b in blobs}]
+            insert_rows(
+                self.db, "INSERT OR IGNORE INTO packs", [(p,) for p in {b.pack for b in blobs}]
             )
             # a message stored again while incomplete brings pieces whose blobs exist
-            self.db.executemany(
-                "UPDATE messages SET pieces=? WHERE id=? AND id IN (SELECT msg FROM incomplete)",
-                ((m[2], m[0]) for m in msgs),
-            )
-            self.db.executemany(  # a new row: this commit's times; one there: the earlier
-                "INSERT INTO messages VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE"
-                f" SET {_EARLIEST.format('excluded.first_archived', 'excluded.file_time')}",
+            if self.db.execute("SELECT 1 FROM incomplete LIMIT 1").fetchone() is not None:
+                self.db.executemany(
+                    "UPDATE messages SET pieces=? WHERE id=? AND id IN"
+                    " (SELECT msg FROM incomplete)",
+                    ((m[2], m[0]) for m in msgs),
+                )
+            insert_rows(  # a new row: this commit's times; one there: the earlier
+                self.db,
+                "INSERT INTO messages",
                 rows.message_rows(),
+                " ON CONFLICT(id) DO UPDATE"
+                f" SET {_EARLIEST.format('excluded.first_archived', 'excluded.file_time')}",
             )
             self._note_incomplete(pieces, {b.blob_id for b in blobs})
-            self.db.executemany("INSERT OR IGNORE INTO sources VALUES(?,?,?,?,?,?,?,?)", srcs)
+            insert_rows(self.db, "INSERT OR IGNORE INTO sources", srcs)
             sql = f"UPDATE messages SET {_EARLIEST.format('?1', '?2')} WHERE id=?3"  # noqa: S608
             self.db.executemany(sql, rows.other_times())  # messages recorded before
             self.db.executemany("INSERT INTO deletions VALUES(?,?,?,?)", dels)

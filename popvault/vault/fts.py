@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from popvault.vault.bulk import insert_rows
 from popvault.vault.rows import LISTED_COLUMNS, MessageRow, message_row
 
 if TYPE_CHECKING:
@@ -308,7 +309,7 @@ class SearchIndex:
                 if rowid > upto and now.get(rowid) == msg_id
             ]
             cols = "rowid, sender, recipients, subject, body, filename, facts"
-            db.executemany(f"INSERT INTO {TABLE}({cols}) VALUES(?,?,?,?,?,?,?)", rows)
+            insert_rows(db, f"INSERT INTO {TABLE}({cols})", rows)
             total = self._meta_int(PROBLEMS_KEY) + (broken if rows else 0)
             meta = "INSERT OR REPLACE INTO meta VALUES(?,?)"
             db.execute(meta, (UPTO_KEY, str(max(upto, docs[-1][0]))))
