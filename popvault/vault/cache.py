@@ -293,8 +293,8 @@ class IndexCache:
     ) -> None:
         """Add one commit's blob locations and records, in one transaction.
 
-        Records are applied grouped by table (one ``executemany`` each): messages before
-        the sources that update them; within a table, in record order."""
+        Records are applied grouped by table (a statement each, :func:`insert_rows`):
+        messages before the sources that update them; within a table, in record order."""
         rows = CommitRows()
         for r in records:
             rows.add(r)
