@@ -28,27 +28,31 @@ values = st.tuples(
 )
 
 
-def _both(rows: list[tuple[Any, ...]], tail: str, head: str) -> tuple[list[Any], list[Any]]:
+def _both(
+    rows: list[tuple[Any, ...]], tail: str, head: str, max_bytes: int | None = None
+) -> tuple[list[Any], list[Any]]:
     one, many = sqlite3.connect(":memory:"), sqlite3.connect(":memory:")
     for db in (one, many):
         db.execute(TABLE)
     marks = ",".join("?" * 5)
     many.executemany(f"{head} VALUES({marks}){tail}", rows)
-    insert_rows(one, head, rows, tail)
+    insert_rows(one, head, rows, tail, max_bytes=max_bytes)
     order = "SELECT rowid, * FROM t ORDER BY rowid"
     return one.execute(order).fetchall(), many.execute(order).fetchall()
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(values, max_size=40), st.integers(1, 7))
-def test_the_same_rows_as_executemany(rows: list[tuple[Any, ...]], per: int) -> None:
-    """Plain inserts, OR IGNORE and an upsert, several statements or one: the same rows,
+@given(st.lists(values, max_size=40), st.sampled_from([1, 2, 4, 8]), st.none() | st.integers(0, 64))
+def test_the_same_rows_as_executemany(
+    rows: list[tuple[Any, ...]], per: int, max_bytes: int | None
+) -> None:
+    """Plain inserts, OR IGNORE and an upsert, in statements of any size: the same rows,
     the same rowids, values exactly as bound (floats to the last bit)."""
     bulk_rows = bulk.ROWS
     bulk.ROWS = per  # several statements for a few rows
     try:
         for head, tail in (("INSERT OR IGNORE INTO t", ""), ("INSERT INTO t", UPSERT)):
-            got, want = _both(rows, tail, head)
+            got, want = _both(rows, tail, head, max_bytes)
             assert got == want
             for a, b in zip(got, want, strict=True):
                 for x, y in zip(a, b, strict=True):
@@ -66,30 +70,46 @@ def test_a_conflict_stops_at_its_statement_like_executemany() -> None:
         insert_rows(db, "INSERT INTO t", [(b"a", 1, 1.0, "", 0.0), (b"a", 2, 2.0, "", 0.0)])
 
 
-def test_thousands_of_rows_are_one_statement() -> None:
-    """What makes it worth it: one statement (one step without the interpreter lock)
-    for a commit's rows, not one a row."""
+class _Recorder:
+    """A connection that notes the rows of each statement run on it."""
+
+    def __init__(self, db: sqlite3.Connection, width: int) -> None:
+        self.db, self.width = db, width
+        self.statements: list[tuple[str, int]] = []
+
+    def execute(self, sql: str, params: list[Any]) -> sqlite3.Cursor:
+        self.statements.append((sql, len(params) // self.width))
+        return self.db.execute(sql, params)
+
+    def getlimit(self, category: int) -> int:
+        return self.db.getlimit(category)
+
+
+def test_thousands_of_rows_are_a_few_statements_of_a_few_shapes() -> None:
+    """What makes it worth it: a few statements (each one step without the interpreter
+    lock) for a commit's rows, not one a row; and few distinct statements, each a power
+    of two of rows (Python keeps each prepared statement with its last values)."""
     db = sqlite3.connect(":memory:")
     db.execute(TABLE)
-    seen: list[str] = []
-    db.set_trace_callback(seen.append)
+    rec = _Recorder(db, 5)
     rows = [(secrets.token_bytes(32), i, i / 7, f"row {i}", 1.5) for i in range(4000)]
-    insert_rows(db, "INSERT INTO t", rows)
-    db.set_trace_callback(None)
-    assert len([s for s in seen if s.startswith("INSERT")]) == 1
+    insert_rows(rec, "INSERT INTO t", rows)
+    counts = [n for _, n in rec.statements]
+    assert counts == [256] * 15 + [128, 32]
+    assert len({sql for sql, _ in rec.statements}) == 3
     assert db.execute("SELECT count(*), sum(n) FROM t").fetchone() == (4000, sum(range(4000)))
 
 
-def test_statements_stay_within_the_connections_limit() -> None:
-    """A connection that binds fewer values a statement gets more statements."""
+def test_max_bytes_makes_statements_smaller_but_never_empty() -> None:
     db = sqlite3.connect(":memory:")
     db.execute(TABLE)
-    db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 12)  # two rows of five
-    seen: list[str] = []
-    db.set_trace_callback(seen.append)
-    insert_rows(db, "INSERT INTO t", [(bytes([i]), i, 0.0, "", 0.0) for i in range(5)])
-    assert len([s for s in seen if s.startswith("INSERT")]) == 3
-    assert db.execute("SELECT count(*) FROM t").fetchone() == (5,)
+    rec = _Recorder(db, 5)
+    rows = [(bytes([i]), i, 0.0, "x" * 1000, 0.0) for i in range(20)]
+    rows.append((b"big", 0, 0.0, "y" * 10_000, 0.0))  # over the cap alone
+    insert_rows(rec, "INSERT INTO t", rows, max_bytes=4100)
+    counts = [n for _, n in rec.statements]
+    assert sum(counts) == 21 and max(counts) == 4 and counts[-1] == 1
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (21,)
 
 
 def test_an_encrypted_connection_and_an_fts5_table(tmp_path: Path) -> None:
