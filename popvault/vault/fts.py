@@ -27,7 +27,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from popvault.vault.bulk import insert_rows
 from popvault.vault.rows import LISTED_COLUMNS, MessageRow, message_row
 
 if TYPE_CHECKING:
@@ -62,11 +61,6 @@ SETTINGS = (("automerge", AUTOMERGE), ("hashsize", HASHSIZE))
 #: connection (for listings) was 12 MB more of an import's memory at 100,000 messages,
 #: for no speed (docs/performance.md).
 OWN_CACHE_KIB = 2048
-#: Characters of documents inserted in one statement (:func:`insert_rows`): each
-#: statement on an FTS5 table writes what it has pending as a segment (ten rows a
-#: statement cost twice as much as one statement of 2,000), and a statement keeps its
-#: last values while it is cached (4 MiB: a backup's peak 10-20 MB higher).
-INSERT_BYTES = 1 << 20
 #: The table snippets of one page of hits are made on (in memory, this connection only).
 _SNIP = "temp.fts_page"
 _SNIP_SCHEMA = f"CREATE VIRTUAL TABLE IF NOT EXISTS {_SNIP} USING {DEFINITION};"
@@ -314,7 +308,7 @@ class SearchIndex:
                 if rowid > upto and now.get(rowid) == msg_id
             ]
             cols = "rowid, sender, recipients, subject, body, filename, facts"
-            insert_rows(db, f"INSERT INTO {TABLE}({cols})", rows, max_bytes=INSERT_BYTES)
+            db.executemany(f"INSERT INTO {TABLE}({cols}) VALUES(?,?,?,?,?,?,?)", rows)
             total = self._meta_int(PROBLEMS_KEY) + (broken if rows else 0)
             meta = "INSERT OR REPLACE INTO meta VALUES(?,?)"
             db.execute(meta, (UPTO_KEY, str(max(upto, docs[-1][0]))))
