@@ -14,7 +14,7 @@ Memory stays bounded: Python's sqlite3 keeps up to 128 prepared statements a
 connection, each with the values last bound to it, so a statement's row count is always
 a power of two up to :data:`ROWS`: at most nine distinct statements a table, each
 holding at most its last rows. (Statements of up to 1,024 rows, and the search index's
-documents inserted so too, had an attachment-heavy backup peak 10-20 MB higher; the
+documents inserted so too, had an attachment-heavy backup peak up to 20 MB higher; the
 documents still go in one a row: on an FTS5 table multi-row statements cost more CPU
 than they save, docs/performance.md.)
 """
